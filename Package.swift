@@ -1,0 +1,84 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Module map (what may depend on what):
+//   CLibevent          system library: Debian's libevent-dev (event_core + event_pthreads)
+//   AsyncComCore       pure Swift: wire protocol, device map, commands file, endpoints. No I/O, no libevent.
+//   AsyncComEventLoop  thin Swift layer over libevent: event base, fd events, timers, notifier, sockets.
+//   AsyncComServer     the reactor server (Core + EventLoop).
+//   AsyncComClient     the pipelining client engine, usable as a library (Core + EventLoop).
+//   asynccom-server / asynccom-client / asynccom-bench: thin command-line front ends.
+let package = Package(
+    name: "asynccom",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "asynccom-server", targets: ["asynccom-server"]),
+        .executable(name: "asynccom-client", targets: ["asynccom-client"]),
+        .executable(name: "asynccom-bench", targets: ["asynccom-bench"]),
+        .library(name: "AsyncComClient", targets: ["AsyncComClient"]),
+        .library(name: "AsyncComServer", targets: ["AsyncComServer"]),
+        .library(name: "AsyncComCore", targets: ["AsyncComCore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CLibevent",
+            pkgConfig: "libevent_core",
+            providers: [.apt(["libevent-dev"])]
+        ),
+        .target(name: "AsyncComCore"),
+        .target(name: "AsyncComEventLoop", dependencies: ["CLibevent", "AsyncComCore"]),
+        .target(
+            name: "AsyncComServer",
+            dependencies: [
+                "AsyncComCore", "AsyncComEventLoop",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "AsyncComClient",
+            dependencies: [
+                "AsyncComCore", "AsyncComEventLoop",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ]
+        ),
+        .executableTarget(
+            name: "asynccom-server",
+            dependencies: [
+                "AsyncComServer", "AsyncComCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "asynccom-client",
+            dependencies: [
+                "AsyncComClient", "AsyncComCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "asynccom-bench",
+            dependencies: [
+                "AsyncComClient", "AsyncComCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Benchmarks/asynccom-bench"
+        ),
+        .testTarget(name: "AsyncComCoreTests", dependencies: ["AsyncComCore"]),
+        .testTarget(
+            name: "AsyncComServerTests",
+            dependencies: ["AsyncComServer", "AsyncComCore", "AsyncComEventLoop"]
+        ),
+        .testTarget(
+            name: "AsyncComClientTests",
+            dependencies: ["AsyncComClient", "AsyncComServer", "AsyncComCore"]
+        ),
+    ]
+)

@@ -1,0 +1,1 @@
+// The pipelining client engine: built by the client work.

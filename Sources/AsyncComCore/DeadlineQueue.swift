@@ -1,0 +1,134 @@
+/// Pending work ordered by deadline, grouped by delay so that ordering costs O(1) per item.
+///
+/// Items that share a delay (the map's `wait` of a request's slowest command) arrive in time order, so their
+/// deadlines are already sorted: each delay gets a plain FIFO, and only the FIFO heads are kept in a min-heap.
+/// A reactor therefore needs one timer for all its pending requests, re-armed at `nextDeadline`, and inserting
+/// or popping an item costs O(1) plus O(log g) for g distinct delays in use, never O(log n) for n items.
+public struct DeadlineQueue<Payload> {
+    @usableFromInline struct Entry {
+        @usableFromInline var deadline: UInt64
+        @usableFromInline var payload: Payload
+        @usableFromInline init(deadline: UInt64, payload: Payload) { self.deadline = deadline; self.payload = payload }
+    }
+
+    @usableFromInline struct Group {
+        @usableFromInline var delay: UInt64
+        @usableFromInline var items: [Entry] = []
+        @usableFromInline var head = 0
+        @usableFromInline var isEmpty: Bool { head == items.count }
+        @usableFromInline var headDeadline: UInt64 { items[head].deadline }
+        @usableFromInline init(delay: UInt64) { self.delay = delay }
+    }
+
+    @usableFromInline var groups: [Group] = []
+    @usableFromInline var groupIndexByDelay: [UInt64: Int] = [:]
+    /// Indices into `groups` of the non-empty groups, a min-heap on their head deadline.
+    @usableFromInline var heap: [Int] = []
+    public private(set) var count = 0
+
+    public init() {}
+
+    public var isEmpty: Bool { count == 0 }
+
+    /// The earliest deadline, if anything is pending.
+    public var nextDeadline: UInt64? {
+        guard let top = heap.first else { return nil }
+        return groups[top].headDeadline
+    }
+
+    /// Adds `payload`, due at `deadline`, which is `now + delay` for a monotonic `now`. Deadlines within one
+    /// delay must not go backwards; a deadline earlier than the group's last one is treated as equal to it.
+    public mutating func insert(deadline: UInt64, delay: UInt64, payload: Payload) {
+        let g: Int
+        if let existing = groupIndexByDelay[delay] {
+            g = existing
+        } else {
+            g = groups.count
+            groups.append(Group(delay: delay))
+            groupIndexByDelay[delay] = g
+        }
+        let wasEmpty = groups[g].isEmpty
+        var d = deadline
+        if !wasEmpty, let last = groups[g].items.last, last.deadline > d { d = last.deadline }
+        groups[g].items.append(Entry(deadline: d, payload: payload))
+        count += 1
+        if wasEmpty { heapPush(g) }
+    }
+
+    /// Removes every item due at `now` or earlier, in deadline order, handing each to `body` with its deadline.
+    public mutating func popDue(now: UInt64, _ body: (Payload, UInt64) -> Void) {
+        while let top = heap.first {
+            guard groups[top].headDeadline <= now else { return }
+            // Drain this group as far as it is due; its head only moves later, so fix the heap once.
+            repeat {
+                let entry = groups[top].items[groups[top].head]
+                groups[top].head += 1
+                count -= 1
+                body(entry.payload, entry.deadline)
+            } while !groups[top].isEmpty && groups[top].headDeadline <= now
+            if groups[top].isEmpty {
+                groups[top].items.removeAll(keepingCapacity: groups[top].items.capacity <= 4096)
+                groups[top].head = 0
+                heapPopTop()
+            } else {
+                compact(top)
+                siftDown(0)
+            }
+        }
+    }
+
+    /// Removes everything, handing each item to `body` (used when a reactor shuts down hard).
+    public mutating func removeAll(_ body: (Payload) -> Void) {
+        for g in groups.indices {
+            for i in groups[g].head..<groups[g].items.count { body(groups[g].items[i].payload) }
+            groups[g].items.removeAll()
+            groups[g].head = 0
+        }
+        heap.removeAll()
+        count = 0
+    }
+
+    @usableFromInline mutating func compact(_ g: Int) {
+        // Drop the consumed prefix once it is the larger half, keeping appends amortised O(1).
+        if groups[g].head >= 1024 && groups[g].head * 2 >= groups[g].items.count {
+            groups[g].items.removeFirst(groups[g].head)
+            groups[g].head = 0
+        }
+    }
+
+    @usableFromInline func key(_ heapSlot: Int) -> UInt64 { groups[heap[heapSlot]].headDeadline }
+
+    @usableFromInline mutating func heapPush(_ g: Int) {
+        heap.append(g)
+        var i = heap.count - 1
+        while i > 0 {
+            let parent = (i - 1) / 2
+            if key(parent) <= key(i) { break }
+            heap.swapAt(parent, i)
+            i = parent
+        }
+    }
+
+    @usableFromInline mutating func heapPopTop() {
+        let last = heap.removeLast()
+        if !heap.isEmpty {
+            heap[0] = last
+            siftDown(0)
+        }
+    }
+
+    @usableFromInline mutating func siftDown(_ start: Int) {
+        var i = start
+        let n = heap.count
+        while true {
+            let l = 2 * i + 1
+            if l >= n { return }
+            var smallest = l
+            let r = l + 1
+            if r < n && key(r) < key(l) { smallest = r }
+            if key(i) <= key(smallest) { return }
+            heap.swapAt(i, smallest)
+            i = smallest
+        }
+    }
+}

@@ -1,0 +1,56 @@
+/// Where a server listens or a client connects: `tcp://HOST:PORT`, `tcp://[IPv6]:PORT` or `unix:///path`.
+public enum Endpoint: Hashable, Sendable, CustomStringConvertible {
+    case tcp(host: String, port: UInt16)
+    case unix(path: String)
+
+    public static let defaultURL = "tcp://127.0.0.1:5557"
+    public static let `default` = Endpoint.tcp(host: "127.0.0.1", port: 5557)
+
+    public struct ParseError: Error, CustomStringConvertible, Sendable {
+        public let input: String
+        public let reason: String
+        public var description: String { "invalid endpoint '\(input)': \(reason) (expected tcp://HOST:PORT, tcp://[IPv6]:PORT or unix:///path)" }
+    }
+
+    public init(parsing text: String) throws(ParseError) {
+        if text.hasPrefix("unix://") {
+            let path = String(text.dropFirst("unix://".count))
+            guard !path.isEmpty else { throw ParseError(input: text, reason: "empty socket path") }
+            // sun_path holds 108 bytes including the terminating NUL.
+            guard path.utf8.count < 108 else { throw ParseError(input: text, reason: "socket path longer than 107 bytes") }
+            self = .unix(path: path)
+            return
+        }
+        guard text.hasPrefix("tcp://") else { throw ParseError(input: text, reason: "unknown scheme") }
+        let rest = Substring(text.dropFirst("tcp://".count))
+        let host: Substring
+        let portText: Substring
+        if rest.hasPrefix("[") {
+            guard let close = rest.firstIndex(of: "]") else { throw ParseError(input: text, reason: "missing ']'") }
+            host = rest[rest.index(after: rest.startIndex)..<close]
+            let after = rest[rest.index(after: close)...]
+            guard after.hasPrefix(":") else { throw ParseError(input: text, reason: "missing ':PORT'") }
+            portText = after.dropFirst()
+            guard host.contains(":") else { throw ParseError(input: text, reason: "brackets are for IPv6 addresses") }
+        } else {
+            guard let colon = rest.lastIndex(of: ":") else { throw ParseError(input: text, reason: "missing ':PORT'") }
+            host = rest[..<colon]
+            portText = rest[rest.index(after: colon)...]
+            if host.contains(":") { throw ParseError(input: text, reason: "IPv6 addresses go in brackets") }
+        }
+        guard !host.isEmpty else { throw ParseError(input: text, reason: "empty host") }
+        guard !portText.isEmpty, portText.allSatisfy({ $0.isASCII && $0.isNumber }), let port = UInt16(portText) else {
+            throw ParseError(input: text, reason: "port must be a number from 0 to 65535")
+        }
+        self = .tcp(host: String(host), port: port)
+    }
+
+    public var description: String {
+        switch self {
+        case .tcp(let host, let port):
+            return host.contains(":") ? "tcp://[\(host)]:\(port)" : "tcp://\(host):\(port)"
+        case .unix(let path):
+            return "unix://\(path)"
+        }
+    }
+}

@@ -1,0 +1,1 @@
+// The reactor server: built by the server work.

@@ -1,0 +1,32 @@
+#ifndef ASYNCCOM_CLIBEVENT_SHIM_H
+#define ASYNCCOM_CLIBEVENT_SHIM_H
+
+// libc first: Clang's module check on event2/ needs fd_set and friends already declared.
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <fcntl.h>
+#include <unistd.h>
+#include <signal.h>
+#include <errno.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <event2/util.h>
+
+// Function-like macros are not imported by Swift: tiny inline stand-ins.
+static inline struct event *asynccom_evsignal_new(struct event_base *base, int signum,
+                                                  event_callback_fn cb, void *arg) {
+    return event_new(base, signum, EV_SIGNAL | EV_PERSIST, cb, arg);
+}
+
+static inline int asynccom_errno(void) { return errno; }
+
+#endif
