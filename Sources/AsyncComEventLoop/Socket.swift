@@ -142,14 +142,21 @@ public enum Socket {
         }
     }
 
-    /// accept4 non-blocking; nil on EAGAIN (and on ECONNABORTED/EINTR: nothing to take now, try again);
-    /// throws on other errors (caller logs and continues on EMFILE etc.).
+    /// accept4 non-blocking; nil on EAGAIN; throws on other errors (caller logs and continues on EMFILE etc.).
+    /// Errors that concern only the one connection being accepted (ECONNABORTED, EINTR, and the pending network
+    /// errors Linux reports through accept, see accept(2)) also return nil: the listener is level-triggered, so
+    /// any further pending connection makes it readable again.
     public static func accept(fd: Int32) throws(SystemError) -> Int32? {
         let client = asynccom_accept4(fd, nil, nil, Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue))
         if client >= 0 { return client }
         let e = Glibc.errno
-        if e == EAGAIN || e == EWOULDBLOCK || e == ECONNABORTED || e == EINTR { return nil }
-        throw SystemError("accept4", errno: e)
+        switch e {
+        case EAGAIN, EWOULDBLOCK, ECONNABORTED, EINTR, EPROTO, ENETDOWN, ENOPROTOOPT, EHOSTDOWN, ENONET,
+             EHOSTUNREACH, EOPNOTSUPP, ENETUNREACH:
+            return nil
+        default:
+            throw SystemError("accept4", errno: e)
+        }
     }
 
     /// Starts a non-blocking connect; returns the fd (completion: writable, then `connectResult`).
