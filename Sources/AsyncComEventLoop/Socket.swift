@@ -11,7 +11,8 @@ public enum Socket {
 
     /// Binds and listens. TCP: SO_REUSEADDR, and SO_REUSEPORT when `reusePort`; resolves `host` (numeric or name)
     /// and uses the first address that binds; IPv6 listeners are IPv6-only. Unix: removes a stale socket file
-    /// first (never a file that is not a socket). Returns the fd.
+    /// first (never a file that is not a socket, never one a live server listens on: EADDRINUSE; `reusePort`
+    /// does not apply, so reactors must share one Unix listener). Returns the fd.
     public static func listen(_ endpoint: Endpoint, reusePort: Bool, backlog: Int32 = 1024) throws(SystemError) -> Int32 {
         switch endpoint {
         case .tcp(let host, let port):
@@ -60,9 +61,21 @@ public enum Socket {
         var address = try unixAddress(path)
         var st = stat()
         if lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFSOCK {
-            // A socket file left by a previous run; a live server on it would also lose its name, which is the
-            // usual Unix-socket trade-off (the caller is expected to own the path).
-            unlink(path)
+            // Remove a socket file left by a previous run, but never steal the name of a live server: a connect
+            // that is refused means nobody listens any more.
+            let probe = socket(AF_UNIX, streamFlags, 0)
+            guard probe >= 0 else { throw .last("socket(unix://\(path))") }
+            let connected = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    Glibc.connect(probe, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0
+                }
+            }
+            let probeErrno = Glibc.errno
+            Glibc.close(probe)
+            if connected || probeErrno == EAGAIN {
+                throw SystemError("listen(unix://\(path)): a server is already listening there", errno: EADDRINUSE)
+            }
+            if probeErrno == ECONNREFUSED { unlink(path) }
         }
         let fd = socket(AF_UNIX, streamFlags, 0)
         guard fd >= 0 else { throw .last("socket(unix://\(path))") }

@@ -249,6 +249,30 @@ private final class EchoExchange {
         #expect(throws: SystemError.self) { try Socket.listen(.unix(path: path), reusePort: false) }
     }
 
+    @Test func unixListenDoesNotStealALiveServersSocket() throws {
+        let dir = try makeTempDirectory()
+        defer { rmdir(dir) }
+        let path = dir + "/live.sock"
+        defer { unlink(path) }
+        let live = try Socket.listen(.unix(path: path), reusePort: false)
+        defer { Socket.close(fd: live) }
+        do {
+            let second = try Socket.listen(.unix(path: path), reusePort: false)
+            Socket.close(fd: second)
+            Issue.record("a second listener took over a live socket path")
+        } catch {
+            #expect(error.errno == EADDRINUSE)
+        }
+        // The live listener still owns the name: a client reaches it.
+        let client = try Socket.connect(.unix(path: path))
+        Socket.close(fd: client)
+        var accepted: Int32? = nil
+        let deadline = EventLoop.monotonicNanos() + 5_000_000_000
+        while accepted == nil && EventLoop.monotonicNanos() < deadline { accepted = try Socket.accept(fd: live) }
+        #expect(accepted != nil)
+        if let accepted { Socket.close(fd: accepted) }
+    }
+
     @Test func connectToAClosedPortFails() throws {
         // Bind a port, then close it: nothing listens there now.
         let probe = try Socket.listen(.tcp(host: "127.0.0.1", port: 0), reusePort: false)
