@@ -106,26 +106,8 @@ enum DataSet {
     enum LineKind { case known(entry: Int), unknown, malformed }
 
     static func forEachCommand(_ spec: DataSetSpec, _ body: (String, LineKind) throws -> Void) rethrows {
-        // A second generator, so the commands do not depend on how many draws the map took.
-        var rng = SplitMix64(seed: spec.seed ^ 0xC0FF_EE00_D15E_A5E5)
-        let unknownCut = UInt64(spec.unknownFraction * 1_000_000)
-        let malformedCut = UInt64(spec.malformedFraction * 1_000_000)
-        var lineNo = 0
-        for _ in 0..<spec.repeats {
-            for d in 0..<spec.devices {
-                for c in 0..<spec.commands.count {
-                    lineNo += 1
-                    let roll = rng.next() % 1_000_000
-                    if roll < malformedCut {
-                        try body("malformed line \(lineNo) without a colon", .malformed)
-                    } else if roll < malformedCut + unknownCut {
-                        try body(deviceText(d, unknown: true) + ":" + spec.commands[c], .unknown)
-                    } else {
-                        try body(deviceText(d) + ":" + spec.commands[c], .known(entry: d * spec.commands.count + c))
-                    }
-                }
-            }
-        }
+        var lines = CommandLines(spec)
+        while let (text, kind) = lines.next() { try body(text, kind) }
     }
 
     static func expectation(_ spec: DataSetSpec) -> Expectation {
@@ -161,6 +143,45 @@ enum DataSet {
             try cmds.write("\n")
         }
         try cmds.close()
+    }
+}
+
+/// The commands list of a data set, produced lazily line by line (so a benchmark can stream millions of
+/// commands without holding them).
+struct CommandLines {
+    let spec: DataSetSpec
+    private var rng: SplitMix64
+    private let unknownCut: UInt64
+    private let malformedCut: UInt64
+    private var lineNo = 0
+    private var total: Int
+
+    init(_ spec: DataSetSpec) {
+        self.spec = spec
+        // A generator of its own, so the commands do not depend on how many draws the map took.
+        rng = SplitMix64(seed: spec.seed ^ 0xC0FF_EE00_D15E_A5E5)
+        unknownCut = UInt64(spec.unknownFraction * 1_000_000)
+        malformedCut = UInt64(spec.malformedFraction * 1_000_000)
+        total = spec.commandLines
+    }
+
+    /// 1-based number of the line last returned.
+    var lineNumber: Int { lineNo }
+
+    mutating func next() -> (String, DataSet.LineKind)? {
+        guard lineNo < total else { return nil }
+        let perRepeat = spec.devices * spec.commands.count
+        let within = lineNo % perRepeat
+        let d = within / spec.commands.count
+        let c = within % spec.commands.count
+        lineNo += 1
+        let roll = rng.next() % 1_000_000
+        if roll < malformedCut {
+            return ("malformed line \(lineNo) without a colon", .malformed)
+        } else if roll < malformedCut + unknownCut {
+            return (DataSet.deviceText(d, unknown: true) + ":" + spec.commands[c], .unknown)
+        }
+        return (DataSet.deviceText(d) + ":" + spec.commands[c], .known(entry: d * spec.commands.count + c))
     }
 }
 
