@@ -63,7 +63,7 @@ final class Connection {
         do {
             fd = try Socket.connect(server.endpoint)
         } catch {
-            attemptFailed(reason: error.description)
+            attemptFailed(reason: Connection.describe(error))
             return
         }
         self.fd = fd
@@ -137,7 +137,7 @@ final class Connection {
             do {
                 n = try Socket.read(fd: fd, into: input, chunk: 64 << 10)
             } catch {
-                lost(reason: error.description)
+                lost(reason: Connection.describe(error))
                 return
             }
             guard let n else { break }
@@ -208,7 +208,7 @@ final class Connection {
             do {
                 _ = try Socket.write(fd: fd, from: output)
             } catch {
-                lost(reason: error.description)
+                lost(reason: Connection.describe(error))
                 return
             }
         }
@@ -262,6 +262,12 @@ final class Connection {
         output.clear()
         input.shrinkIfEmpty(limit: 64 << 10)
         output.shrinkIfEmpty(limit: 64 << 10)
+    }
+
+    /// The errno text of a socket error (`Connection refused`), which is what failure reasons quote.
+    static func describe(_ error: any Error) -> String {
+        if let e = error as? SystemError { return e.message ?? String(cString: strerror(e.errno)) }
+        return "\(error)"
     }
 
     /// Final teardown (job over): no reconnect.
