@@ -73,9 +73,29 @@ public final class ByteBuffer {
     }
 
     /// Drops everything written after `writerIndex` was `mark` (rolls back a partly written message).
+    ///
+    /// Careful: an absolute `writerIndex` mark goes stale when an append in between grows or compacts the
+    /// storage (both move the readable bytes to offset 0). Prefer `truncate(readableBytes:)` with a mark taken
+    /// from `readableBytes`, which survives both.
     @inline(__always) public func truncate(to mark: Int) {
         precondition(mark >= readerIndex && mark <= writerIndex)
         writerIndex = mark
+    }
+
+    /// Rolls back to a mark taken from `readableBytes`: keeps the first `n` readable bytes, drops the rest.
+    /// Unlike an absolute `writerIndex` mark, this one stays valid when appends grow or compact the buffer.
+    @inline(__always) public func truncate(readableBytes n: Int) {
+        precondition(n >= 0 && n <= writerIndex - readerIndex)
+        writerIndex = readerIndex + n
+    }
+
+    /// Moves the readable bytes to the front so that all free space is writable (like NIO's discardReadBytes).
+    public func discardReadBytes() {
+        guard readerIndex > 0 else { return }
+        let readable = writerIndex - readerIndex
+        if readable > 0 { memmove(storage, storage + readerIndex, readable) }
+        readerIndex = 0
+        writerIndex = readable
     }
 
     public func clear() { readerIndex = 0; writerIndex = 0 }

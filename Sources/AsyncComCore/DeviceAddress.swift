@@ -104,7 +104,8 @@ public struct DeviceAddress: Hashable, Sendable, CustomStringConvertible {
             for i in 0..<8 { raw[8 + i] = UInt8(truncatingIfNeeded: low >> (56 - 8 * UInt64(i))) }
         }
         var buf = [CChar](repeating: 0, count: 64)
-        _ = inet_ntop(AF_INET6, &addr, &buf, socklen_t(buf.count))
-        return String(cString: buf)
+        guard inet_ntop(AF_INET6, &addr, &buf, socklen_t(buf.count)) != nil else { return "?" }
+        let length = buf.firstIndex(of: 0) ?? buf.count
+        return String(decoding: buf[..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }

@@ -5,17 +5,71 @@ public enum ItemSyntax {
 
     public enum ItemError: Error, Equatable, Sendable, CustomStringConvertible {
         case missingColon, emptyDevice, badAddress, emptyCommand, badCommand, commandTooLong
-        public var description: String { fatalError("contract stub: implemented by the core work") }
+        public var description: String {
+            switch self {
+            case .missingColon: return "missing ':' between device and command"
+            case .emptyDevice: return "missing device before ':'"
+            case .badAddress: return "invalid device address"
+            case .emptyCommand: return "missing command after ':'"
+            case .badCommand: return "command must be 1-64 characters of A-Z a-z 0-9 _ . -"
+            case .commandTooLong: return "command longer than 64 characters"
+            }
+        }
     }
 
     /// Parses `device:command`; on success returns the device and the offset where the command starts
     /// (the command runs to the end of `item`).
+    @inline(__always)
     public static func parse(_ item: UnsafeRawBufferPointer) -> Result<(device: DeviceAddress, commandStart: Int), ItemError> {
-        fatalError("contract stub: implemented by the core work")
+        let n = item.count
+        var colon = n - 1
+        while colon >= 0 && item[colon] != UInt8(ascii: ":") { colon -= 1 }
+        guard colon >= 0 else { return .failure(.missingColon) }
+        guard colon > 0 else { return .failure(.emptyDevice) }
+        let commandStart = colon + 1
+        let commandLength = n - commandStart
+        guard commandLength > 0 else { return .failure(.emptyCommand) }
+        guard commandLength <= maxCommandLength else { return .failure(.commandTooLong) }
+        // The command is checked before the address: it is cheaper and a typo there is the commoner mistake.
+        guard allCommandBytes(item.baseAddress! + commandStart, commandLength) else { return .failure(.badCommand) }
+        guard let device = DeviceAddress.parse(UnsafeRawBufferPointer(rebasing: item[0..<colon])) else {
+            return .failure(.badAddress)
+        }
+        return .success((device, commandStart))
+    }
+
+    public static func parse(_ item: String) -> Result<(device: DeviceAddress, commandStart: Int), ItemError> {
+        var s = item
+        return s.withUTF8 { parse(UnsafeRawBufferPointer($0)) }
     }
 
     /// `[A-Za-z0-9_.-]`, 1 to `maxCommandLength` bytes.
+    @inline(__always)
     public static func isValidCommand(_ bytes: UnsafeRawBufferPointer) -> Bool {
-        fatalError("contract stub: implemented by the core work")
+        let n = bytes.count
+        guard n > 0 && n <= maxCommandLength else { return false }
+        return allCommandBytes(bytes.baseAddress!, n)
+    }
+
+    /// Whether `c` may appear in a command.
+    @inline(__always)
+    public static func isCommandByte(_ c: UInt8) -> Bool {
+        // Bit i of the mask is set for allowed ASCII byte (64 * word + i).
+        // Word 0 (0-63): '-' 45, '.' 46, '0'-'9' 48-57. Word 1 (64-127): 'A'-'Z' 65-90, '_' 95, 'a'-'z' 97-122.
+        let low: UInt64 = (1 << 45) | (1 << 46) | (0x3FF << 48)
+        let high: UInt64 = (0x3FF_FFFF << 1) | (1 << 31) | (0x3FF_FFFF << 33)
+        guard c < 128 else { return false }
+        let word = c < 64 ? low : high
+        return (word >> UInt64(c & 63)) & 1 == 1
+    }
+
+    @inline(__always)
+    static func allCommandBytes(_ p: UnsafeRawPointer, _ n: Int) -> Bool {
+        var i = 0
+        while i < n {
+            if !isCommandByte(p.load(fromByteOffset: i, as: UInt8.self)) { return false }
+            i += 1
+        }
+        return true
     }
 }
