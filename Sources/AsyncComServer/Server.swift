@@ -32,6 +32,11 @@ public final class Server: Sendable {
         self.shared = ServerShared(configuration: configuration)
     }
 
+    /// A server that logs nothing (tests, embedding).
+    public convenience init(configuration: ServerConfiguration) {
+        self.init(configuration: configuration, logger: Logger(label: "asynccom-server", factory: { _ in SwiftLogNoOpLogHandler() }))
+    }
+
     /// Binds every endpoint, starts the reactors and returns the bound endpoints (with real ports for port 0),
     /// in the order of `configuration.endpoints`. `onStopped` runs on a reactor thread once all have stopped.
     @discardableResult
