@@ -7,7 +7,7 @@ final class Connection {
         /// Reading and answering requests.
         case open
         /// No more lines are processed; in-flight replies are still sent, then the connection lingers.
-        /// Entered on QUIT, LINE_TOO_LONG, peer EOF, idle timeout and server shutdown.
+        /// Entered on QUIT, LINE_TOO_LONG, idle timeout and server shutdown.
         case finishing
         /// Our side is shut down for writing; the peer's remaining bytes are discarded until EOF or `deadline`,
         /// so that closing never turns unread input into a RST that could destroy replies already sent.
@@ -27,12 +27,15 @@ final class Connection {
     var state: State = .open
     /// Backpressure: too much in flight or unsent; stop reading until it halves.
     var paused = false
-    /// The peer shut down its sending side (read returned 0).
-    var peerClosed = false
     var inflightRequests = 0
     var inflightCommands = 0
     /// Monotonic time of the last byte received or reply delivered (idle timeout).
     var lastActivity: UInt64
+    /// Bytes written to the socket so far, and the sweep's view of it: output that makes no progress for the
+    /// idle timeout belongs to a peer that stopped reading, and the connection is closed.
+    var bytesWritten = 0
+    var stallMark = 0
+    var stallSince: UInt64 = 0
     /// Set while the connection is on the reactor's list of connections to flush after a timer fire.
     var queuedForFlush = false
     /// The BYE line of a QUIT, held until the replies in flight have been sent.

@@ -30,6 +30,7 @@ extension Reactor {
         // One arrival time per callback: every request read now is due relative to it.
         let now = EventLoop.monotonicNanos()
         var budget = Self.readBudget
+        var peerClosed = false
         while budget > 0 && c.isOpen && !c.paused {
             // Read into the shared buffer unless a partial line is waiting (bytes must stay in order).
             let target = c.input.isEmpty ? readBuffer : c.input
@@ -42,7 +43,7 @@ extension Reactor {
                 return
             }
             if n == 0 {
-                c.peerClosed = true
+                peerClosed = true
                 break
             }
             counters.bytesIn.add(UInt64(n))
@@ -54,9 +55,14 @@ extension Reactor {
                 readBuffer.clear()
             }
         }
-        // The peer sent all it will: answer what is in flight, then close.
-        if c.peerClosed && c.isOpen { c.state = .finishing }
         rearmReplyTimer()
+        if peerClosed {
+            // EOF: like memcached and Redis, a peer that stops sending is gone. A full close and a half-close
+            // look the same from here, and replies still pending would be written into a dead socket, so they
+            // are released now. Replies already produced get one best-effort write. (QUIT ends a session
+            // without losing replies.)
+            if flush(c) { close(c) }
+        }
     }
 
     /// Answers every complete line in `buffer` until the connection must stop reading.
@@ -132,6 +138,7 @@ extension Reactor {
                 return false
             }
             if n == 0 { break }
+            c.bytesWritten &+= n
             counters.bytesOut.add(UInt64(n))
         }
         return true
@@ -178,10 +185,6 @@ extension Reactor {
 
     /// Everything is sent: half-close, then discard what the peer still sends until it closes (or 2 s pass).
     private func beginLinger(_ c: Connection) {
-        if c.peerClosed {
-            close(c)
-            return
-        }
         Socket.shutdownWrite(fd: c.fd)
         c.state = .lingering(deadline: EventLoop.monotonicNanos() &+ Self.lingerNanos)
         c.input.clear()

@@ -245,9 +245,19 @@ final class Reactor {
         while i < table.slots.count {
             defer { i += 1 }
             guard let c = table.slots[i] else { continue }
-            switch c.state {
-            case .lingering(let deadline):
+            if case .lingering(let deadline) = c.state {
                 if now >= deadline { close(c) }
+                continue
+            }
+            if idleNanos > 0 && writeStalled(c, now: now) {
+                logger.debug("closing a connection whose peer stopped reading",
+                             metadata: ["unsent": "\(c.output.readableBytes)"])
+                close(c)
+                continue
+            }
+            switch c.state {
+            case .lingering, .finishing, .closed:
+                break
             case .open:
                 if idleNanos > 0, c.inflightRequests == 0, c.output.isEmpty, now &- c.lastActivity >= idleNanos {
                     ServerProtocol.appendError(
@@ -256,11 +266,23 @@ final class Reactor {
                     c.state = .finishing
                     settle(c)
                 }
-            case .finishing, .closed:
-                break
             }
         }
         if !(stopping && table.count == 0) { sweepTimer.schedule(afterNanos: sweepNanos) }
+    }
+
+    /// Whether `c` has had unsent output and written none of it for the idle timeout (checked at each sweep).
+    private func writeStalled(_ c: Connection, now: UInt64) -> Bool {
+        if c.output.isEmpty {
+            c.stallSince = 0
+            return false
+        }
+        if c.stallSince == 0 || c.bytesWritten != c.stallMark {
+            c.stallSince = now
+            c.stallMark = c.bytesWritten
+            return false
+        }
+        return now &- c.stallSince >= idleNanos
     }
 
     // MARK: - Shutdown
