@@ -83,6 +83,21 @@ struct ServerLimitTests {
         #expect(Int(s["bytes_in"]!) < text.utf8.count)
     }
 
+    @Test("a peer whose unsent output makes no progress for the idle timeout is closed")
+    func stalledReaderClosed() throws {
+        let server = try TestServer(map: smallMap, reactors: 1) {
+            $0.idleTimeout = 1
+            $0.outputHighWater = 16 * 1024
+        }
+        let greedy = try server.client(receiveBuffer: 4096, sendBuffer: 4096)
+        let token = String(repeating: "q", count: 1000)
+        var text = ""
+        for _ in 0..<16_384 { text += "PING \(token)\n" }
+        _ = try? sendUntilStalled(greedy, text)  // may already fail with ECONNRESET: that is the point
+        let observer = try server.client()
+        #expect(try eventually(within: 10) { try observer.stats()["connections"] == 1 })
+    }
+
     @Test("closing a connection with pending requests frees them at once")
     func closeFreesPending() throws {
         let server = try TestServer(map: smallMap, reactors: 2)
