@@ -72,6 +72,7 @@ let package = Package(
             path: "Benchmarks/asynccom-bench"
         ),
         .testTarget(name: "AsyncComCoreTests", dependencies: ["AsyncComCore"]),
+        .testTarget(name: "AsyncComEventLoopTests", dependencies: ["AsyncComEventLoop", "AsyncComCore"]),
         .testTarget(
             name: "AsyncComServerTests",
             dependencies: ["AsyncComServer", "AsyncComCore", "AsyncComEventLoop"]

@@ -29,4 +29,7 @@ static inline struct event *asynccom_evsignal_new(struct event_base *base, int s
 
 static inline int asynccom_errno(void) { return errno; }
 
+// accept4 is declared only under _GNU_SOURCE, which Swift's Glibc module does not define: bind the symbol.
+extern int asynccom_accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags) __asm__("accept4");
+
 #endif

@@ -1,1 +1,0 @@
-// The pipelining client engine: built by the client work.

@@ -1,0 +1,99 @@
+import AsyncComCore
+
+/// How an `AsyncComClient` job talks to its servers. Every limit has a sane default; `validate()` names the
+/// first bad field.
+public struct ClientConfiguration: Sendable, Equatable {
+    /// The servers to spread commands over, by device (one device's commands go to one server while it is up).
+    public var servers: [Endpoint]
+    /// Commands per request. Clamped to the server's advertised `max_items`.
+    public var batch: Int
+    /// Requests in flight per connection (pipelining depth). Clamped so `window * batch <= max_inflight`.
+    public var window: Int
+    /// Connections opened to each server.
+    public var connectionsPerServer: Int
+    /// Seconds to wait for a request's reply before re-sending it (also bounds the HELLO handshake).
+    public var requestTimeout: Double
+    /// Re-sends after a timeout before the request's commands fail (`timeout after <retries+1> attempts`).
+    public var retries: Int
+    /// Seconds to keep reconnecting (backoff 50 ms doubling to 1 s) to a server that is not up, counted from
+    /// the start of the job or from the last time the server answered. After that the server counts as down:
+    /// its commands fail over to the other servers, or fail when none is left.
+    public var connectTimeout: Double
+    /// Deliver results in input order (a bounded reorder buffer; pulling pauses while the oldest is missing).
+    /// When false, results are delivered as replies arrive.
+    public var ordered: Bool
+
+    public init(
+        servers: [Endpoint] = [.default],
+        batch: Int = 16,
+        window: Int = 256,
+        connectionsPerServer: Int = 1,
+        requestTimeout: Double = 30,
+        retries: Int = 3,
+        connectTimeout: Double = 10,
+        ordered: Bool = false
+    ) {
+        self.servers = servers
+        self.batch = batch
+        self.window = window
+        self.connectionsPerServer = connectionsPerServer
+        self.requestTimeout = requestTimeout
+        self.retries = retries
+        self.connectTimeout = connectTimeout
+        self.ordered = ordered
+    }
+
+    /// Upper bounds that keep one job's memory and file descriptors sane whatever the caller passes.
+    public static let maxBatch = 65_536
+    public static let maxWindow = 1 << 20
+    public static let maxConnectionsPerServer = 256
+    public static let maxServers = 256
+    public static let maxRetries = 1_000
+    /// One day: a longer timeout is surely a typo.
+    public static let maxSeconds = 86_400.0
+
+    /// Throws `ClientError.invalidConfiguration` naming the first field out of range.
+    public func validate() throws(ClientError) {
+        func bad(_ message: String) -> ClientError { .invalidConfiguration(message) }
+        if servers.isEmpty { throw bad("at least one server is required") }
+        if servers.count > Self.maxServers { throw bad("at most \(Self.maxServers) servers") }
+        if batch < 1 || batch > Self.maxBatch { throw bad("batch must be 1...\(Self.maxBatch), got \(batch)") }
+        if window < 1 || window > Self.maxWindow { throw bad("window must be 1...\(Self.maxWindow), got \(window)") }
+        if connectionsPerServer < 1 || connectionsPerServer > Self.maxConnectionsPerServer {
+            throw bad("connections per server must be 1...\(Self.maxConnectionsPerServer), got \(connectionsPerServer)")
+        }
+        if retries < 0 || retries > Self.maxRetries { throw bad("retries must be 0...\(Self.maxRetries), got \(retries)") }
+        if !(requestTimeout > 0 && requestTimeout <= Self.maxSeconds) {
+            throw bad("request timeout must be > 0 and <= \(Int(Self.maxSeconds)) seconds, got \(requestTimeout)")
+        }
+        if !(connectTimeout >= 0 && connectTimeout <= Self.maxSeconds) {
+            throw bad("connect timeout must be 0...\(Int(Self.maxSeconds)) seconds, got \(connectTimeout)")
+        }
+    }
+}
+
+/// Errors that end a job early (per-command failures are results, not errors).
+public enum ClientError: Error, Sendable, CustomStringConvertible {
+    case invalidConfiguration(String)
+    /// The command source threw (an unreadable input file, a line too long, a read error).
+    case source(any Error)
+    /// The engine could not start (event loop or thread creation failed).
+    case startup(String)
+
+    public var description: String {
+        switch self {
+        case .invalidConfiguration(let m): return "invalid configuration: \(m)"
+        case .source(let e): return "\(e)"
+        case .startup(let m): return "cannot start the client: \(m)"
+        }
+    }
+}
+
+extension Double {
+    /// Seconds to whole nanoseconds, saturating (callers validated the range).
+    @inline(__always) var nanos: UInt64 {
+        guard self > 0 else { return 0 }
+        let n = self * 1e9
+        return n >= 1.8e19 ? UInt64.max / 2 : UInt64(n)
+    }
+}

@@ -1,0 +1,119 @@
+import AsyncComCore
+
+/// Where a job's commands come from. The engine pulls lazily, on its loop thread, and only when a window has
+/// room, so a source backed by a file streams any number of commands in bounded memory.
+public protocol CommandSource {
+    /// The next well-formed command, or nil when there are no more. Throwing ends the job with
+    /// `ClientError.source` (for input errors such as an unreadable file, not for malformed lines).
+    mutating func next() throws -> CommandEntry?
+    /// Lines skipped as malformed so far (reported in `JobSummary.malformed`).
+    var malformedCount: Int { get }
+}
+
+extension CommandSource {
+    public var malformedCount: Int { 0 }
+}
+
+/// Commands from a commands file (`ip:command` lines; blank and `#` lines skipped), streamed with `LineReader`.
+/// A malformed line is counted, handed to `onMalformed` (on the engine's loop thread) and not sent.
+public struct FileCommandSource: CommandSource {
+    private let reader: LineReader
+    private let onMalformed: ((InputFileError) -> Void)?
+    public private(set) var malformedCount = 0
+
+    /// Opens `path` (`-` for standard input). Throws when the file is missing, a directory or unreadable.
+    public init(path: String, onMalformed: ((InputFileError) -> Void)? = nil) throws(InputFileError) {
+        self.reader = try LineReader(path: path)
+        self.onMalformed = onMalformed
+    }
+
+    /// The name errors use for the file (`<stdin>` for `-`, else the path).
+    public var name: String { reader.name }
+
+    public mutating func next() throws -> CommandEntry? {
+        while let (line, number) = try reader.next() {
+            switch CommandsFile.parse(line: line, number: number, fileName: reader.name) {
+            case .command(let entry): return entry
+            case .skip: continue
+            case .malformed(let error):
+                malformedCount += 1
+                onMalformed?(error)
+            }
+        }
+        return nil
+    }
+}
+
+/// Commands from a commands file already in memory (e.g. standard input buffered for `--strict`).
+public struct MemoryCommandSource: CommandSource {
+    private let bytes: [UInt8]
+    private let name: String
+    private let onMalformed: ((InputFileError) -> Void)?
+    private var offset = 0
+    private var lineNumber = 0
+    public private(set) var malformedCount = 0
+
+    public init(bytes: [UInt8], name: String, onMalformed: ((InputFileError) -> Void)? = nil) {
+        self.bytes = bytes
+        self.name = name
+        self.onMalformed = onMalformed
+    }
+
+    public mutating func next() throws -> CommandEntry? {
+        while offset < bytes.count {
+            let parsed: CommandsFile.Line = bytes.withUnsafeBytes { raw in
+                var end = offset
+                while end < raw.count && raw[end] != UInt8(ascii: "\n") { end += 1 }
+                var lineEnd = end
+                if lineEnd > offset && raw[lineEnd - 1] == UInt8(ascii: "\r") { lineEnd -= 1 }
+                lineNumber += 1
+                let line = UnsafeRawBufferPointer(rebasing: raw[offset..<lineEnd])
+                offset = end + 1
+                return CommandsFile.parse(line: line, number: lineNumber, fileName: name)
+            }
+            switch parsed {
+            case .command(let entry): return entry
+            case .skip: continue
+            case .malformed(let error):
+                malformedCount += 1
+                onMalformed?(error)
+            }
+        }
+        return nil
+    }
+}
+
+/// Commands from an array (tests, programs that build their commands).
+public struct ArrayCommandSource: CommandSource, Sendable {
+    private var entries: [CommandEntry]
+    private var index = 0
+    public private(set) var malformedCount = 0
+
+    public init(_ entries: [CommandEntry]) {
+        self.entries = entries
+    }
+
+    /// Parses `lines` as a commands file would be (line numbers from 1; blank and `#` lines skipped); malformed
+    /// lines are counted in `malformedCount` and dropped.
+    public init(lines: [String], fileName: String = "<array>") {
+        var entries: [CommandEntry] = []
+        var malformed = 0
+        for (i, text) in lines.enumerated() {
+            var s = text
+            let parsed = s.withUTF8 { CommandsFile.parse(line: UnsafeRawBufferPointer($0), number: i + 1, fileName: fileName) }
+            switch parsed {
+            case .command(let entry): entries.append(entry)
+            case .skip: break
+            case .malformed: malformed += 1
+            }
+        }
+        self.entries = entries
+        self.malformedCount = malformed
+    }
+
+    public mutating func next() throws -> CommandEntry? {
+        guard index < entries.count else { return nil }
+        defer { index += 1 }
+        return entries[index]
+    }
+}

@@ -1,0 +1,280 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import AsyncComCore
+import AsyncComEventLoop
+
+/// One connection to a server: connect, HELLO, then pipelined requests. It never blocks: output is appended to
+/// `output` and written when the socket takes it, replies are framed in place in `input`.
+///
+/// One timer per connection serves every state: reconnect backoff (waiting), connect attempt deadline
+/// (connecting), HELLO deadline (handshaking), and the oldest request deadline (ready).
+/// Loop thread only.
+final class Connection {
+    enum State { case waiting, connecting, handshaking, ready, closed }
+
+    unowned let engine: Engine
+    unowned let server: ServerState
+    /// Index into `Engine.connections`.
+    let index: Int
+    private(set) var state = State.waiting
+    private var fd: Int32 = -1
+    private var watcher: IOWatcher?
+    var timer: Timer?
+    let input = ByteBuffer(capacity: 64 << 10)
+    let output = ByteBuffer(capacity: 64 << 10)
+    /// Reused for every RES line: parsing allocates nothing in steady state.
+    var results: [ItemResult] = []
+    /// Requests sent here and not answered, timed out or lost.
+    var inFlight = 0
+    var window: Int
+    var maxItems = Int.max
+    var maxLine = Int.max
+    var timeouts = TimeoutQueue()
+    private var backoff = Backoff()
+    private var everReady = false
+    /// On the engine's list of connections with output to flush.
+    var isDirty = false
+
+    init(engine: Engine, server: ServerState, index: Int) {
+        self.engine = engine
+        self.server = server
+        self.index = index
+        self.window = server.window
+    }
+
+    /// Reply lines longer than this are a protocol error (a RES line needs about 21 bytes per item).
+    var maxReplyLine: Int { max(1 << 20, 64 + 24 * min(server.batch, ClientConfiguration.maxBatch)) }
+
+    func makeTimer(loop: EventLoop) {
+        timer = Timer(loop: loop) { [unowned self] in
+            self.timerFired()
+            self.engine.settle()
+        }
+    }
+
+    // MARK: connecting
+
+    func connect() {
+        guard state == .waiting else { return }
+        let fd: Int32
+        do {
+            fd = try Socket.connect(server.endpoint)
+        } catch {
+            attemptFailed(reason: Connection.describe(error))
+            return
+        }
+        self.fd = fd
+        state = .connecting
+        watcher = IOWatcher(loop: engine.loop, fd: fd) { [unowned self] readable, writable in
+            self.ioReady(readable: readable, writable: writable)
+            self.engine.settle()
+        }
+        watcher?.setInterest(read: false, write: true)
+        timer?.schedule(afterNanos: engine.requestTimeoutNanos)
+    }
+
+    private func connectCompleted() {
+        let error = Socket.connectResult(fd: fd)
+        guard error == 0 else {
+            attemptFailed(reason: String(cString: strerror(error)))
+            return
+        }
+        Socket.setNoDelay(fd: fd)
+        state = .handshaking
+        ClientProtocol.appendHello(to: output)
+        timer?.schedule(afterNanos: engine.requestTimeoutNanos)
+        watcher?.setInterest(read: true, write: false)
+        flush()
+    }
+
+    /// A connect attempt failed before any handshake: close, remember why, retry after the backoff.
+    private func attemptFailed(reason: String) {
+        closeSocket()
+        server.lastError = reason
+        engine.logger.debug("connect failed", metadata: ["server": "\(server.endpoint)", "error": "\(reason)"])
+        scheduleReconnect()
+    }
+
+    private func scheduleReconnect() {
+        state = .waiting
+        timer?.schedule(afterNanos: backoff.next())
+    }
+
+    private func handshakeCompleted(fields: [String: String]) {
+        let limits = ServerLimits(helloFields: fields)
+        let (batch, window) = limits.clamp(batch: engine.configuration.batch, window: engine.configuration.window)
+        self.window = window
+        maxItems = limits.maxItems ?? Int.max
+        maxLine = limits.maxLine ?? Int.max
+        state = .ready
+        timer?.cancel()
+        backoff.reset()
+        engine.connectionReady(self, batch: batch, window: window, isReconnect: everReady)
+        everReady = true
+    }
+
+    // MARK: I/O
+
+    private func ioReady(readable: Bool, writable: Bool) {
+        switch state {
+        case .connecting:
+            if readable || writable { connectCompleted() }
+        case .handshaking, .ready:
+            if readable { readReplies() }
+            if writable && (state == .handshaking || state == .ready) { flush() }
+        case .waiting, .closed:
+            break
+        }
+    }
+
+    private func readReplies() {
+        // Bounded reads per callback so one busy connection cannot starve the others.
+        for _ in 0..<16 {
+            let n: Int?
+            do {
+                n = try Socket.read(fd: fd, into: input, chunk: 64 << 10)
+            } catch {
+                lost(reason: Connection.describe(error))
+                return
+            }
+            guard let n else { break }
+            if n == 0 {
+                lost(reason: "connection closed by the server")
+                return
+            }
+            guard processLines() else { return }
+        }
+        engine.repliesProcessed(on: self)
+    }
+
+    /// Handles every complete line in `input`. Returns false when the connection went down meanwhile.
+    private func processLines() -> Bool {
+        while true {
+            switch LineFramer.next(in: input.readableView, maxLine: maxReplyLine) {
+            case .line(let line, let consumed):
+                // Consuming first is safe: the bytes stay in place until the next read into `input`.
+                input.consume(consumed)
+                handle(line: line)
+                guard state == .handshaking || state == .ready else { return false }
+            case .incomplete:
+                return true
+            case .tooLong:
+                engine.badReply(on: self, reason: "reply line longer than \(maxReplyLine) bytes", line: nil)
+                lost(reason: "protocol error: reply line longer than \(maxReplyLine) bytes", helloFailure: true)
+                return false
+            }
+        }
+    }
+
+    private func handle(line: UnsafeRawBufferPointer) {
+        switch ClientProtocol.parse(line: line, results: &results) {
+        case .results(let id):
+            engine.handleResults(id: id, on: self)
+        case .hello(let fields):
+            if state == .handshaking { handshakeCompleted(fields: fields) }
+        case .error(let id, let code, let message):
+            if let id {
+                engine.handleRequestError(id: id, code: code, message: message, on: self)
+            } else if code == ProtocolErrorCode.busy.rawValue || code == ProtocolErrorCode.idleTimeout.rawValue
+                        || code == ProtocolErrorCode.lineTooLong.rawValue || code == ProtocolErrorCode.unsupportedVersion.rawValue {
+                lost(reason: "server error \(code) \(message)", helloFailure: code == ProtocolErrorCode.unsupportedVersion.rawValue)
+            } else {
+                engine.badReply(on: self, reason: "ERR - \(code) \(message)", line: nil)
+            }
+        case .pong, .stats:
+            break
+        case .bye:
+            lost(reason: "server said BYE")
+        case .malformed(let reason):
+            engine.badReply(on: self, reason: reason, line: line)
+        }
+    }
+
+    /// Marks the connection for the engine's end-of-callback flush.
+    @inline(__always) func markDirty() {
+        if !isDirty {
+            isDirty = true
+            engine.dirty.append(self)
+        }
+    }
+
+    /// Writes what the socket takes; watches for writability only while bytes remain.
+    func flush() {
+        guard fd >= 0, state == .handshaking || state == .ready else { return }
+        if !output.isEmpty {
+            do {
+                _ = try Socket.write(fd: fd, from: output)
+            } catch {
+                lost(reason: Connection.describe(error))
+                return
+            }
+        }
+        let wantWrite = !output.isEmpty
+        if let watcher, watcher.wantsWrite != wantWrite || !watcher.wantsRead {
+            watcher.setInterest(read: true, write: wantWrite)
+        }
+    }
+
+    // MARK: failures and timers
+
+    /// The connection is gone: requests in flight go back to the front of the server's queue, reconnect later.
+    /// `helloFailure`: the server accepted but did not handshake properly (timeouts, garbage): counts toward
+    /// declaring it down before `connectTimeout`.
+    func lost(reason: String, helloFailure: Bool = false) {
+        let wasReady = state == .ready
+        let wasHandshaking = state == .handshaking
+        guard wasReady || wasHandshaking || state == .connecting else { return }
+        closeSocket()
+        let lostRequests = timeouts.drainLive { engine.isInFlight($0, on: self) }
+        inFlight = 0
+        server.lastError = reason
+        scheduleReconnect()
+        engine.connectionLost(self, wasReady: wasReady, helloFailure: wasHandshaking && helloFailure,
+                              reason: reason, requests: lostRequests)
+    }
+
+    private func timerFired() {
+        switch state {
+        case .waiting:
+            connect()
+        case .connecting:
+            attemptFailed(reason: "connect timed out after \(engine.configuration.requestTimeout) s")
+        case .handshaking:
+            lost(reason: "no reply to HELLO within \(engine.configuration.requestTimeout) s", helloFailure: true)
+        case .ready:
+            engine.expireTimeouts(on: self)
+        case .closed:
+            break
+        }
+    }
+
+    private func closeSocket() {
+        watcher?.cancel()
+        watcher = nil
+        if fd >= 0 {
+            Socket.close(fd: fd)
+            fd = -1
+        }
+        input.clear()
+        output.clear()
+        input.shrinkIfEmpty(limit: 64 << 10)
+        output.shrinkIfEmpty(limit: 64 << 10)
+    }
+
+    /// The errno text of a socket error (`Connection refused`), which is what failure reasons quote.
+    static func describe(_ error: any Error) -> String {
+        if let e = error as? SystemError { return e.message ?? String(cString: strerror(e.errno)) }
+        return "\(error)"
+    }
+
+    /// Final teardown (job over): no reconnect.
+    func close() {
+        closeSocket()
+        timer?.cancel()
+        timer = nil
+        state = .closed
+    }
+}

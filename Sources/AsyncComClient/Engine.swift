@@ -1,0 +1,564 @@
+import AsyncComCore
+import AsyncComEventLoop
+import Logging
+
+/// The client engine of one job, confined to its loop thread: pulls commands, batches them per server,
+/// pipelines requests over the connections, matches replies by id, re-sends on timeout or connection loss,
+/// fails over between servers, and accounts every command exactly once.
+///
+/// Every event callback ends with `settle()`: pull what fits, send what is queued, one write per dirty
+/// connection, hand results over, and check whether the job is complete.
+final class Engine {
+    let configuration: ClientConfiguration
+    let logger: Logger
+    let loop: EventLoop
+    let requestTimeoutNanos: UInt64
+    let connectTimeoutNanos: UInt64
+
+    private var source: any CommandSource
+    private let onResult: ((CommandResult) -> Void)?
+    private let onFlush: (() -> Void)?
+    private let onProgress: ((JobProgress) -> Void)?
+    private let control: JobControl
+    /// Per-command state is kept only when someone wants per-command results.
+    private let wantsResults: Bool
+    private let ordered: Bool
+
+    private(set) var servers: [ServerState] = []
+    private(set) var connections: [Connection] = []
+    private let sharder: Sharder
+    private var table = RequestTable()
+    private var stats: JobStats
+    private var ring = ReorderRing()
+    /// Connections with output appended during this callback.
+    var dirty: [Connection] = []
+
+    private var nextSequence = 0
+    /// Commands pulled and routed whose result is not known yet (queued, batching, or in flight).
+    private var outstanding = 0
+    private var sourceExhausted = false
+    /// Pulling stops when the oldest undelivered result is this far behind (ordered delivery only).
+    private let spanLimit: Int
+    private let startNanos: UInt64
+    private var notifier: Notifier?
+    private var progressTimer: Timer?
+    private var settling = false
+    private(set) var finished = false
+    private(set) var outcome: Result<JobSummary, any Error>?
+
+    /// A lost request is re-sent at most this many times (a request that crashes its server must end somewhere).
+    static let maxLosses = 16
+    static let progressIntervalNanos: UInt64 = 250_000_000
+
+    init(configuration: ClientConfiguration, logger: Logger, loop: EventLoop, payload: JobPayload, control: JobControl) {
+        self.configuration = configuration
+        self.logger = logger
+        self.loop = loop
+        self.requestTimeoutNanos = configuration.requestTimeout.nanos
+        self.connectTimeoutNanos = configuration.connectTimeout.nanos
+        self.source = payload.source
+        self.onResult = payload.onResult
+        self.onFlush = payload.onFlush
+        self.onProgress = payload.onProgress
+        self.control = control
+        self.wantsResults = payload.onResult != nil
+        self.ordered = configuration.ordered && payload.onResult != nil
+        self.sharder = Sharder(serverCount: configuration.servers.count)
+        self.stats = JobStats(serverCount: configuration.servers.count)
+        let capacity = configuration.servers.count * configuration.connectionsPerServer * configuration.window * configuration.batch
+        self.spanLimit = max(4 * capacity, 1024)
+        self.startNanos = EventLoop.monotonicNanos()
+    }
+
+    // MARK: launch
+
+    /// Starts a job on a new loop thread; `completion` runs on that thread when the job ends.
+    static func launch(configuration: ClientConfiguration, logger: Logger, payload: UncheckedTransfer<JobPayload>, control: JobControl,
+                       completion: @escaping @Sendable (Result<JobSummary, any Error>) -> Void) throws(ClientError) {
+        let transfer = payload
+        try LoopThread.spawn {
+            let result: Result<JobSummary, any Error>
+            do {
+                let loop = try EventLoop()
+                result = withExtendedLifetime(loop) {
+                    let engine = Engine(configuration: configuration, logger: logger, loop: loop, payload: transfer.value, control: control)
+                    do {
+                        try engine.start()
+                    } catch {
+                        engine.abort(error)
+                    }
+                    if !engine.finished { loop.run() }
+                    // Every libevent object is freed here, on the loop thread, before the loop itself.
+                    engine.teardown()
+                    return engine.outcome ?? .failure(ClientError.startup("the event loop stopped before the job ended"))
+                }
+            } catch {
+                result = .failure(ClientError.startup("\(error)"))
+            }
+            completion(result)
+        }
+    }
+
+    private func start() throws {
+        let notifier = try Notifier(loop: loop) { [unowned self] in
+            if self.control.isCancelled {
+                self.abort(CancellationError())
+            } else {
+                self.settle()
+            }
+        }
+        self.notifier = notifier
+        guard control.attach(notifier) else { throw CancellationError() }
+
+        for (i, endpoint) in configuration.servers.enumerated() {
+            let server = ServerState(index: i, endpoint: endpoint, batch: configuration.batch, window: configuration.window)
+            let downTimer = Timer(loop: loop) { [unowned self, unowned server] in
+                self.downTimerFired(server)
+                self.settle()
+            }
+            server.downTimer = downTimer
+            servers.append(server)
+            for _ in 0..<configuration.connectionsPerServer {
+                let c = Connection(engine: self, server: server, index: connections.count)
+                c.makeTimer(loop: loop)
+                connections.append(c)
+                server.connections.append(c)
+            }
+            // A server that is not up yet gets connectTimeout from the start of the job.
+            downTimer.schedule(afterNanos: connectTimeoutNanos)
+        }
+        if onProgress != nil {
+            let timer = Timer(loop: loop) { [unowned self] in self.reportProgress() }
+            progressTimer = timer
+            timer.schedule(afterNanos: Engine.progressIntervalNanos)
+        }
+        for c in connections { c.connect() }
+        settle()
+    }
+
+    // MARK: the end of every callback
+
+    func settle() {
+        guard !finished, !settling else { return }
+        settling = true
+        defer { settling = false }
+        fill()
+        guard !finished else { return }
+        for s in servers where !s.queue.isEmpty && s.isUp { pump(s) }
+        flushDirty()
+        if let onFlush { onFlush() }
+        if sourceExhausted && outstanding == 0 && table.count == 0 { finish() }
+    }
+
+    private func flushDirty() {
+        // A flush can lose a connection, whose requests then go back to a queue: pump and flush again (bounded).
+        var rounds = 0
+        while !dirty.isEmpty && rounds < 4 {
+            let batch = dirty
+            dirty.removeAll(keepingCapacity: true)
+            for c in batch {
+                c.isDirty = false
+                c.flush()
+            }
+            rounds += 1
+            for s in servers where !s.queue.isEmpty && s.isUp { pump(s) }
+        }
+    }
+
+    // MARK: pulling and batching
+
+    /// Commands the servers that are not down can hold in flight; unlimited when every server is down (the
+    /// commands then fail at once).
+    private var capacity: Int {
+        var total = 0
+        for s in servers where !s.isDown { total += s.connections.count * s.window * s.batch }
+        return total == 0 ? Int.max : total
+    }
+
+    private func fill() {
+        guard !sourceExhausted else { return }
+        let capacity = self.capacity
+        if outstanding < capacity && control.mayProduce() {
+            while outstanding < capacity {
+                if ordered && nextSequence - ring.base >= spanLimit { break }
+                let next: CommandEntry?
+                do {
+                    next = try source.next()
+                } catch {
+                    abort(ClientError.source(error))
+                    return
+                }
+                guard let entry = next else {
+                    sourceExhausted = true
+                    break
+                }
+                let sequence = nextSequence
+                nextSequence += 1
+                let key = Sharder.hash(entry.device)
+                guard let s = sharder.pick(key: key, isAlive: { !self.servers[$0].isDown }) else {
+                    // No server left: the command fails now, naming the server it belongs to.
+                    let home = servers[sharder.home(key: key)]
+                    stats.recordFailure(server: home.index, commands: 1, reason: home.unreachableReason)
+                    if wantsResults {
+                        deliver(CommandResult(sequence: sequence, entry: entry, outcome: .failed(reason: home.unreachableReason),
+                                              server: home.endpoint, latencyNanos: 0))
+                    }
+                    continue
+                }
+                addToBatch(servers[s], sequence: sequence, entry: entry)
+            }
+        }
+        // A partial batch goes out when nothing more is coming, or when its server has nothing else to do
+        // (so that one slow trickle of commands still moves, and ordered delivery cannot wait on it forever).
+        for s in servers where s.partialCount > 0 {
+            if sourceExhausted || (s.queue.isEmpty && s.inFlight == 0) { closeBatch(s) }
+        }
+    }
+
+    private func addToBatch(_ server: ServerState, sequence: Int, entry: CommandEntry) {
+        let items: ByteBuffer
+        if let existing = server.partialItems {
+            items = existing
+        } else {
+            items = ByteBuffer(capacity: max(64, server.batch * 24))
+            server.partialItems = items
+        }
+        ItemsCodec.append(item: entry.item, to: items)
+        server.partialCount += 1
+        if wantsResults { server.partialCommands.append(PendingCommand(sequence: sequence, entry: entry)) }
+        outstanding += 1
+        if server.partialCount >= server.batch { closeBatch(server) }
+    }
+
+    /// Turns the server's partial batch into a request at the back of its queue.
+    private func closeBatch(_ server: ServerState) {
+        guard let items = server.partialItems, server.partialCount > 0 else { return }
+        let slot = table.insert(items: items, itemCount: server.partialCount, commands: server.partialCommands, server: server.index)
+        stats.requests += 1
+        server.partialItems = nil
+        server.partialCount = 0
+        server.partialCommands = []
+        server.queue.append(slot)
+    }
+
+    // MARK: sending
+
+    /// Fills the windows of the server's ready connections from its queue.
+    private func pump(_ server: ServerState) {
+        let n = server.connections.count
+        var tried = 0
+        while !server.queue.isEmpty && tried < n {
+            let c = server.connections[server.nextConnection % n]
+            server.nextConnection = (server.nextConnection + 1) % n
+            tried += 1
+            guard c.state == .ready else { continue }
+            let now = EventLoop.monotonicNanos()
+            while c.inFlight < c.window, let slot = server.queue.popFirst() {
+                send(slot: slot, on: c, now: now)
+            }
+        }
+    }
+
+    private func send(slot: Int, on c: Connection, now: UInt64) {
+        let request = table[slot]
+        if request.itemCount > c.maxItems || request.items.readableBytes + ItemsCodec.requestOverhead > c.maxLine {
+            // Built for a server with larger limits (before its HELLO, or before a failover): split, new ids.
+            split(slot: slot, for: c)
+            return
+        }
+        ClientProtocol.beginRequest(id: request.id, to: c.output)
+        c.output.append(request.items)
+        ClientProtocol.endRequest(to: c.output)
+        let deadline = now &+ requestTimeoutNanos
+        let epoch = request.epoch &+ 1
+        table[slot].connection = c.index
+        table[slot].epoch = epoch
+        if request.firstSentNanos == 0 { table[slot].firstSentNanos = now }
+        c.inFlight += 1
+        c.timeouts.push(TimeoutEntry(deadline: deadline, slot: Int32(slot), epoch: epoch, id: request.id))
+        if let timer = c.timer, !timer.isPending { timer.schedule(atMonotonicNanos: deadline) }
+        stats.servers[c.server.index].requestsSent += 1
+        c.markDirty()
+    }
+
+    private func split(slot: Int, for c: Connection) {
+        let old = table.remove(slot: slot)
+        let chunks = ItemsCodec.split(old.items, maxItems: c.maxItems, maxLine: c.maxLine)
+        for chunk in chunks.reversed() {
+            let commands = wantsResults ? Array(old.commands[chunk.indices]) : []
+            let s = table.insert(items: chunk.items, itemCount: chunk.indices.count, commands: commands, server: old.server)
+            table[s].timeouts = old.timeouts
+            table[s].losses = old.losses
+            table[s].firstSentNanos = old.firstSentNanos
+            stats.requests += 1
+            c.server.queue.prepend(s)
+        }
+        logger.debug("request split for the server's limits", metadata: [
+            "id": "\(old.id)", "items": "\(old.itemCount)", "chunks": "\(chunks.count)"])
+    }
+
+    // MARK: replies
+
+    /// Whether a timeout entry still describes the request's current send on `c`.
+    @inline(__always) func isInFlight(_ e: TimeoutEntry, on c: Connection) -> Bool {
+        let slot = Int(e.slot)
+        guard table.isLive(slot: slot, id: e.id) else { return false }
+        let r = table[slot]
+        return r.connection == c.index && r.epoch == e.epoch
+    }
+
+    func handleResults(id: UInt64, on c: Connection) {
+        guard let slot = table.slot(forID: id) else {
+            stats.lateReplies += 1
+            return
+        }
+        let count = table[slot].itemCount
+        guard c.results.count == count else {
+            badReply(on: c, reason: "RES \(id) has \(c.results.count) results for \(count) items", line: nil)
+            return
+        }
+        let request = table.remove(slot: slot)
+        if request.connection >= 0 { connections[request.connection].inFlight -= 1 }
+        let now = EventLoop.monotonicNanos()
+        let latency = request.firstSentNanos == 0 ? 0 : now &- request.firstSentNanos
+        stats.recordAnswer(server: c.server.index, results: c.results, latencyNanos: latency)
+        outstanding -= count
+        if wantsResults {
+            let endpoint = c.server.endpoint
+            for (i, command) in request.commands.enumerated() {
+                let outcome: CommandOutcome
+                switch c.results[i] {
+                case .value(let v): outcome = .value(v)
+                case .unknown: outcome = .unknown
+                }
+                deliver(CommandResult(sequence: command.sequence, entry: command.entry, outcome: outcome,
+                                      server: endpoint, latencyNanos: latency))
+            }
+        }
+    }
+
+    /// After a read: drop answered entries from the front of the timeout FIFO so it stays small.
+    func repliesProcessed(on c: Connection) {
+        _ = c.timeouts.trimFront { isInFlight($0, on: c) }
+        c.timeouts.compactIfNeeded(liveCount: c.inFlight) { isInFlight($0, on: c) }
+    }
+
+    /// `ERR <id> ...`: the server rejected the request itself; re-sending would not help.
+    func handleRequestError(id: UInt64, code: String, message: String, on c: Connection) {
+        guard let slot = table.slot(forID: id) else {
+            stats.lateReplies += 1
+            return
+        }
+        let r = table[slot]
+        if r.connection >= 0 { connections[r.connection].inFlight -= 1 }
+        failRequest(slot: slot, reason: message.isEmpty ? code : "\(code) \(message)")
+    }
+
+    private var badReplyLogs = 0
+
+    func badReply(on c: Connection, reason: String, line: UnsafeRawBufferPointer?) {
+        stats.badReplies += 1
+        // Rate-limited: the first few, then one in a thousand.
+        if stats.badReplies <= 5 || stats.badReplies % 1000 == 0 {
+            var text = ""
+            if let line { text = String(decoding: line.prefix(120), as: UTF8.self) }
+            logger.warning("ignoring a bad reply line", metadata: [
+                "server": "\(c.server.endpoint)", "reason": "\(reason)", "line": "\(text)", "count": "\(stats.badReplies)"])
+        }
+    }
+
+    // MARK: results
+
+    private func deliver(_ result: CommandResult) {
+        guard let onResult else { return }
+        if ordered {
+            ring.insert(result)
+            ring.drain(onResult)
+        } else {
+            onResult(result)
+        }
+    }
+
+    private func failRequest(slot: Int, reason: String) {
+        let request = table.remove(slot: slot)
+        outstanding -= request.itemCount
+        stats.recordFailure(server: request.server, commands: request.itemCount, reason: reason)
+        if wantsResults {
+            let endpoint = servers[request.server].endpoint
+            let now = EventLoop.monotonicNanos()
+            let latency = request.firstSentNanos == 0 ? 0 : now &- request.firstSentNanos
+            for command in request.commands {
+                deliver(CommandResult(sequence: command.sequence, entry: command.entry, outcome: .failed(reason: reason),
+                                      server: endpoint, latencyNanos: latency))
+            }
+        }
+    }
+
+    // MARK: timeouts, losses, failover
+
+    func expireTimeouts(on c: Connection) {
+        let now = EventLoop.monotonicNanos()
+        let (expired, next) = c.timeouts.popExpired(now: now) { isInFlight($0, on: c) }
+        if let next { c.timer?.schedule(atMonotonicNanos: next) }
+        for e in expired {
+            let slot = Int(e.slot)
+            c.inFlight -= 1
+            table[slot].connection = -1
+            table[slot].timeouts += 1
+            stats.servers[c.server.index].timeouts += 1
+            let attempts = table[slot].timeouts
+            if attempts > configuration.retries {
+                failRequest(slot: slot, reason: "timeout after \(attempts) attempt\(attempts == 1 ? "" : "s")")
+            } else {
+                stats.retries += 1
+                requeueFront(slot: slot, preferring: c.server)
+            }
+        }
+    }
+
+    /// Puts a request back at the front of a queue: its own server's when that server is up, else another up
+    /// server's, else its own again (to wait for a reconnect, or to fail over when the server goes down).
+    private func requeueFront(slot: Int, preferring server: ServerState) {
+        var target = server
+        if !server.isUp {
+            let key = Sharder.mix(table[slot].id)
+            if let s = sharder.pick(key: key, isAlive: { self.servers[$0].isUp }) {
+                target = servers[s]
+            } else if server.isDown {
+                if let s = sharder.pick(key: key, isAlive: { !self.servers[$0].isDown }) {
+                    target = servers[s]
+                } else {
+                    failRequest(slot: slot, reason: server.unreachableReason)
+                    return
+                }
+            }
+        }
+        table[slot].server = target.index
+        target.queue.prepend(slot)
+    }
+
+    func connectionReady(_ c: Connection, batch: Int, window: Int, isReconnect: Bool) {
+        let server = c.server
+        server.readyCount += 1
+        server.helloFailures = 0
+        server.downTimer?.cancel()
+        if isReconnect { stats.servers[server.index].reconnects += 1 }
+        if server.isDown {
+            logger.notice("server is back up", metadata: ["server": "\(server.endpoint)"])
+        } else if isReconnect {
+            logger.info("reconnected", metadata: ["server": "\(server.endpoint)"])
+        }
+        server.isDown = false
+        server.everUp = true
+        server.batch = batch
+        server.window = window
+    }
+
+    func connectionLost(_ c: Connection, wasReady: Bool, helloFailure: Bool, reason: String, requests: [TimeoutEntry]) {
+        let server = c.server
+        if wasReady {
+            server.readyCount -= 1
+            stats.servers[server.index].connectionsLost += 1
+            logger.warning("connection lost", metadata: [
+                "server": "\(server.endpoint)", "reason": "\(reason)", "in_flight": "\(requests.count)"])
+            if server.readyCount == 0 && !server.isDown {
+                // Last seen up just now: it gets connectTimeout from here to come back.
+                server.downTimer?.schedule(afterNanos: connectTimeoutNanos)
+            }
+        } else {
+            logger.debug("handshake failed", metadata: ["server": "\(server.endpoint)", "reason": "\(reason)"])
+        }
+        // Back to the front of the queue in send order.
+        for e in requests.reversed() {
+            let slot = Int(e.slot)
+            table[slot].connection = -1
+            table[slot].losses += 1
+            if table[slot].losses > Engine.maxLosses {
+                failRequest(slot: slot, reason: "connection lost \(table[slot].losses) times while in flight (\(reason))")
+                continue
+            }
+            stats.resends += 1
+            requeueFront(slot: slot, preferring: server)
+        }
+        if helloFailure && !server.isUp && !server.isDown {
+            server.helloFailures += 1
+            if server.helloFailures > configuration.retries { markDown(server) }
+        }
+    }
+
+    private func downTimerFired(_ server: ServerState) {
+        guard !server.isUp, !server.isDown else { return }
+        markDown(server)
+    }
+
+    /// The server stays unreachable: its queued requests and partial batch move to the servers still alive,
+    /// or fail when none is left. It keeps being probed; new commands go elsewhere until it answers.
+    private func markDown(_ server: ServerState) {
+        server.isDown = true
+        server.downTimer?.cancel()
+        logger.error("server is down", metadata: ["server": "\(server.endpoint)", "error": "\(server.lastError)"])
+        closeBatch(server)
+        var slots: [Int] = []
+        while let slot = server.queue.popFirst() { slots.append(slot) }
+        for slot in slots {
+            let key = Sharder.mix(table[slot].id)
+            if let s = sharder.pick(key: key, isAlive: { !self.servers[$0].isDown }) {
+                table[slot].server = s
+                servers[s].queue.append(slot)
+            } else {
+                failRequest(slot: slot, reason: server.unreachableReason)
+            }
+        }
+    }
+
+    // MARK: progress and the end
+
+    private func reportProgress() {
+        guard let onProgress, !finished else { return }
+        let elapsed = Double(EventLoop.monotonicNanos() &- startNanos) / 1e9
+        var inFlightCommands = 0
+        for i in table.liveSlots where table[i].connection >= 0 { inFlightCommands += table[i].itemCount }
+        onProgress(JobProgress(done: stats.done, pulled: nextSequence, sourceExhausted: sourceExhausted,
+                               inFlight: inFlightCommands, failed: stats.failed, elapsedSeconds: elapsed,
+                               commandsPerSecond: elapsed > 0 ? Double(stats.done) / elapsed : 0))
+        progressTimer?.schedule(afterNanos: Engine.progressIntervalNanos)
+    }
+
+    private func summary() -> JobSummary {
+        stats.summary(elapsedNanos: EventLoop.monotonicNanos() &- startNanos, malformed: source.malformedCount,
+                      endpoints: servers.map(\.endpoint), upAtEnd: servers.map(\.isUp))
+    }
+
+    private func finish() {
+        guard !finished else { return }
+        let summary = summary()
+        outcome = .success(summary)
+        finished = true
+        teardown()
+        loop.stop()
+    }
+
+    func abort(_ error: any Error) {
+        guard !finished else { return }
+        outcome = .failure(error)
+        finished = true
+        teardown()
+        loop.stop()
+    }
+
+    /// Frees every libevent object of the job (idempotent; loop thread).
+    func teardown() {
+        finished = true
+        control.detach()
+        notifier?.cancel()
+        notifier = nil
+        progressTimer?.cancel()
+        progressTimer = nil
+        for c in connections { c.close() }
+        for s in servers {
+            s.downTimer?.cancel()
+            s.downTimer = nil
+        }
+        dirty.removeAll()
+    }
+}

@@ -1,0 +1,140 @@
+import AsyncComCore
+
+/// A command waiting for its result. Kept only when results are delivered per command (a callback, a stream
+/// or ordered output); a job that only wants the summary keeps nothing per command but the wire bytes.
+struct PendingCommand {
+    var sequence: Int
+    var entry: CommandEntry
+}
+
+/// One request: a batch of items for one server, with a unique id kept across re-sends.
+struct Request {
+    var id: UInt64
+    /// The items as `ClientProtocol.appendItem` encodes them (` a:b c:d`): encoded once, re-sent as they are.
+    var items: ByteBuffer
+    var itemCount: Int
+    /// Empty unless per-command results are wanted; else `commands[i]` is item `i`.
+    var commands: [PendingCommand]
+    /// The server whose queue (or connection) holds the request; failures are counted against it.
+    var server: Int
+    /// Index of the connection it is in flight on, or -1 while queued.
+    var connection: Int
+    /// Bumped on every send, so timeout entries of earlier sends are recognised as stale.
+    var epoch: UInt32 = 0
+    /// Sends that ended in a timeout.
+    var timeouts: Int = 0
+    /// Sends that ended with their connection lost.
+    var losses: Int = 0
+    /// CLOCK_MONOTONIC of the first send (0: never sent); latency is measured from it.
+    var firstSentNanos: UInt64 = 0
+}
+
+/// Requests not yet answered, by id: a slab of slots plus an id index. Ids come from a 64-bit counter, so an id
+/// is never reused and a late reply to a finished request finds nothing.
+struct RequestTable {
+    private var slots: [Request?] = []
+    private var freeSlots: [Int32] = []
+    private var slotByID: [UInt64: Int32] = [:]
+    private(set) var nextID: UInt64 = 1
+    private(set) var count = 0
+
+    init() {}
+
+    /// Creates a request with a fresh id and returns its slot.
+    mutating func insert(items: ByteBuffer, itemCount: Int, commands: [PendingCommand], server: Int) -> Int {
+        let id = nextID
+        nextID &+= 1
+        let request = Request(id: id, items: items, itemCount: itemCount, commands: commands, server: server, connection: -1)
+        let slot: Int
+        if let free = freeSlots.popLast() {
+            slot = Int(free)
+            slots[slot] = request
+        } else {
+            slot = slots.count
+            slots.append(request)
+        }
+        slotByID[id] = Int32(slot)
+        count += 1
+        return slot
+    }
+
+    @inline(__always) func slot(forID id: UInt64) -> Int? {
+        guard let s = slotByID[id] else { return nil }
+        return Int(s)
+    }
+
+    /// Whether `slot` holds the live request `id` (timeout entries carry both).
+    @inline(__always) func isLive(slot: Int, id: UInt64) -> Bool {
+        slot < slots.count && slots[slot]?.id == id
+    }
+
+    subscript(slot: Int) -> Request {
+        get { slots[slot]! }
+        _modify { yield &slots[slot]! }
+    }
+
+    @discardableResult
+    mutating func remove(slot: Int) -> Request {
+        let request = slots[slot]!
+        slots[slot] = nil
+        slotByID[request.id] = nil
+        freeSlots.append(Int32(slot))
+        count -= 1
+        return request
+    }
+
+    /// Live slots (teardown and tests).
+    var liveSlots: [Int] { slots.indices.filter { slots[$0] != nil } }
+}
+
+/// Encoding and splitting of item lists.
+enum ItemsCodec {
+    /// Bytes of `REQ <id>` + items + LF beyond the items themselves (an id has at most 20 digits).
+    static let requestOverhead = 4 + 20 + 1
+
+    @inline(__always) static func append(item: String, to buffer: ByteBuffer) {
+        var s = item
+        s.withUTF8 { ClientProtocol.appendItem(UnsafeRawBufferPointer($0), to: buffer) }
+    }
+
+    /// The items of an encoded list, as byte ranges into `items.readableView` (they are separated by spaces,
+    /// which no item contains).
+    static func ranges(of items: ByteBuffer) -> [Range<Int>] {
+        let view = items.readableView
+        var result: [Range<Int>] = []
+        var i = 0
+        while i < view.count {
+            while i < view.count && view[i] == UInt8(ascii: " ") { i += 1 }
+            let start = i
+            while i < view.count && view[i] != UInt8(ascii: " ") { i += 1 }
+            if i > start { result.append(start..<i) }
+        }
+        return result
+    }
+
+    /// Splits an encoded item list into chunks of at most `maxItems` items whose request line fits
+    /// `maxLine` bytes (a chunk always holds at least one item). Returns each chunk's items and the range of
+    /// item indices it covers.
+    static func split(_ items: ByteBuffer, maxItems: Int, maxLine: Int) -> [(items: ByteBuffer, indices: Range<Int>)] {
+        let ranges = ranges(of: items)
+        var chunks: [(items: ByteBuffer, indices: Range<Int>)] = []
+        let view = items.readableView
+        var start = 0
+        while start < ranges.count {
+            let buffer = ByteBuffer(capacity: 256)
+            var end = start
+            var bytes = requestOverhead
+            while end < ranges.count && end - start < max(1, maxItems) {
+                let r = ranges[end]
+                let cost = r.count + 1
+                if end > start && bytes + cost > maxLine { break }
+                ClientProtocol.appendItem(UnsafeRawBufferPointer(rebasing: view[r]), to: buffer)
+                bytes += cost
+                end += 1
+            }
+            chunks.append((buffer, start..<end))
+            start = end
+        }
+        return chunks
+    }
+}

@@ -1,0 +1,79 @@
+import AsyncComCore
+import AsyncComEventLoop
+
+/// One configured server: its connections, its queue of requests waiting for a window slot, the batch being
+/// filled for it, and whether it is up. Loop thread only.
+final class ServerState {
+    let index: Int
+    let endpoint: Endpoint
+    var connections: [Connection] = []
+    /// Requests (table slots) waiting to be sent, oldest first; re-sends go to the front.
+    var queue = Deque<Int>()
+    /// The batch being filled (nil when empty).
+    var partialItems: ByteBuffer?
+    var partialCount = 0
+    var partialCommands: [PendingCommand] = []
+    /// Commands per request, clamped to the server's `max_items` once a HELLO reply says it.
+    var batch: Int
+    /// Requests in flight per connection, clamped so `window * batch <= max_inflight`.
+    var window: Int
+    /// Connections that completed their handshake.
+    var readyCount = 0
+    /// Down: no connection answered for `connectTimeout` (or HELLO failed `retries + 1` times). Its requests
+    /// fail over to the other servers; it keeps being probed and comes back when it answers.
+    var isDown = false
+    var everUp = false
+    var lastError = "no connection attempt yet"
+    var helloFailures = 0
+    var downTimer: Timer?
+    /// Where the next pump starts, so connections share the queue.
+    var nextConnection = 0
+
+    init(index: Int, endpoint: Endpoint, batch: Int, window: Int) {
+        self.index = index
+        self.endpoint = endpoint
+        self.batch = batch
+        self.window = window
+    }
+
+    var isUp: Bool { readyCount > 0 }
+
+    var inFlight: Int {
+        var n = 0
+        for c in connections { n += c.inFlight }
+        return n
+    }
+
+    var unreachableReason: String { "server unreachable (\(endpoint): \(lastError))" }
+}
+
+/// A server's limits from its HELLO reply, and what they make of the configured batch and window.
+struct ServerLimits: Equatable {
+    var maxItems: Int?
+    var maxLine: Int?
+    var maxInflight: Int?
+
+    init(maxItems: Int? = nil, maxLine: Int? = nil, maxInflight: Int? = nil) {
+        self.maxItems = maxItems
+        self.maxLine = maxLine
+        self.maxInflight = maxInflight
+    }
+
+    /// Reads `max_items`, `max_line`, `max_inflight` (absent or non-positive values mean "no limit").
+    init(helloFields fields: [String: String]) {
+        func positive(_ key: String) -> Int? {
+            guard let text = fields[key], let v = Int(text), v > 0 else { return nil }
+            return v
+        }
+        self.init(maxItems: positive("max_items"), maxLine: positive("max_line"), maxInflight: positive("max_inflight"))
+    }
+
+    /// Batch at most `max_items`; window such that `window * batch <= max_inflight` (at least 1).
+    func clamp(batch: Int, window: Int) -> (batch: Int, window: Int) {
+        var b = batch
+        if let m = maxItems { b = min(b, m) }
+        var w = window
+        if let m = maxInflight { w = min(w, max(1, m / b)) }
+        return (b, w)
+    }
+}

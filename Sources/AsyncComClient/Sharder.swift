@@ -1,0 +1,37 @@
+import AsyncComCore
+
+/// Maps a device to a server by rendezvous (highest random weight) hashing: stable for a device while its
+/// server is up, and when a server goes down only that server's devices move, spread over the others.
+struct Sharder {
+    let serverCount: Int
+
+    @inline(__always) static func mix(_ x: UInt64) -> UInt64 {
+        // splitmix64 finaliser: cheap, and every input bit affects every output bit.
+        var z = x &+ 0x9E37_79B9_7F4A_7C15
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    @inline(__always) static func hash(_ device: DeviceAddress) -> UInt64 {
+        mix(device.high ^ mix(device.low))
+    }
+
+    /// The server for `key` among those for which `isAlive` holds; nil when none is.
+    @inline(__always) func pick(key: UInt64, isAlive: (Int) -> Bool) -> Int? {
+        if serverCount == 1 { return isAlive(0) ? 0 : nil }
+        var best: Int?
+        var bestScore: UInt64 = 0
+        for s in 0..<serverCount where isAlive(s) {
+            let score = Sharder.mix(key ^ (UInt64(s) &* 0xD6E8_FEB8_6659_FD93))
+            if best == nil || score > bestScore {
+                best = s
+                bestScore = score
+            }
+        }
+        return best
+    }
+
+    /// The server a device belongs to when every server is up (its "home", named in failure reasons).
+    func home(key: UInt64) -> Int { pick(key: key, isAlive: { _ in true })! }
+}

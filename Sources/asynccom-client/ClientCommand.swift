@@ -1,0 +1,155 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import ArgumentParser
+import AsyncComClient
+import AsyncComCore
+import Logging
+
+enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
+    case text, jsonl
+}
+
+enum LogLevelOption: String, ExpressibleByArgument, CaseIterable {
+    case trace, debug, info, notice, warning, error, critical
+    var level: Logger.Level { Logger.Level(rawValue: rawValue)! }
+}
+
+@main
+struct ClientCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "asynccom-client",
+        abstract: "Send every command of a commands file to asynccom servers, pipelined, and report each result and the sum.",
+        discussion: """
+            COMMANDS_FILE holds one `ip:command` per line (IPv4 or IPv6; split at the last colon); blank lines and \
+            lines starting with `#` are skipped. `-` reads standard input. The file is streamed: any size runs in \
+            bounded memory. A malformed line is reported on stderr as `asynccom-client: FILE:LINE: message`, \
+            counted as malformed and not sent (`--strict` makes it fatal before anything is sent).
+
+            Commands are batched (--batch) into requests, and up to --window requests are kept in flight on each \
+            connection. With several --server options, each device's commands go to one server (by a hash of the \
+            address); when a server stays unreachable for --connect-timeout its commands fail over to the others. \
+            A request with no reply within --timeout is re-sent, up to --retries times; requests in flight on a \
+            lost connection are re-sent after reconnecting. Every command is counted exactly once.
+
+            Per-command output (--output FILE, `-` for stdout):
+              text   `<item> <result>` per command, in input order; <result> is the decimal response, `unknown`, \
+            or `failed <reason>`.
+              jsonl  one JSON object per command, in completion order: {"line":N,"device":"...","command":"...", \
+            "status":"ok|unknown|failed","value":N (ok only),"error":"..." (failed only),"latency_ms":x}.
+
+            Summary: on stdout (on stderr when --output is `-`): sum, ok / unknown / failed / malformed counts, \
+            elapsed time, commands per second, latency percentiles p50/p90/p99/max, and per server when several. \
+            With --json it is one JSON object instead, with the keys sum, ok, unknown, failed, malformed, \
+            elapsed_s, commands_per_s, latency_ms {p50, p90, p99, max, mean}, requests, retries, resends, \
+            reconnects, late_replies, bad_replies, first_failure and servers [...].
+
+            A progress line (done/known so far, rate, in flight) is shown on stderr when it is a terminal.
+
+            Exit status: 0 when every well-formed command was answered (a value or unknown); 1 when any failed \
+            (timeouts and retries exhausted, server unreachable, server error); 2 for usage or input errors \
+            (bad option, missing or unreadable file, --strict violation).
+
+            Example:
+              asynccom-server --map data/seed/map.txt &
+              asynccom-client --batch 16 data/seed/commands.txt
+              asynccom-client --server tcp://10.0.0.5:5557 --server tcp://10.0.0.6:5557 \\
+                  --output results.txt --json big-commands.txt
+            """
+    )
+
+    @Option(name: .customLong("server"),
+            help: ArgumentHelp("Server to use; repeat for several. tcp://HOST:PORT, tcp://[IPv6]:PORT or unix:///path (default: \(Endpoint.defaultURL)).", valueName: "URL"))
+    var servers: [String] = []
+
+    @Option(help: ArgumentHelp("Commands per request, 1-\(ClientConfiguration.maxBatch); lowered to the server's max_items (default: 16).", valueName: "N"))
+    var batch: Int = 16
+
+    @Option(help: ArgumentHelp("Requests in flight per connection (pipelining depth), 1-\(ClientConfiguration.maxWindow); lowered so window x batch fits the server's max_inflight (default: 256).", valueName: "N"))
+    var window: Int = 256
+
+    @Option(help: ArgumentHelp("Connections per server, 1-\(ClientConfiguration.maxConnectionsPerServer) (default: 1).", valueName: "N"))
+    var connections: Int = 1
+
+    @Option(help: ArgumentHelp("Seconds to wait for a request's reply before re-sending it; also bounds connecting and the HELLO handshake (default: 30).", valueName: "SECONDS"))
+    var timeout: Double = 30
+
+    @Option(help: ArgumentHelp("Re-sends of a request after a timeout before its commands fail, 0-\(ClientConfiguration.maxRetries) (default: 3).", valueName: "N"))
+    var retries: Int = 3
+
+    @Option(name: .customLong("connect-timeout"),
+            help: ArgumentHelp("Seconds to keep reconnecting (backoff 50 ms doubling to 1 s) to a server that is not up, from the start or from when it was last up; then it counts as down (default: 10).", valueName: "SECONDS"))
+    var connectTimeout: Double = 10
+
+    @Option(help: ArgumentHelp("Write one line per command to FILE; `-` for stdout (default: none).", valueName: "FILE"))
+    var output: String?
+
+    @Option(help: ArgumentHelp("Per-command output format: text (`<item> <result>`, input order) or jsonl (one object per command, completion order) (default: text).", valueName: "FORMAT"))
+    var format: OutputFormat = .text
+
+    @Flag(help: "Print the summary as one JSON object (default: human-readable text).")
+    var json = false
+
+    @Flag(help: "Check the whole commands file before sending anything; exit 2 at the first malformed line. Standard input is read into memory first (default: off).")
+    var strict = false
+
+    @Flag(help: "No progress line on stderr (default: shown when stderr is a terminal).")
+    var quiet = false
+
+    @Option(name: .customLong("log-level"),
+            help: ArgumentHelp("Log messages on stderr at this level and above: trace, debug, info, notice, warning, error, critical (default: warning).", valueName: "LEVEL"))
+    var logLevel: LogLevelOption = .warning
+
+    @Argument(help: ArgumentHelp("The commands file, `ip:command` per line; `-` reads standard input.", valueName: "COMMANDS_FILE"))
+    var commandsFile: String
+
+    func validate() throws {
+        _ = try endpoints()
+        do {
+            try clientConfiguration(endpoints: try endpoints()).validate()
+        } catch {
+            throw ValidationError("\(error)")
+        }
+    }
+
+    func endpoints() throws -> [Endpoint] {
+        if servers.isEmpty { return [.default] }
+        return try servers.map { text in
+            do {
+                return try Endpoint(parsing: text)
+            } catch {
+                throw ValidationError("--server: \(error)")
+            }
+        }
+    }
+
+    func clientConfiguration(endpoints: [Endpoint]) -> ClientConfiguration {
+        ClientConfiguration(servers: endpoints, batch: batch, window: window, connectionsPerServer: connections,
+                            requestTimeout: timeout, retries: retries, connectTimeout: connectTimeout,
+                            ordered: output != nil && format == .text)
+    }
+
+    /// ArgumentParser exits 64 on usage errors; asynccom's contract is 2.
+    static func main() async {
+        signal(SIGPIPE, SIG_IGN)
+        let command: ClientCommand
+        do {
+            command = try parse()
+        } catch {
+            let code = exitCode(for: error)
+            let message = fullMessage(for: error)
+            if code == .success {
+                if !message.isEmpty { print(message) }
+                Glibc.exit(0)
+            }
+            var text = message
+            if text.hasPrefix("Error: ") { text.removeFirst("Error: ".count) }
+            Stderr.write("asynccom-client: \(text)\n")
+            if !message.contains("--help") { Stderr.write("Run 'asynccom-client --help' for usage.\n") }
+            Glibc.exit(2)
+        }
+        Glibc.exit(await command.execute())
+    }
+}

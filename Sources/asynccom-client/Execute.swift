@@ -1,0 +1,140 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import AsyncComClient
+import AsyncComCore
+import Logging
+
+extension ClientCommand {
+    /// Runs the job; returns the exit status.
+    func execute() async -> Int32 {
+        let level = logLevel.level
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "asynccom-client")
+        let configuration: ClientConfiguration
+        do {
+            configuration = clientConfiguration(endpoints: try endpoints())
+        } catch {
+            Stderr.write("asynccom-client: \(error)\n")
+            return 2
+        }
+
+        let progress = ProgressLine(enabled: !quiet && isatty(STDERR_FILENO) == 1)
+        let reportMalformed: (InputFileError) -> Void = { error in
+            progress.clear()
+            Stderr.write("asynccom-client: \(error)\n")
+        }
+
+        // Input: opened (and with --strict, checked) before anything is sent.
+        let source: any CommandSource
+        do {
+            source = try openSource(reportMalformed: reportMalformed)
+        } catch let error as InputFileError {
+            Stderr.write("asynccom-client: \(error)\n")
+            return 2
+        } catch {
+            Stderr.write("asynccom-client: \(error)\n")
+            return 2
+        }
+
+        // Output.
+        var writer: ResultWriter?
+        if let output {
+            do {
+                writer = try ResultWriter(path: output, format: format)
+            } catch {
+                Stderr.write("asynccom-client: \(error)\n")
+                return 2
+            }
+        }
+
+        let client = AsyncComClient(configuration: configuration, logger: logger)
+        let summary: JobSummary
+        do {
+            summary = try await run(client: client, source: source, writer: writer, progress: progress)
+        } catch ClientError.source(let error) {
+            progress.clear()
+            Stderr.write("asynccom-client: \(error)\n")
+            return 2
+        } catch {
+            progress.clear()
+            Stderr.write("asynccom-client: \(error)\n")
+            return 2
+        }
+        progress.clear()
+
+        var status: Int32 = summary.allAnswered ? 0 : 1
+        if let writer {
+            writer.flush()
+            if let failure = writer.failure {
+                Stderr.write("asynccom-client: \(failure)\n")
+                status = 1
+            }
+            writer.close()
+        }
+        let text = json ? summary.json() + "\n" : SummaryText.render(summary)
+        if output == "-" {
+            Stderr.write(text)
+        } else {
+            Stdout.write(text)
+        }
+        return status
+    }
+
+    private func run(client: AsyncComClient, source: sending any CommandSource, writer: ResultWriter?, progress: ProgressLine) async throws -> JobSummary {
+        let onProgress: ((JobProgress) -> Void)? = progress.enabled ? { progress.show($0) } : nil
+        if let writer {
+            return try await client.run(source: source, onResult: { writer.write($0) }, onProgress: onProgress)
+        }
+        return try await client.run(source: source, onResult: nil, onProgress: onProgress)
+    }
+
+    private func openSource(reportMalformed: @escaping (InputFileError) -> Void) throws -> any CommandSource {
+        guard strict else {
+            return try FileCommandSource(path: commandsFile, onMalformed: reportMalformed)
+        }
+        if commandsFile == "-" {
+            // Standard input cannot be read twice: keep it in memory, check it, then send from memory.
+            let bytes = try readAllStandardInput()
+            let first = FirstMalformed()
+            var check = MemoryCommandSource(bytes: bytes, name: "<stdin>", onMalformed: { first.record($0) })
+            while try check.next() != nil, first.error == nil {}
+            if let error = first.error { throw error }
+            return MemoryCommandSource(bytes: bytes, name: "<stdin>", onMalformed: reportMalformed)
+        }
+        let first = FirstMalformed()
+        var check = try FileCommandSource(path: commandsFile, onMalformed: { first.record($0) })
+        while try check.next() != nil, first.error == nil {}
+        if let error = first.error { throw error }
+        return try FileCommandSource(path: commandsFile, onMalformed: reportMalformed)
+    }
+}
+
+/// `--strict`: remembers the first malformed line seen by a checking pass.
+private final class FirstMalformed {
+    var error: InputFileError?
+    func record(_ e: InputFileError) {
+        if error == nil { error = e }
+    }
+}
+
+private func readAllStandardInput() throws -> [UInt8] {
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 1 << 16)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { read(STDIN_FILENO, $0.baseAddress, $0.count) }
+        if n > 0 {
+            bytes.append(contentsOf: chunk[0..<n])
+        } else if n == 0 {
+            return bytes
+        } else if errno != EINTR {
+            throw InputFileError(file: "<stdin>", line: nil, message: String(cString: strerror(errno)))
+        }
+    }
+}

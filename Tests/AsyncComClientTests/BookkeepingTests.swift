@@ -1,0 +1,222 @@
+@testable import AsyncComClient
+import AsyncComCore
+import Testing
+
+@Suite struct DequeTests {
+    @Test func fifoAndFrontInsertAcrossWrapAndGrowth() {
+        var d = Deque<Int>()
+        for i in 0..<10 { d.append(i) }
+        for i in 0..<8 { #expect(d.popFirst() == i) }
+        // Wrap around the 16-slot ring, then force growth with front inserts.
+        for i in 10..<30 { d.append(i) }
+        d.prepend(-1)
+        d.prepend(-2)
+        #expect(d.count == 24)
+        #expect(d.elements == [-2, -1, 8, 9] + Array(10..<30))
+        var drained: [Int] = []
+        while let x = d.popFirst() { drained.append(x) }
+        #expect(drained == [-2, -1, 8, 9] + Array(10..<30))
+        #expect(d.isEmpty && d.popFirst() == nil && d.first == nil)
+    }
+}
+
+@Suite struct SharderTests {
+    func devices(_ n: Int) -> [DeviceAddress] { (0..<n).map { DeviceAddress(ipv4: 0x0A00_0000 + UInt32($0)) } }
+
+    @Test func stableAndSpread() {
+        let sharder = Sharder(serverCount: 4)
+        var counts = [0, 0, 0, 0]
+        for d in devices(4000) {
+            let key = Sharder.hash(d)
+            let s = sharder.pick(key: key) { _ in true }!
+            #expect(sharder.pick(key: key) { _ in true } == s)
+            #expect(sharder.home(key: key) == s)
+            counts[s] += 1
+        }
+        // Roughly even: each server gets 25% +- 5%.
+        for c in counts { #expect(c > 800 && c < 1200, "counts \(counts)") }
+    }
+
+    @Test func onlyTheDownServersDevicesMove() {
+        let sharder = Sharder(serverCount: 3)
+        for d in devices(2000) {
+            let key = Sharder.hash(d)
+            let home = sharder.pick(key: key) { _ in true }!
+            let without1 = sharder.pick(key: key) { $0 != 1 }!
+            #expect(without1 != 1)
+            if home != 1 { #expect(without1 == home) }
+        }
+        #expect(sharder.pick(key: 42) { _ in false } == nil)
+        #expect(Sharder(serverCount: 1).pick(key: 7) { _ in true } == 0)
+    }
+
+    @Test func spellingsOfOneAddressShareAServer() {
+        let a = DeviceAddress.parse("::1")!
+        let b = DeviceAddress.parse("0:0::1")!
+        #expect(Sharder.hash(a) == Sharder.hash(b))
+    }
+}
+
+@Suite struct RequestTableTests {
+    @Test func idsAreUniqueAndLateLookupsFindNothing() {
+        var table = RequestTable()
+        let a = table.insert(items: ByteBuffer(), itemCount: 1, commands: [], server: 0)
+        let b = table.insert(items: ByteBuffer(), itemCount: 2, commands: [], server: 1)
+        let idA = table[a].id
+        let idB = table[b].id
+        #expect(idA != idB)
+        #expect(table.slot(forID: idA) == a)
+        #expect(table.count == 2)
+        let removed = table.remove(slot: a)
+        #expect(removed.id == idA)
+        #expect(table.slot(forID: idA) == nil)
+        #expect(!table.isLive(slot: a, id: idA))
+        // The slot is reused, under a new id: a late reply for the old id still finds nothing.
+        let c = table.insert(items: ByteBuffer(), itemCount: 3, commands: [], server: 0)
+        #expect(c == a)
+        #expect(table[c].id != idA && table[c].id != idB)
+        #expect(table.slot(forID: idA) == nil)
+        #expect(table.isLive(slot: c, id: table[c].id))
+        table[c].epoch = 7
+        #expect(table[c].epoch == 7)
+        #expect(table.liveSlots.sorted() == [a, b].sorted())
+    }
+}
+
+@Suite struct ItemsCodecTests {
+    func encode(_ items: [String]) -> ByteBuffer {
+        let b = ByteBuffer()
+        for i in items { ItemsCodec.append(item: i, to: b) }
+        return b
+    }
+
+    @Test func encodesLikeTheProtocol() {
+        let b = encode(["1.2.3.4:foo", "::1:bar"])
+        #expect(b.readableString == " 1.2.3.4:foo ::1:bar")
+        #expect(ItemsCodec.ranges(of: b).count == 2)
+    }
+
+    @Test func splitByItemCount() {
+        let items = (0..<10).map { "10.0.0.\($0):cmd" }
+        let chunks = ItemsCodec.split(encode(items), maxItems: 4, maxLine: 1 << 20)
+        #expect(chunks.map(\.indices) == [0..<4, 4..<8, 8..<10])
+        #expect(chunks[1].items.readableString == " 10.0.0.4:cmd 10.0.0.5:cmd 10.0.0.6:cmd 10.0.0.7:cmd")
+    }
+
+    @Test func splitByLineLength() {
+        let items = (0..<6).map { "10.0.0.\($0):cmd" }  // 12 bytes each, 13 with the space
+        let maxLine = ItemsCodec.requestOverhead + 13 * 2
+        let chunks = ItemsCodec.split(encode(items), maxItems: 100, maxLine: maxLine)
+        #expect(chunks.map(\.indices) == [0..<2, 2..<4, 4..<6])
+        for c in chunks { #expect(c.items.readableBytes + ItemsCodec.requestOverhead <= maxLine) }
+        // A single item longer than the limit still goes alone rather than looping forever.
+        let tiny = ItemsCodec.split(encode(items), maxItems: 100, maxLine: 5)
+        #expect(tiny.count == 6)
+    }
+}
+
+@Suite struct TimeoutQueueTests {
+    func entry(_ deadline: UInt64, _ id: UInt64) -> TimeoutEntry {
+        TimeoutEntry(deadline: deadline, slot: Int32(id), epoch: 1, id: id)
+    }
+
+    @Test func expiresDueLiveEntriesAndSkipsStaleOnes() {
+        var q = TimeoutQueue()
+        for i in 1...5 { q.push(entry(UInt64(i * 100), UInt64(i))) }
+        var answered: Set<UInt64> = [1, 3]
+        let (expired, next) = q.popExpired(now: 350) { !answered.contains($0.id) }
+        #expect(expired.map(\.id) == [2])
+        #expect(next == 400)
+        answered.insert(4)
+        #expect(q.trimFront { !answered.contains($0.id) } == 500)
+        #expect(q.count == 1)
+        let (later, none) = q.popExpired(now: 10_000) { !answered.contains($0.id) }
+        #expect(later.map(\.id) == [5])
+        #expect(none == nil)
+    }
+
+    @Test func drainKeepsSendOrderOfLiveEntries() {
+        var q = TimeoutQueue()
+        for i in 1...6 { q.push(entry(UInt64(i), UInt64(i))) }
+        let live = q.drainLive { $0.id % 2 == 0 }
+        #expect(live.map(\.id) == [2, 4, 6])
+        #expect(q.count == 0)
+    }
+
+    @Test func compactionDropsStaleEntriesOnly() {
+        var q = TimeoutQueue()
+        for i in 0..<5000 { q.push(entry(UInt64(i), UInt64(i))) }
+        q.compactIfNeeded(liveCount: 10) { $0.id >= 4990 }
+        #expect(q.count == 10)
+        #expect(q.trimFront { $0.id >= 4990 } == 4990)
+        // Not worth it below the threshold.
+        var small = TimeoutQueue()
+        for i in 0..<100 { small.push(entry(UInt64(i), UInt64(i))) }
+        small.compactIfNeeded(liveCount: 1) { _ in false }
+        #expect(small.count == 100)
+    }
+}
+
+@Suite struct ReorderRingTests {
+    func result(_ seq: Int) -> CommandResult {
+        let entry = CommandEntry(device: DeviceAddress(ipv4: 1), item: "0.0.0.1:x", commandStart: 8, line: seq + 1)
+        return CommandResult(sequence: seq, entry: entry, outcome: .value(Int64(seq)), server: .default, latencyNanos: 0)
+    }
+
+    @Test func deliversInOrderWhateverTheArrivalOrder() {
+        var ring = ReorderRing(initialCapacity: 16)
+        var out: [Int] = []
+        // Arrivals in reverse blocks, with the ring forced to grow past its first capacity.
+        let arrivals = Array((0..<40).reversed()) + Array(40..<100).shuffled()
+        for s in arrivals {
+            ring.insert(result(s))
+            ring.drain { out.append($0.sequence) }
+        }
+        #expect(out == Array(0..<100))
+        #expect(ring.base == 100 && ring.held == 0)
+        #expect(ring.capacity >= 40)
+    }
+
+    @Test func holdsUntilTheOldestArrives() {
+        var ring = ReorderRing()
+        var out: [Int] = []
+        for s in [1, 2, 3] { ring.insert(result(s)) }
+        ring.drain { out.append($0.sequence) }
+        #expect(out.isEmpty && ring.held == 3)
+        ring.insert(result(0))
+        ring.drain { out.append($0.sequence) }
+        #expect(out == [0, 1, 2, 3])
+    }
+}
+
+@Suite struct LimitsAndBackoffTests {
+    @Test func clampToHelloLimits() {
+        let limits = ServerLimits(helloFields: ["max_items": "8", "max_line": "4096", "max_inflight": "64", "other": "x"])
+        #expect(limits == ServerLimits(maxItems: 8, maxLine: 4096, maxInflight: 64))
+        #expect(limits.clamp(batch: 16, window: 256) == (8, 8))
+        #expect(limits.clamp(batch: 4, window: 2) == (4, 2))
+        // A batch larger than max_inflight still gets a window of one.
+        #expect(ServerLimits(maxItems: 1000, maxInflight: 10).clamp(batch: 64, window: 256) == (64, 1))
+        // Missing or nonsense fields mean no limit.
+        #expect(ServerLimits(helloFields: ["max_items": "-3", "max_inflight": "lots"]) == ServerLimits())
+        #expect(ServerLimits().clamp(batch: 16, window: 256) == (16, 256))
+    }
+
+    @Test func backoffDoublesToOneSecondAndResets() {
+        var b = Backoff()
+        let delays = (0..<8).map { _ in b.next() / 1_000_000 }
+        #expect(delays == [50, 100, 200, 400, 800, 1000, 1000, 1000])
+        b.reset()
+        #expect(b.next() == 50_000_000)
+    }
+
+    @Test func configurationValidation() {
+        #expect(throws: Never.self) { try ClientConfiguration().validate() }
+        for bad in [ClientConfiguration(servers: []), ClientConfiguration(batch: 0), ClientConfiguration(window: 0),
+                    ClientConfiguration(connectionsPerServer: 0), ClientConfiguration(requestTimeout: 0),
+                    ClientConfiguration(retries: -1), ClientConfiguration(connectTimeout: -1),
+                    ClientConfiguration(requestTimeout: .nan)] {
+            #expect(throws: ClientError.self) { try bad.validate() }
+        }
+    }
+}

@@ -1,0 +1,124 @@
+import AsyncComEventLoop
+import Testing
+
+@Suite("Timer") struct TimerTests {
+    @Test func firesNotBeforeItsDelayAndWithinABound() throws {
+        let loop = try EventLoop()
+        let delay: UInt64 = 50_000_000
+        var firedAt: UInt64 = 0
+        let timer = Timer(loop: loop) {
+            firedAt = EventLoop.monotonicNanos()
+            loop.stop()
+        }
+        let start = EventLoop.monotonicNanos()
+        timer.schedule(afterNanos: delay)
+        #expect(timer.isPending)
+        #expect(runWithWatchdog(loop))
+        #expect(!timer.isPending)
+        #expect(firedAt - start >= delay)
+        #expect(firedAt - start < 2_000_000_000)
+    }
+
+    @Test func absoluteDeadlineDoesNotFireEarly() throws {
+        let loop = try EventLoop()
+        var firedAt: UInt64 = 0
+        let deadline = EventLoop.monotonicNanos() + 30_000_000
+        let timer = Timer(loop: loop) {
+            firedAt = EventLoop.monotonicNanos()
+            loop.stop()
+        }
+        timer.schedule(atMonotonicNanos: deadline)
+        #expect(runWithWatchdog(loop))
+        #expect(firedAt >= deadline)
+    }
+
+    @Test func passedDeadlineFiresAtOnce() throws {
+        let loop = try EventLoop()
+        var fired = false
+        let timer = Timer(loop: loop) {
+            fired = true
+            loop.stop()
+        }
+        timer.schedule(atMonotonicNanos: 0)
+        #expect(runWithWatchdog(loop))
+        #expect(fired)
+    }
+
+    @Test func reschedulesFromInsideItsCallback() throws {
+        let loop = try EventLoop()
+        var fires: [UInt64] = []
+        var timer: Timer?
+        timer = Timer(loop: loop) {
+            fires.append(EventLoop.monotonicNanos())
+            if fires.count < 3 {
+                timer!.schedule(afterNanos: 10_000_000)
+                #expect(timer!.isPending)
+            } else {
+                loop.stop()
+            }
+        }
+        timer!.schedule(afterNanos: 10_000_000)
+        #expect(runWithWatchdog(loop))
+        #expect(fires.count == 3)
+        for i in 1..<fires.count { #expect(fires[i] - fires[i - 1] >= 10_000_000) }
+        timer = nil
+    }
+
+    @Test func rescheduleReplacesEarlierArming() throws {
+        let loop = try EventLoop()
+        var fires = 0
+        let timer = Timer(loop: loop) {
+            fires += 1
+            loop.stop()
+        }
+        let start = EventLoop.monotonicNanos()
+        timer.schedule(afterNanos: 1_000_000)
+        timer.schedule(afterNanos: 40_000_000)
+        var stoppedAt: UInt64 = 0
+        let stopper = Timer(loop: loop) {
+            stoppedAt = EventLoop.monotonicNanos()
+            loop.stop()
+        }
+        stopper.schedule(afterNanos: 20_000_000)
+        #expect(runWithWatchdog(loop))
+        // Up to the stopper nothing may have fired (the 1 ms arming was replaced).
+        #expect(fires == 0)
+        #expect(stoppedAt - start >= 20_000_000)
+        #expect(runWithWatchdog(loop))
+        #expect(fires == 1)
+    }
+
+    @Test func cancelPreventsFiring() throws {
+        let loop = try EventLoop()
+        var fired = false
+        let timer = Timer(loop: loop) { fired = true }
+        timer.schedule(afterNanos: 5_000_000)
+        timer.cancel()
+        #expect(!timer.isPending)
+        let later = Timer(loop: loop) { loop.stop() }
+        later.schedule(afterNanos: 30_000_000)
+        #expect(runWithWatchdog(loop))
+        #expect(!fired)
+    }
+
+    @Test func timerReleasedInsideItsOwnCallback() throws {
+        let loop = try EventLoop()
+        var fired = 0
+        var timer: Timer?
+        timer = Timer(loop: loop) {
+            fired += 1
+            timer = nil  // last reference
+            loop.stop()
+        }
+        timer!.schedule(afterNanos: 0)
+        #expect(runWithWatchdog(loop))
+        #expect(fired == 1)
+        #expect(timer == nil)
+    }
+
+    @Test func runReturnsWhenNoEventsAreLeft() throws {
+        let loop = try EventLoop()
+        loop.run()  // nothing registered: returns at once
+        #expect(loop.runOnce(nonBlocking: true) == false)
+    }
+}
