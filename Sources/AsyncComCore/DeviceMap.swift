@@ -36,13 +36,13 @@ public final class DeviceMap: @unchecked Sendable {  // immutable after init
     @usableFromInline let slots: UnsafeMutablePointer<UInt64>
     @usableFromInline let slotMask: Int
     @usableFromInline let maxWait: UInt64
+    let memory: [LargeMemory]
 
     /// Loads `ip:command:response:wait` lines. Throws on the first bad line, a duplicate key, or a file that
     /// cannot be read (missing, a directory, not text).
     public convenience init(contentsOfFile path: String) throws(InputFileError) {
         let file = try FileInput.readAll(path)
-        defer { free(file.bytes) }
-        try self.init(parsing: UnsafeRawBufferPointer(start: file.bytes, count: file.count), fileName: path)
+        try self.init(parsing: file.bytes, fileName: path)
     }
 
     public init(parsing data: UnsafeRawBufferPointer, fileName: String) throws(InputFileError) {
@@ -54,6 +54,7 @@ public final class DeviceMap: @unchecked Sendable {  // immutable after init
             throw error
         }
         let built = loader.finish()
+        memory = built.memory
         entries = built.entries
         entryCount = built.count
         commandArena = built.commandArena
@@ -64,10 +65,7 @@ public final class DeviceMap: @unchecked Sendable {  // immutable after init
     }
 
     deinit {
-        free(entries)
-        free(commandArena)
-        free(responseArena)
-        free(slots)
+        for block in memory { block.deallocate() }
     }
 
     public var count: Int { entryCount }
@@ -244,6 +242,17 @@ enum ResponseParser {
             i = 1
         }
         guard i < n else { return .failure(.invalid) }
+        if n - i <= 18 {
+            // Up to 18 digits cannot overflow: the common case needs no overflow checks.
+            var value: Int64 = 0
+            while i < n {
+                let d = text[i] &- 0x30
+                guard d < 10 else { return .failure(.invalid) }
+                value = value &* 10 &+ Int64(d)
+                i += 1
+            }
+            return .success(negative ? -value : value)
+        }
         let limit: UInt64 = negative ? UInt64(Int64.max) + 1 : UInt64(Int64.max)
         var magnitude: UInt64 = 0
         var overflow = false

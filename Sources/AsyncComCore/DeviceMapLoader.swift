@@ -19,13 +19,18 @@ struct MapLoader {
     /// Offset of the first NUL byte in the file (Int.max when there is none).
     let nulOffset: Int
 
-    var entries: UnsafeMutablePointer<Entry>
+    let entryMemory: LargeMemory
+    let commandMemory: LargeMemory
+    let responseMemory: LargeMemory
+    let hashMemory: LargeMemory
+    var slotMemory: LargeMemory?
+    let entries: UnsafeMutablePointer<Entry>
     var count = 0
-    var commandArena: UnsafeMutablePointer<UInt8>
+    let commandArena: UnsafeMutablePointer<UInt8>
     var commandBytes = 0
-    var responseArena: UnsafeMutablePointer<UInt8>
+    let responseArena: UnsafeMutablePointer<UInt8>
     var responseBytes = 0
-    var hashes: UnsafeMutablePointer<UInt64>
+    let hashes: UnsafeMutablePointer<UInt64>
     var slots: UnsafeMutablePointer<UInt64>? = nil
     var slotMask = 0
     var maxWait: UInt64 = 0
@@ -51,18 +56,22 @@ struct MapLoader {
         }
         nulOffset = nul
         // A response renders to at most 20 bytes ("-9223372036854775808"); commands are copied from the file.
-        entries = malloc(lines * MemoryLayout<Entry>.stride)!.assumingMemoryBound(to: Entry.self)
-        commandArena = malloc(max(size, 1))!.assumingMemoryBound(to: UInt8.self)
-        responseArena = malloc(lines * 20)!.assumingMemoryBound(to: UInt8.self)
-        hashes = malloc(lines * MemoryLayout<UInt64>.stride)!.assumingMemoryBound(to: UInt64.self)
+        entryMemory = LargeMemory(byteCount: lines * MemoryLayout<Entry>.stride)
+        commandMemory = LargeMemory(byteCount: size)
+        responseMemory = LargeMemory(byteCount: lines * 20)
+        hashMemory = LargeMemory(byteCount: lines * MemoryLayout<UInt64>.stride)
+        entries = entryMemory.typed(Entry.self)
+        commandArena = commandMemory.typed(UInt8.self)
+        responseArena = responseMemory.typed(UInt8.self)
+        hashes = hashMemory.typed(UInt64.self)
     }
 
     func deallocate() {
-        free(entries)
-        free(commandArena)
-        free(responseArena)
-        free(hashes)
-        free(slots)
+        entryMemory.deallocate()
+        commandMemory.deallocate()
+        responseMemory.deallocate()
+        hashMemory.deallocate()
+        slotMemory?.deallocate()
     }
 
     @inline(__always) static func isBlank(_ c: UInt8) -> Bool { c == 0x20 || c == 0x09 || c == 0x0D }
@@ -200,7 +209,9 @@ struct MapLoader {
         var tableSize = 16
         while tableSize < count * 2 { tableSize <<= 1 }
         let mask = tableSize - 1
-        let table = calloc(tableSize, MemoryLayout<UInt64>.stride)!.assumingMemoryBound(to: UInt64.self)
+        let tableMemory = LargeMemory(byteCount: tableSize * MemoryLayout<UInt64>.stride)
+        slotMemory = tableMemory
+        let table = tableMemory.typed(UInt64.self)
         slots = table
         slotMask = mask
 
@@ -212,8 +223,9 @@ struct MapLoader {
         for i in 0..<count { starts[(Int(truncatingIfNeeded: hashes[i]) & mask) >> shift + 1] += 1 }
         for r in 0..<regions { starts[r + 1] += starts[r] }
         // (hash, entry) pairs, so the insert pass below reads them sequentially.
-        let order = malloc(count * 2 * MemoryLayout<UInt64>.stride)!.assumingMemoryBound(to: UInt64.self)
-        defer { free(order) }
+        let orderMemory = LargeMemory(byteCount: count * 2 * MemoryLayout<UInt64>.stride)
+        defer { orderMemory.deallocate() }
+        let order = orderMemory.typed(UInt64.self)
         for i in 0..<count {
             let h = hashes[i]
             let r = (Int(truncatingIfNeeded: h) & mask) >> shift
@@ -268,14 +280,13 @@ struct MapLoader {
             && memcmp(commandArena + Int(x.commandOffset), commandArena + Int(y.commandOffset), Int(x.commandLength)) == 0
     }
 
-    /// Hands the arrays over, trimmed to their used size.
-    func finish() -> (entries: UnsafeMutablePointer<Entry>, count: Int, commandArena: UnsafeMutablePointer<UInt8>,
-                      responseArena: UnsafeMutablePointer<UInt8>, slots: UnsafeMutablePointer<UInt64>, slotMask: Int,
-                      maxWait: UInt64) {
-        free(hashes)
-        let e = realloc(entries, max(count, 1) * MemoryLayout<Entry>.stride)!.assumingMemoryBound(to: Entry.self)
-        let c = realloc(commandArena, max(commandBytes, 1))!.assumingMemoryBound(to: UInt8.self)
-        let r = realloc(responseArena, max(responseBytes, 1))!.assumingMemoryBound(to: UInt8.self)
-        return (e, count, c, r, slots!, slotMask, maxWait)
+    /// Hands the arrays over (the hashes were only needed to build the table). Nothing is trimmed: the unused
+    /// tails were never touched, so they cost address space, not memory.
+    func finish() -> (memory: [LargeMemory], entries: UnsafeMutablePointer<Entry>, count: Int,
+                      commandArena: UnsafeMutablePointer<UInt8>, responseArena: UnsafeMutablePointer<UInt8>,
+                      slots: UnsafeMutablePointer<UInt64>, slotMask: Int, maxWait: UInt64) {
+        hashMemory.deallocate()
+        return ([entryMemory, commandMemory, responseMemory, slotMemory!], entries, count, commandArena, responseArena,
+                slots!, slotMask, maxWait)
     }
 }
