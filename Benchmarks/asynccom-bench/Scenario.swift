@@ -50,8 +50,11 @@ enum Scenarios {
         seed.targets = [Target(metric: .wallSeconds, bound: 1.02, atMost: true)]
         list.append(seed)
 
+        // 62,500 devices x 2 commands, walked 8 times: 1,000,000 commands. The map is kept to 125,000 entries so
+        // that the server's peak RSS shows what in-flight commands cost; `maploading` measures a 1M-entry map.
         var inflightData = DataSetSpec()
-        inflightData.devices = 500_000
+        inflightData.devices = 62_500
+        inflightData.repeats = 8
         var inflight = Scenario(name: "inflight", variant: "batch 16", summary: "1,000,000 commands x 1 s all in flight",
                                 data: inflightData)
         inflight.window = 65_536
