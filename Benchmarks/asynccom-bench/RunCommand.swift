@@ -18,6 +18,9 @@ struct RunCommand: AsyncParsableCommand {
     @Argument(help: "Scenarios to run (default: all).")
     var scenarios: [String] = []
 
+    @Option(help: "Only the variants whose description contains this text (e.g. 'batch 16').")
+    var variant: String?
+
     @Option(help: "Runs per scenario (default: each scenario's own, 3 to 5).")
     var runs: Int?
 
@@ -33,7 +36,9 @@ struct RunCommand: AsyncParsableCommand {
         for s in scenarios where !names.contains(s) {
             throw ValidationError("unknown scenario '\(s)' (known: \(names.sorted().joined(separator: ", ")))")
         }
-        let selected = all.filter { scenarios.isEmpty || scenarios.contains($0.name) }
+        let selected = all.filter {
+            (scenarios.isEmpty || scenarios.contains($0.name)) && (variant.map($0.variant.contains) ?? true)
+        }
         if let runs, runs < 1 { throw ValidationError("--runs must be at least 1") }
         _ = try ServerProcess.binaryPath()
 
@@ -55,7 +60,9 @@ struct RunCommand: AsyncParsableCommand {
                 if scenario.isMapLoading {
                     results.append(try Runner.runMapLoading(mapPath: dir + "/map.txt", expectedEntries: scenario.data.mapLines))
                 } else {
-                    results.append(try await Runner.runOnce(scenario, mapPath: dir + "/map.txt", expectation: expectation, waits: waits))
+                    results.append(try await Runner.runOnce(
+                        scenario, mapPath: dir + "/map.txt", commandsPath: dir + "/commands.txt",
+                        expectation: expectation, waits: waits))
                 }
             }
             let report = ScenarioReport(scenario, commands: expectation.commands, results: results)
