@@ -55,17 +55,20 @@ public struct DeadlineQueue<Payload> {
         if wasEmpty { heapPush(g) }
     }
 
-    /// Removes every item due at `now` or earlier, in deadline order, handing each to `body` with its deadline.
+    /// Removes every item due at `now` or earlier, in deadline order (ties in any order), handing each to `body`
+    /// with its deadline.
     public mutating func popDue(now: UInt64, _ body: (Payload, UInt64) -> Void) {
         while let top = heap.first {
             guard groups[top].headDeadline <= now else { return }
-            // Drain this group as far as it is due; its head only moves later, so fix the heap once.
+            // Drain this group while it stays the earliest (its head only moves later) and is due, then fix the
+            // heap once. Stopping at the next group's head keeps the whole batch in deadline order.
+            let bound = min(now, secondSmallestKey())
             repeat {
                 let entry = groups[top].items[groups[top].head]
                 groups[top].head += 1
                 count -= 1
                 body(entry.payload, entry.deadline)
-            } while !groups[top].isEmpty && groups[top].headDeadline <= now
+            } while !groups[top].isEmpty && groups[top].headDeadline <= bound
             if groups[top].isEmpty {
                 groups[top].items.removeAll(keepingCapacity: groups[top].items.capacity <= 4096)
                 groups[top].head = 0
@@ -97,6 +100,14 @@ public struct DeadlineQueue<Payload> {
     }
 
     @usableFromInline func key(_ heapSlot: Int) -> UInt64 { groups[heap[heapSlot]].headDeadline }
+
+    /// The smallest head deadline after the top's: the smaller of the root's children (max when none).
+    @usableFromInline func secondSmallestKey() -> UInt64 {
+        let n = heap.count
+        if n < 2 { return .max }
+        if n == 2 { return key(1) }
+        return min(key(1), key(2))
+    }
 
     @usableFromInline mutating func heapPush(_ g: Int) {
         heap.append(g)

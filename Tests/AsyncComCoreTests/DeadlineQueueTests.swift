@@ -1,0 +1,127 @@
+import Testing
+@testable import AsyncComCore
+
+@Suite struct DeadlineQueueTests {
+    @Test func emptyQueue() {
+        var q = DeadlineQueue<Int>()
+        #expect(q.isEmpty)
+        #expect(q.nextDeadline == nil)
+        var popped = 0
+        q.popDue(now: .max) { _, _ in popped += 1 }
+        #expect(popped == 0)
+    }
+
+    @Test func ordersAcrossDelays() {
+        var q = DeadlineQueue<String>()
+        q.insert(deadline: 100 + 50, delay: 50, payload: "a")
+        q.insert(deadline: 101 + 10, delay: 10, payload: "b")
+        q.insert(deadline: 102 + 50, delay: 50, payload: "c")
+        q.insert(deadline: 103 + 0, delay: 0, payload: "d")
+        #expect(q.count == 4)
+        #expect(q.nextDeadline == 103)
+        var out: [(String, UInt64)] = []
+        q.popDue(now: 110) { out.append(($0, $1)) }
+        #expect(out.map(\.0) == ["d"])
+        q.popDue(now: 151) { out.append(($0, $1)) }
+        #expect(out.map(\.0) == ["d", "b", "a"])
+        #expect(out.map(\.1) == [103, 111, 150])
+        #expect(q.nextDeadline == 152)
+        q.popDue(now: 152) { out.append(($0, $1)) }
+        #expect(out.map(\.0) == ["d", "b", "a", "c"])
+        #expect(q.isEmpty)
+        #expect(q.nextDeadline == nil)
+    }
+
+    @Test func backwardsDeadlineIsClampedWithinItsDelay() {
+        var q = DeadlineQueue<Int>()
+        q.insert(deadline: 200, delay: 100, payload: 1)
+        q.insert(deadline: 150, delay: 100, payload: 2)  // a clock step back: treated as 200
+        var out: [(Int, UInt64)] = []
+        q.popDue(now: 199) { out.append(($0, $1)) }
+        #expect(out.isEmpty)
+        q.popDue(now: 200) { out.append(($0, $1)) }
+        #expect(out.map(\.0) == [1, 2])
+        #expect(out.map(\.1) == [200, 200])
+    }
+
+    @Test func removeAllHandsEverythingBack() {
+        var q = DeadlineQueue<Int>()
+        for i in 0..<100 { q.insert(deadline: UInt64(i) + UInt64(i % 3) * 10, delay: UInt64(i % 3) * 10, payload: i) }
+        q.popDue(now: 20) { _, _ in }
+        let left = q.count
+        var removed: [Int] = []
+        q.removeAll { removed.append($0) }
+        #expect(removed.count == left)
+        #expect(Set(removed).count == left)
+        #expect(q.isEmpty && q.nextDeadline == nil)
+        q.insert(deadline: 5, delay: 5, payload: 7)
+        var again: [Int] = []
+        q.popDue(now: 5) { p, _ in again.append(p) }
+        #expect(again == [7])
+    }
+
+    @Test func largeGroupPartialDrainsCompact() {
+        // One delay, drained in small steps while new items keep arriving: exercises the consumed-prefix
+        // compaction of a group that never empties.
+        var q = DeadlineQueue<Int>()
+        var inserted = 0
+        for _ in 0..<10_000 { q.insert(deadline: UInt64(inserted), delay: 1, payload: inserted); inserted += 1 }
+        var next = 0
+        var now: UInt64 = 0
+        while next < 30_000 {
+            now += 37
+            q.popDue(now: now) { p, d in
+                #expect(p == next && d == UInt64(p))
+                next += 1
+            }
+            #expect(next == min(Int(now) + 1, inserted))
+            for _ in 0..<20 where inserted < 30_000 {
+                q.insert(deadline: UInt64(inserted), delay: 1, payload: inserted)
+                inserted += 1
+            }
+            #expect(q.count == inserted - next)
+        }
+        #expect(q.isEmpty)
+    }
+
+    @Test func randomisedAgainstSortedReference() {
+        var rng = SplitMix(seed: 42)
+        let delays: [UInt64] = [0, 1, 5, 10, 250, 1000, 1_000_000]
+        var q = DeadlineQueue<Int>()
+        var pending: [(deadline: UInt64, seq: Int, delay: UInt64)] = []
+        var now: UInt64 = 1_000
+        var seq = 0
+        var lastPopped: UInt64 = 0
+        var lastSeqByDelay: [UInt64: Int] = [:]
+        for _ in 0..<6_000 {
+            now += rng.next() % 7
+            if rng.next() % 3 != 0 {
+                let delay = delays[Int(rng.next() % UInt64(delays.count))]
+                q.insert(deadline: now + delay, delay: delay, payload: seq)
+                pending.append((now + delay, seq, delay))
+                seq += 1
+            } else {
+                var got: [(Int, UInt64)] = []
+                q.popDue(now: now) { got.append(($0, $1)) }
+                let due = pending.filter { $0.deadline <= now }
+                pending.removeAll { $0.deadline <= now }
+                #expect(got.count == due.count)
+                #expect(Set(got.map(\.0)) == Set(due.map(\.seq)))
+                // Deadline order, never going back, and each item reports its own deadline.
+                let byPayload = Dictionary(uniqueKeysWithValues: due.map { ($0.seq, $0) })
+                for (payload, deadline) in got {
+                    #expect(deadline >= lastPopped)
+                    lastPopped = deadline
+                    #expect(byPayload[payload]?.deadline == deadline)
+                    // FIFO within a delay.
+                    if let d = byPayload[payload]?.delay {
+                        #expect(payload > lastSeqByDelay[d, default: -1])
+                        lastSeqByDelay[d] = payload
+                    }
+                }
+            }
+            #expect(q.count == pending.count)
+            #expect(q.nextDeadline == pending.map(\.deadline).min())
+        }
+    }
+}

@@ -1,0 +1,172 @@
+import Foundation
+import Testing
+@testable import AsyncComCore
+
+private func readAll(_ path: String, maxLine: Int = 1 << 20) throws(InputFileError) -> [(String, Int)] {
+    let reader = try LineReader(path: path, maxLine: maxLine)
+    var lines: [(String, Int)] = []
+    while let (line, number) = try reader.next() { lines.append((String(decoding: line, as: UTF8.self), number)) }
+    return lines
+}
+
+private func readError(_ path: String, maxLine: Int = 1 << 20) -> InputFileError? {
+    do throws(InputFileError) {
+        _ = try readAll(path, maxLine: maxLine)
+        return nil
+    } catch {
+        return error
+    }
+}
+
+@Suite struct LineReaderTests {
+    let dir = temporaryDirectory()
+
+    func file(_ name: String, _ bytes: [UInt8]) -> String {
+        let url = dir.appendingPathComponent(name)
+        writeFile(url, bytes)
+        return url.path
+    }
+
+    func file(_ name: String, _ text: String) -> String { file(name, Array(text.utf8)) }
+
+    @Test func smallFiles() throws {
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let a = try readAll(file("a", "one\ntwo\r\n\nthree"))
+        #expect(a.map(\.0) == ["one", "two", "", "three"])
+        #expect(a.map(\.1) == [1, 2, 3, 4])
+        #expect(try readAll(file("b", "")).isEmpty)
+        #expect(try readAll(file("c", "\n")).map(\.0) == [""])
+        #expect(try readAll(file("d", "x\r\n")).map(\.0) == ["x"])
+        #expect(try readAll(file("e", "last\r")).map(\.0) == ["last"])
+        #expect(try readAll(file("f", "a\rb\n")).map(\.0) == ["a\rb"])
+    }
+
+    @Test func chunkBoundaries() throws {
+        defer { try? FileManager.default.removeItem(at: dir) }
+        // ~3.5 MiB of lines of varying length, so lines straddle every 1 MiB read.
+        var expected: [String] = []
+        var text = ""
+        var rng = SplitMix(seed: 7)
+        var size = 0
+        while size < 3_500_000 {
+            let line = String(repeating: Character(UnicodeScalar(UInt8(97 + expected.count % 26))), count: Int(rng.next() % 300))
+            expected.append(line)
+            text += line
+            text += rng.next() % 4 == 0 ? "\r\n" : "\n"
+            size = text.utf8.count
+        }
+        let path = file("big", text + "tail-without-newline")
+        expected.append("tail-without-newline")
+        let reader = try LineReader(path: path, maxLine: 512)
+        let capacity = reader.buffer.capacity
+        var n = 0
+        while let (line, number) = try reader.next() {
+            #expect(number == n + 1)
+            if line.count != expected[n].utf8.count || String(decoding: line, as: UTF8.self) != expected[n] {
+                Issue.record("line \(number) differs")
+                break
+            }
+            n += 1
+        }
+        #expect(n == expected.count)
+        #expect(reader.buffer.capacity == capacity, "memory must stay bounded by maxLine + chunk")
+    }
+
+    @Test func lineTooLong() throws {
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let ten = String(repeating: "x", count: 10)
+        #expect(try readAll(file("ok", "a\n\(ten)\n\(ten)\r\n\(ten)"), maxLine: 10).count == 4)
+        #expect(readError(file("long1", "a\nb\n\(ten)x\nc\n"), maxLine: 10)?.line == 3)
+        #expect(readError(file("long2", "a\n\(ten)x"), maxLine: 10)
+                == InputFileError(file: dir.appendingPathComponent("long2").path, line: 2, message: "line longer than 10 bytes"))
+        // Found while still buffering: a huge line without LF stops at maxLine, it is not read to the end.
+        let huge = String(repeating: "z", count: 3_000_000)
+        #expect(readError(file("long3", "ok\n\(huge)\nnext\n"), maxLine: 100)?.line == 2)
+    }
+
+    @Test func nulByte() throws {
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = file("nul", Array("a\nb\nc\u{0}d\ne\n".utf8))
+        let reader = try LineReader(path: path)
+        #expect(try reader.next()?.number == 1)
+        #expect(try reader.next()?.number == 2)
+        #expect(throws: InputFileError(file: path, line: 3, message: "contains a NUL byte: not a text file")) {
+            _ = try reader.next()
+        }
+        // The reader stays failed.
+        #expect(throws: InputFileError.self) { _ = try reader.next() }
+
+        // A NUL far beyond the first chunk is located on its own line.
+        var text = ""
+        for i in 0..<100_000 { text += "line \(i)\n" }
+        var bytes = Array(text.utf8)
+        bytes += Array("x\u{0}\n".utf8)
+        #expect(readError(file("nul2", bytes))?.line == 100_001)
+        #expect(readError(file("nul3", [0x00]))?.line == 1)
+    }
+
+    @Test func openErrors() {
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let missing = dir.appendingPathComponent("missing.txt").path
+        #expect(readError(missing) == InputFileError(file: missing, line: nil, message: "no such file"))
+        #expect(readError(dir.path) == InputFileError(file: dir.path, line: nil, message: "is a directory, not a file"))
+    }
+
+    @Test(.enabled(if: geteuid() != 0, "root reads any file"))
+    func permissionDenied() {
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = file("secret", "x\n")
+        chmod(path, 0)
+        #expect(readError(path) == InputFileError(file: path, line: nil, message: "permission denied"))
+    }
+}
+
+@Suite struct CommandsFileTests {
+    func parse(_ line: String, number: Int = 3) -> CommandsFile.Line {
+        withBytes(line) { CommandsFile.parse(line: $0, number: number, fileName: "cmds.txt") }
+    }
+
+    @Test func commands() {
+        guard case .command(let e) = parse("  10.0.0.1:foo \t") else { Issue.record("not a command"); return }
+        #expect(e == CommandEntry(device: DeviceAddress.parse("10.0.0.1")!, item: "10.0.0.1:foo", commandStart: 9, line: 3))
+        #expect(e.command == "foo")
+        guard case .command(let v6) = parse("[2001:db8::1]:reboot\r", number: 9) else { Issue.record("not a command"); return }
+        #expect(v6.item == "[2001:db8::1]:reboot")
+        #expect(v6.command == "reboot")
+        #expect(v6.device == DeviceAddress.parse("2001:db8::1"))
+        #expect(v6.line == 9)
+    }
+
+    @Test func skipped() {
+        for line in ["", "   ", "\t", "# comment", "   # indented", "#10.0.0.1:foo"] {
+            #expect(parse(line) == .skip, "'\(line)'")
+        }
+    }
+
+    @Test func malformed() {
+        #expect(parse("10.0.0.1") == .malformed(InputFileError(file: "cmds.txt", line: 3,
+                message: "expected ip:command: missing ':' between device and command")))
+        #expect(parse("10.0.0.300:foo", number: 12) == .malformed(InputFileError(file: "cmds.txt", line: 12,
+                message: "expected ip:command: invalid device address")))
+        #expect(parse("10.0.0.1:foo bar") == .malformed(InputFileError(file: "cmds.txt", line: 3,
+                message: "expected ip:command: command must be 1-64 characters of A-Z a-z 0-9 _ . -")))
+        #expect(parse("10.0.0.1:foo:1:1").isMalformed)
+    }
+}
+
+extension CommandsFile.Line {
+    var isMalformed: Bool { if case .malformed = self { return true } else { return false } }
+}
+
+/// A small deterministic generator for randomised tests.
+struct SplitMix: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
