@@ -1,1 +1,180 @@
-// The reactor server: built by the server work.
+import AsyncComCore
+import AsyncComEventLoop
+import Logging
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The asynccom gateway server: `reactors` threads, each running its own libevent loop with its own listeners
+/// and connections. A connection lives and dies on the reactor that accepted it; reactors share only the
+/// read-only device map, the connection count and their published counters.
+///
+/// TCP endpoints get one SO_REUSEPORT listener per reactor, so the kernel spreads connections over them.
+/// A Unix-socket endpoint gets a single listener watched by reactor 0 alone: Linux's SO_REUSEPORT balancing
+/// applies to TCP and UDP only, and several loops waking on one shared listener would just race for each
+/// accept. Unix sockets are for local tools, so one reactor is plenty; the socket file is removed on shutdown.
+public final class Server: Sendable {
+    public let configuration: ServerConfiguration
+    private let logger: Logger
+    private let shared: ServerShared
+    private let lifecycle = Mutex(Lifecycle())
+
+    private struct Lifecycle {
+        var started = false
+        var threads: [pthread_t] = []
+    }
+
+    public init(configuration: ServerConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+        self.shared = ServerShared(configuration: configuration)
+    }
+
+    /// A server that logs nothing (tests, embedding).
+    public convenience init(configuration: ServerConfiguration) {
+        self.init(configuration: configuration, logger: Logger(label: "asynccom-server", factory: { _ in SwiftLogNoOpLogHandler() }))
+    }
+
+    /// Binds every endpoint, starts the reactors and returns the bound endpoints (with real ports for port 0),
+    /// in the order of `configuration.endpoints`. `onStopped` runs on a reactor thread once all have stopped.
+    @discardableResult
+    public func start(onStopped: (@Sendable () -> Void)? = nil) throws(ServerError) -> [Endpoint] {
+        try configuration.validate()
+        let alreadyStarted = lifecycle.withLock { l -> Bool in
+            defer { l.started = true }
+            return l.started
+        }
+        if alreadyStarted { throw .alreadyStarted }
+        shared.control.withLock { $0.onStopped = onStopped }
+
+        let (perReactor, bound) = try bindListeners()
+        let threads = try startThreads(listeners: perReactor)
+        lifecycle.withLock { $0.threads = threads }
+        for _ in threads { shared.started.wait() }
+        if let failure = shared.control.withLock({ $0.startErrors.first }) {
+            beginShutdown()
+            waitUntilStopped()
+            throw failure
+        }
+        return bound
+    }
+
+    /// Starts a graceful shutdown; returns at once and may be called from any thread, any number of times.
+    /// Each reactor stops accepting (closing its listeners), stops reading, sends every in-flight reply when due,
+    /// then half-closes each connection and closes it once the peer has closed too (or after 2 s).
+    public func beginShutdown() {
+        shared.requestShutdown()
+    }
+
+    /// Waits for every reactor thread to finish (after `beginShutdown`).
+    public func waitUntilStopped() {
+        let threads = lifecycle.withLock { l -> [pthread_t] in
+            defer { l.threads = [] }
+            return l.threads
+        }
+        for t in threads { pthread_join(t, nil) }
+    }
+
+    /// Counters per reactor and in total, readable from any thread while the server runs.
+    public func stats() -> ServerStats { shared.stats }
+
+    // MARK: - Listeners
+
+    private func bindListeners() throws(ServerError) -> ([[ListenerSocket]], [Endpoint]) {
+        let n = configuration.reactors
+        var perReactor = [[ListenerSocket]](repeating: [], count: n)
+        var bound: [Endpoint] = []
+        func listen(_ endpoint: Endpoint, reusePort: Bool) throws(ServerError) -> Int32 {
+            do {
+                return try Socket.listen(endpoint, reusePort: reusePort)
+            } catch {
+                throw .listen(endpoint: endpoint.description, reason: error.description)
+            }
+        }
+        do throws(ServerError) {
+            for endpoint in configuration.endpoints {
+                switch endpoint {
+                case .tcp(let host, let port):
+                    if port != 0 {
+                        // SO_REUSEPORT would let us silently share a port with another server of the same
+                        // user: bind once without it to make sure the port is really free.
+                        Socket.close(fd: try listen(endpoint, reusePort: false))
+                    }
+                    let first = try listen(endpoint, reusePort: true)
+                    perReactor[0].append(ListenerSocket(fd: first, endpoint: endpoint))
+                    let actual: Endpoint
+                    do {
+                        actual = try Socket.localEndpoint(fd: first)
+                    } catch {
+                        throw .listen(endpoint: endpoint.description, reason: error.description)
+                    }
+                    // Port 0: the other reactors join the port the kernel picked for the first.
+                    let shared: Endpoint
+                    if case .tcp(_, let actualPort) = actual, port == 0 {
+                        shared = .tcp(host: host, port: actualPort)
+                    } else {
+                        shared = endpoint
+                    }
+                    for k in 1..<n {
+                        perReactor[k].append(ListenerSocket(fd: try listen(shared, reusePort: true), endpoint: shared))
+                    }
+                    bound.append(actual)
+                case .unix:
+                    perReactor[0].append(ListenerSocket(fd: try listen(endpoint, reusePort: false), endpoint: endpoint))
+                    bound.append(endpoint)
+                }
+            }
+        } catch {
+            for list in perReactor {
+                for l in list {
+                    Socket.close(fd: l.fd)
+                    if case .unix(let path) = l.endpoint { unlink(path) }
+                }
+            }
+            throw error
+        }
+        return (perReactor, bound)
+    }
+
+    // MARK: - Threads
+
+    private func startThreads(listeners: [[ListenerSocket]]) throws(ServerError) -> [pthread_t] {
+        // Reactor threads inherit this mask: SIGINT/SIGTERM/SIGHUP go to a thread that handles them (the control
+        // loop of the executable), and a SIGPIPE raised by a write stays pending on the writing thread instead of
+        // killing the process, so EPIPE is simply returned.
+        var block = sigset_t()
+        var previous = sigset_t()
+        sigemptyset(&block)
+        for s in [SIGINT, SIGTERM, SIGHUP, SIGPIPE] { sigaddset(&block, s) }
+        pthread_sigmask(SIG_BLOCK, &block, &previous)
+        defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
+
+        var threads: [pthread_t] = []
+        for k in 0..<configuration.reactors {
+            let reactor = Reactor(index: k, shared: shared, listeners: listeners[k], logger: logger)
+            let context = Unmanaged.passRetained(reactor).toOpaque()
+            var thread = pthread_t()
+            let rc = pthread_create(&thread, nil, reactorThreadMain, context)
+            if rc != 0 {
+                Unmanaged<Reactor>.fromOpaque(context).release()
+                for later in listeners[k...] { for l in later { Socket.close(fd: l.fd) } }
+                // Stop the reactors already running before reporting the failure.
+                for _ in threads { shared.started.wait() }
+                shared.requestShutdown()
+                for t in threads { pthread_join(t, nil) }
+                throw .reactor(index: k, reason: "pthread_create: \(String(cString: strerror(rc)))")
+            }
+            threads.append(thread)
+        }
+        return threads
+    }
+}
+
+/// The body of a reactor thread; `arg` is a retained `Reactor`.
+private func reactorThreadMain(_ arg: UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer? {
+    let reactor = Unmanaged<Reactor>.fromOpaque(arg!).takeRetainedValue()
+    reactor.run()
+    return nil
+}

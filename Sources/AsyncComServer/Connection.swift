@@ -1,0 +1,97 @@
+import AsyncComCore
+import AsyncComEventLoop
+
+/// One accepted socket, owned by the reactor that accepted it.
+final class Connection {
+    enum State {
+        /// Reading and answering requests.
+        case open
+        /// No more lines are processed; in-flight replies are still sent, then the connection lingers.
+        /// Entered on QUIT, LINE_TOO_LONG, idle timeout and server shutdown.
+        case finishing
+        /// Our side is shut down for writing; the peer's remaining bytes are discarded until EOF or `deadline`,
+        /// so that closing never turns unread input into a RST that could destroy replies already sent.
+        case lingering(deadline: UInt64)
+        /// Closed and out of the table; kept only until the callback that closed it returns.
+        case closed
+    }
+
+    let fd: Int32
+    let slot: UInt32
+    let generation: UInt32
+    var watcher: IOWatcher?
+    /// Bytes of an incomplete line (or of lines held back by backpressure). Usually empty: reads go to the
+    /// reactor's shared read buffer and only leftovers are copied here, so idle connections stay small.
+    let input = ByteBuffer(capacity: 256)
+    let output = ByteBuffer(capacity: 1024)
+    var state: State = .open
+    /// Backpressure: too much in flight or unsent; stop reading until it halves.
+    var paused = false
+    var inflightRequests = 0
+    var inflightCommands = 0
+    /// Monotonic time of the last byte received or reply delivered (idle timeout).
+    var lastActivity: UInt64
+    /// Bytes written to the socket so far, and the sweep's view of it: output that makes no progress for the
+    /// idle timeout belongs to a peer that stopped reading, and the connection is closed.
+    var bytesWritten = 0
+    var stallMark = 0
+    var stallSince: UInt64 = 0
+    /// Set while the connection is on the reactor's list of connections to flush after a timer fire.
+    var queuedForFlush = false
+    /// The BYE line of a QUIT, held until the replies in flight have been sent.
+    var byeLine: [UInt8]?
+
+    init(fd: Int32, slot: UInt32, generation: UInt32, now: UInt64) {
+        self.fd = fd
+        self.slot = slot
+        self.generation = generation
+        self.lastActivity = now
+    }
+
+    var isOpen: Bool { if case .open = state { return true } else { return false } }
+    var isLingering: Bool { if case .lingering = state { return true } else { return false } }
+}
+
+/// The reactor's connections by slot. A slot's generation changes whenever its connection closes, so a
+/// `(slot, generation)` pair held by a pending reply detects a closed or replaced connection with two array
+/// reads, no dictionary and no reference counting on the hot path.
+struct ConnectionTable {
+    private(set) var slots: [Connection?] = []
+    private var generations: [UInt32] = []
+    private var free: [UInt32] = []
+    private(set) var count = 0
+
+    /// Takes a free slot; returns it with its current generation.
+    mutating func reserve() -> (slot: UInt32, generation: UInt32) {
+        count += 1
+        if let slot = free.popLast() { return (slot, generations[Int(slot)]) }
+        let slot = UInt32(slots.count)
+        slots.append(nil)
+        generations.append(0)
+        return (slot, 0)
+    }
+
+    mutating func install(_ connection: Connection) {
+        slots[Int(connection.slot)] = connection
+    }
+
+    /// The live connection at `slot` if it is still generation `generation`.
+    @inline(__always) func get(_ slot: UInt32, _ generation: UInt32) -> Connection? {
+        let i = Int(slot)
+        guard i < slots.count, generations[i] == generation else { return nil }
+        return slots[i]
+    }
+
+    /// Frees the slot and invalidates every `(slot, generation)` reference to it.
+    mutating func release(_ connection: Connection) {
+        let i = Int(connection.slot)
+        precondition(slots[i] === connection, "connection table out of step")
+        slots[i] = nil
+        generations[i] &+= 1
+        free.append(connection.slot)
+        count -= 1
+    }
+
+    /// The live connections (a copy: the caller may close connections while iterating).
+    var all: [Connection] { slots.compactMap { $0 } }
+}

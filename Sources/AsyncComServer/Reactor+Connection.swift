@@ -1,0 +1,240 @@
+import AsyncComCore
+import AsyncComEventLoop
+import Logging
+
+/// Per-connection work: read, frame and answer lines, write, backpressure, and the closing sequence.
+extension Reactor {
+    func connectionEvent(slot: UInt32, generation: UInt32, readable: Bool, writable: Bool) {
+        retired.removeAll()
+        guard let c = table.get(slot, generation) else { return }
+        switch c.state {
+        case .lingering:
+            if readable { discardInput(c) }
+            return
+        case .closed:
+            return
+        case .open, .finishing:
+            break
+        }
+        if writable && !flush(c) { return }
+        if readable && c.isOpen && !c.paused {
+            readInput(c)
+            if case .closed = c.state { return }
+        }
+        settle(c)
+    }
+
+    // MARK: - Reading
+
+    private func readInput(_ c: Connection) {
+        // One arrival time per callback: every request read now is due relative to it.
+        let now = EventLoop.monotonicNanos()
+        var budget = Self.readBudget
+        var peerClosed = false
+        while budget > 0 && c.isOpen && !c.paused {
+            // Read into the shared buffer unless a partial line is waiting (bytes must stay in order).
+            let target = c.input.isEmpty ? readBuffer : c.input
+            let n: Int
+            do {
+                guard let got = try Socket.read(fd: c.fd, into: target, chunk: Self.readChunk) else { break }
+                n = got
+            } catch {
+                abort(c, error)
+                return
+            }
+            if n == 0 {
+                peerClosed = true
+                break
+            }
+            counters.bytesIn.add(UInt64(n))
+            budget -= n
+            c.lastActivity = now
+            processLines(c, in: target, now: now)
+            if target === readBuffer {
+                if !readBuffer.isEmpty && c.isOpen { c.input.append(readBuffer.readableView) }
+                readBuffer.clear()
+            }
+        }
+        rearmReplyTimer()
+        if peerClosed {
+            // EOF: like memcached and Redis, a peer that stops sending is gone. A full close and a half-close
+            // look the same from here, and replies still pending would be written into a dead socket, so they
+            // are released now. Replies already produced get one best-effort write. (QUIT ends a session
+            // without losing replies.)
+            if flush(c) { close(c) }
+        }
+    }
+
+    /// Answers every complete line in `buffer` until the connection must stop reading.
+    func processLines(_ c: Connection, in buffer: ByteBuffer, now: UInt64) {
+        while c.isOpen && !c.paused {
+            switch LineFramer.next(in: buffer.readableView, maxLine: config.maxLine) {
+            case .incomplete:
+                return
+            case .tooLong:
+                ServerProtocol.appendError(
+                    id: nil, code: .lineTooLong, message: "line longer than \(config.maxLine) bytes", to: c.output)
+                counters.errors.add(1)
+                c.state = .finishing
+                buffer.clear()
+                return
+            case .line(let line, let consumed):
+                handle(line: line, on: c, now: now)
+                buffer.consume(consumed)
+                if c.inflightCommands > config.maxInflightCommands || c.output.readableBytes > config.outputHighWater {
+                    c.paused = true
+                }
+            }
+        }
+    }
+
+    private func handle(line: UnsafeRawBufferPointer, on c: Connection, now: UInt64) {
+        scratch.clear()
+        switch ServerProtocol.handle(line: line, map: config.map, maxItems: config.maxItems, reply: scratch) {
+        case .empty:
+            break
+        case .request(_, let waitNanos, let commands, let unknown):
+            counters.requests.add(1)
+            counters.commands.add(UInt64(commands))
+            if unknown > 0 { counters.unknown.add(UInt64(unknown)) }
+            if waitNanos == 0 {
+                c.output.append(scratch)
+            } else {
+                pending.insert(
+                    line: scratch.readableView, deadline: now &+ waitNanos, delay: waitNanos,
+                    slot: c.slot, generation: c.generation, commands: commands)
+                c.inflightRequests += 1
+                c.inflightCommands += commands
+                counters.inflightRequests.add(1)
+                counters.inflightCommands.add(UInt64(commands))
+            }
+        case .error(_, let close):
+            counters.errors.add(1)
+            c.output.append(scratch)
+            if close { c.state = .finishing }
+        case .hello:
+            ServerProtocol.appendHello(helloInfo, to: c.output)
+        case .ping:
+            c.output.append(scratch)
+        case .stats:
+            ServerProtocol.appendStats(shared.stats.fields, to: c.output)
+        case .quit:
+            // BYE goes out after the replies still in flight, so `QUIT` ends a session without losing answers.
+            c.byeLine = Array(scratch.readableView)
+            c.state = .finishing
+        }
+    }
+
+    // MARK: - Writing, backpressure, closing
+
+    /// Writes what the socket takes now. False when the connection failed and was closed.
+    func flush(_ c: Connection) -> Bool {
+        while !c.output.isEmpty {
+            let n: Int
+            do {
+                n = try Socket.write(fd: c.fd, from: c.output)
+            } catch {
+                abort(c, error)
+                return false
+            }
+            if n == 0 { break }
+            c.bytesWritten &+= n
+            counters.bytesOut.add(UInt64(n))
+        }
+        return true
+    }
+
+    /// Brings a connection up to date after anything happened to it: flush, lift backpressure, finish a
+    /// closing connection, and set the read/write interest to match.
+    func settle(_ c: Connection) {
+        switch c.state {
+        case .closed, .lingering: return
+        case .open, .finishing: break
+        }
+        if !c.output.isEmpty && !flush(c) { return }
+        if c.paused && c.inflightCommands <= config.maxInflightCommands / 2
+            && c.output.readableBytes <= config.outputHighWater / 2
+        {
+            c.paused = false
+            if c.isOpen && !c.input.isEmpty {
+                // Lines held back while paused: the socket may have nothing new to say, so answer them now.
+                processLines(c, in: c.input, now: EventLoop.monotonicNanos())
+                rearmReplyTimer()
+                if !c.output.isEmpty && !flush(c) { return }
+            }
+        }
+        if case .finishing = c.state, c.inflightRequests == 0 {
+            if let bye = c.byeLine {
+                c.byeLine = nil
+                bye.withUnsafeBytes { c.output.append($0) }
+                if !flush(c) { return }
+            }
+            if c.output.isEmpty {
+                beginLinger(c)
+                return
+            }
+        }
+        if c.input.isEmpty { c.input.shrinkIfEmpty(limit: Self.bufferKeep) }
+        if c.output.isEmpty { c.output.shrinkIfEmpty(limit: Self.bufferKeep) }
+        let wantRead = c.isOpen && !c.paused
+        let wantWrite = !c.output.isEmpty
+        if let w = c.watcher, w.wantsRead != wantRead || w.wantsWrite != wantWrite {
+            w.setInterest(read: wantRead, write: wantWrite)
+        }
+    }
+
+    /// Everything is sent: half-close, then discard what the peer still sends until it closes (or 2 s pass).
+    private func beginLinger(_ c: Connection) {
+        Socket.shutdownWrite(fd: c.fd)
+        c.state = .lingering(deadline: EventLoop.monotonicNanos() &+ Self.lingerNanos)
+        c.input.clear()
+        c.input.shrinkIfEmpty(limit: 256)
+        c.output.shrinkIfEmpty(limit: 256)
+        c.watcher?.setInterest(read: true, write: false)
+    }
+
+    private func discardInput(_ c: Connection) {
+        var budget = Self.readBudget
+        defer { readBuffer.clear() }
+        while budget > 0 {
+            readBuffer.clear()
+            do {
+                guard let n = try Socket.read(fd: c.fd, into: readBuffer, chunk: Self.readChunk) else { return }
+                if n == 0 {
+                    close(c)
+                    return
+                }
+                counters.bytesIn.add(UInt64(n))
+                budget -= n
+            } catch {
+                close(c)
+                return
+            }
+        }
+    }
+
+    private func abort(_ c: Connection, _ error: SystemError) {
+        logger.debug("connection failed", metadata: ["error": "\(error)"])
+        close(c)
+    }
+
+    /// Closes at once. Replies still pending for it are dropped: counted out of in-flight now, and skipped when
+    /// due because the slot's generation has moved on.
+    func close(_ c: Connection) {
+        if case .closed = c.state { return }
+        if c.inflightRequests > 0 {
+            counters.inflightRequests.subtract(UInt64(c.inflightRequests))
+            counters.inflightCommands.subtract(UInt64(c.inflightCommands))
+            c.inflightRequests = 0
+            c.inflightCommands = 0
+        }
+        c.state = .closed
+        c.watcher?.cancel()
+        Socket.close(fd: c.fd)
+        table.release(c)
+        retired.append(c)  // the watcher may be inside its own callback right now
+        counters.connections.subtract(1)
+        shared.releaseConnection()
+        stopIfDrained()
+    }
+}

@@ -1,0 +1,319 @@
+import AsyncComCore
+import AsyncComEventLoop
+import Logging
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One event loop on one thread, with its own listeners, connections, pending replies and timers.
+///
+/// Everything here runs on the reactor's thread; other threads reach it only through `notifier` (shutdown) and
+/// read its published `counters`. Latency is modelled by one timer for all pending replies, armed at the
+/// earliest deadline of a `DeadlineQueue`, so the number of timer events never grows with the load.
+final class Reactor {
+    static let readChunk = 64 * 1024
+    /// Bytes read from one connection per callback before yielding to the others (fairness).
+    static let readBudget = 256 * 1024
+    /// Connections accepted per listener callback before yielding.
+    static let acceptBatch = 64
+    /// How long a closing connection may keep sending us bytes after we shut down our side.
+    static let lingerNanos: UInt64 = 2_000_000_000
+    /// Pause after accept fails for lack of descriptors or memory, instead of spinning on a ready listener.
+    static let acceptPauseNanos: UInt64 = 100_000_000
+    /// Idle buffers keep at most this much capacity.
+    static let bufferKeep = 16 * 1024
+
+    let index: Int
+    let shared: ServerShared
+    let config: ServerConfiguration
+    let counters: ReactorCounters
+    var logger: Logger
+
+    private var listenerSockets: [ListenerSocket]
+    private var loop: EventLoop!
+    private var listenerWatchers: [IOWatcher] = []
+    private var replyTimer: Timer!
+    /// The deadline `replyTimer` is armed for; 0 when it is not armed.
+    private var armedDeadline: UInt64 = 0
+    private var sweepTimer: Timer!
+    private var sweepNanos: UInt64
+    private var acceptTimer: Timer!
+    private var notifier: Notifier!
+    private var acceptPaused = false
+    private var lastAcceptErrorLog: UInt64 = 0
+
+    var table = ConnectionTable()
+    let pending = PendingReplies()
+    /// Every read lands here first; only an incomplete line's leftovers are copied to the connection.
+    let readBuffer = ByteBuffer(capacity: Reactor.readChunk)
+    /// `ServerProtocol.handle` writes each reply here first.
+    let scratch = ByteBuffer(capacity: 4096)
+    /// Connections that got replies in the current timer callback, flushed once each at its end.
+    var flushQueue: [Connection] = []
+    /// Closed connections kept alive until the callback that closed them has returned.
+    var retired: [Connection] = []
+    var stopping = false
+    let idleNanos: UInt64
+    let helloInfo: HelloInfo
+    private let busyLine: [UInt8]
+
+    init(index: Int, shared: ServerShared, listeners: [ListenerSocket], logger: Logger) {
+        self.index = index
+        self.shared = shared
+        self.config = shared.configuration
+        self.counters = shared.counters[index]
+        self.listenerSockets = listeners
+        var logger = logger
+        logger[metadataKey: "reactor"] = "\(index)"
+        self.logger = logger
+        self.idleNanos = UInt64(config.idleTimeout * 1e9)
+        // Sweep often enough that an idle connection goes within a quarter of the timeout of its time.
+        self.sweepNanos = idleNanos > 0 ? min(1_000_000_000, max(50_000_000, idleNanos / 4)) : 1_000_000_000
+        self.helloInfo = HelloInfo(
+            serverVersion: config.serverVersion, maxItems: config.maxItems, maxLine: config.maxLine,
+            maxInflight: config.maxInflightCommands, reactors: config.reactors, reactor: index)
+        let busy = ByteBuffer(capacity: 128)
+        ServerProtocol.appendError(
+            id: nil, code: .busy, message: "too many connections (max \(config.maxConnections))", to: busy)
+        self.busyLine = Array(busy.readableView)
+    }
+
+    // MARK: - Thread body
+
+    /// Runs on the reactor's own thread until shutdown has drained every connection.
+    func run() {
+        defer { shared.reactorExited() }
+        do {
+            loop = try EventLoop()
+            notifier = try Notifier(loop: loop) { [unowned self] in self.beginStopping() }
+        } catch {
+            for l in listenerSockets { Socket.close(fd: l.fd) }
+            shared.reactorFailed(.reactor(index: index, reason: error.description))
+            return
+        }
+        replyTimer = Timer(loop: loop) { [unowned self] in self.onReplyTimer() }
+        sweepTimer = Timer(loop: loop) { [unowned self] in self.onSweep() }
+        acceptTimer = Timer(loop: loop) { [unowned self] in self.resumeAccepting() }
+        for (i, l) in listenerSockets.enumerated() {
+            let w = IOWatcher(loop: loop, fd: l.fd) { [unowned self] readable, _ in
+                if readable { self.acceptConnections(listener: i) }
+            }
+            w.setInterest(read: true, write: false)
+            listenerWatchers.append(w)
+        }
+        sweepTimer.schedule(afterNanos: sweepNanos)
+        if shared.reactorStarted(index: index, notifier: notifier) { beginStopping() }
+        logger.debug("reactor running", metadata: ["listeners": "\(listenerSockets.count)"])
+
+        loop.run()
+
+        // Normally every connection is gone by now; close any left if the loop ended another way.
+        for c in table.all { close(c) }
+        shared.reactorStopping(index: index)
+        notifier.cancel()
+        replyTimer.cancel()
+        sweepTimer.cancel()
+        acceptTimer.cancel()
+        closeListeners()
+        retired.removeAll()
+        flushQueue.removeAll()
+        logger.debug("reactor stopped")
+    }
+
+    // MARK: - Accepting
+
+    private func acceptConnections(listener i: Int) {
+        retired.removeAll()
+        guard !stopping, !acceptPaused else { return }
+        let listener = listenerSockets[i]
+        for _ in 0..<Self.acceptBatch {
+            let fd: Int32
+            do {
+                guard let accepted = try Socket.accept(fd: listener.fd) else { return }
+                fd = accepted
+            } catch {
+                acceptFailed(error)
+                return
+            }
+            admit(fd: fd, tcp: listener.isTCP)
+        }
+    }
+
+    private func acceptFailed(_ error: SystemError) {
+        switch error.errno {
+        case ECONNABORTED, EINTR, EPROTO, EPERM:
+            return  // this one connection is gone; the listener stays usable
+        default:
+            // EMFILE/ENFILE/ENOBUFS/ENOMEM and anything unexpected: the listener stays readable, so retrying now
+            // would spin. Pause, and say so at most once a second.
+            let now = EventLoop.monotonicNanos()
+            if now &- lastAcceptErrorLog >= 1_000_000_000 || lastAcceptErrorLog == 0 {
+                lastAcceptErrorLog = now
+                logger.warning("accept failed; pausing accepts for 100 ms", metadata: ["error": "\(error)"])
+            }
+            acceptPaused = true
+            for w in listenerWatchers { w.setInterest(read: false, write: false) }
+            acceptTimer.schedule(afterNanos: Self.acceptPauseNanos)
+        }
+    }
+
+    private func resumeAccepting() {
+        retired.removeAll()
+        acceptPaused = false
+        guard !stopping else { return }
+        for w in listenerWatchers { w.setInterest(read: true, write: false) }
+    }
+
+    private func admit(fd: Int32, tcp: Bool) {
+        guard shared.claimConnection() else {
+            // Best effort: the socket is non-blocking and fresh, so this fits in its send buffer or is dropped.
+            _ = busyLine.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+            Socket.close(fd: fd)
+            counters.rejected.add(1)
+            return
+        }
+        if tcp { Socket.setNoDelay(fd: fd) }
+        let (slot, generation) = table.reserve()
+        let c = Connection(fd: fd, slot: slot, generation: generation, now: EventLoop.monotonicNanos())
+        let watcher = IOWatcher(loop: loop, fd: fd) { [unowned self] readable, writable in
+            self.connectionEvent(slot: slot, generation: generation, readable: readable, writable: writable)
+        }
+        c.watcher = watcher
+        table.install(c)
+        watcher.setInterest(read: true, write: false)
+        counters.connections.add(1)
+        counters.connectionsTotal.add(1)
+    }
+
+    private func closeListeners() {
+        for w in listenerWatchers { w.cancel() }
+        listenerWatchers.removeAll()
+        guard !listenerSockets.isEmpty else { return }
+        for l in listenerSockets {
+            Socket.close(fd: l.fd)
+            if case .unix(let path) = l.endpoint { unlink(path) }
+        }
+        listenerSockets.removeAll()
+    }
+
+    // MARK: - Pending replies
+
+    /// Re-arms the reply timer when the earliest deadline changed.
+    func rearmReplyTimer() {
+        guard let next = pending.nextDeadline else { return }
+        if next != armedDeadline {
+            armedDeadline = next
+            replyTimer.schedule(atMonotonicNanos: next)
+        }
+    }
+
+    private func onReplyTimer() {
+        retired.removeAll()
+        armedDeadline = 0
+        let now = EventLoop.monotonicNanos()
+        pending.popDue(now: now) { ref, deadline, line in
+            // A closed connection's replies are stale: its slot's generation has moved on.
+            guard let c = table.get(ref.slot, ref.generation) else { return }
+            c.output.append(line)
+            c.inflightRequests -= 1
+            c.inflightCommands -= Int(ref.commands)
+            counters.inflightRequests.subtract(1)
+            counters.inflightCommands.subtract(UInt64(ref.commands))
+            counters.recordLateness(now &- deadline)
+            c.lastActivity = now
+            if !c.queuedForFlush {
+                c.queuedForFlush = true
+                flushQueue.append(c)
+            }
+        }
+        // One write per connection per fire, however many of its replies fell due.
+        for c in flushQueue {
+            c.queuedForFlush = false
+            settle(c)
+        }
+        flushQueue.removeAll(keepingCapacity: flushQueue.capacity <= 4096)
+        rearmReplyTimer()
+    }
+
+    // MARK: - Idle sweep and lingering closes
+
+    private func onSweep() {
+        retired.removeAll()
+        let now = EventLoop.monotonicNanos()
+        var i = 0
+        while i < table.slots.count {
+            defer { i += 1 }
+            guard let c = table.slots[i] else { continue }
+            if case .lingering(let deadline) = c.state {
+                if now >= deadline { close(c) }
+                continue
+            }
+            if idleNanos > 0 && writeStalled(c, now: now) {
+                logger.debug("closing a connection whose peer stopped reading",
+                             metadata: ["unsent": "\(c.output.readableBytes)"])
+                close(c)
+                continue
+            }
+            switch c.state {
+            case .lingering, .finishing, .closed:
+                break
+            case .open:
+                if idleNanos > 0, c.inflightRequests == 0, c.output.isEmpty, now &- c.lastActivity >= idleNanos {
+                    ServerProtocol.appendError(
+                        id: nil, code: .idleTimeout,
+                        message: "no request for \(formatSeconds(config.idleTimeout)) seconds", to: c.output)
+                    c.state = .finishing
+                    settle(c)
+                }
+            }
+        }
+        if !(stopping && table.count == 0) { sweepTimer.schedule(afterNanos: sweepNanos) }
+    }
+
+    /// Whether `c` has had unsent output and written none of it for the idle timeout (checked at each sweep).
+    private func writeStalled(_ c: Connection, now: UInt64) -> Bool {
+        if c.output.isEmpty {
+            c.stallSince = 0
+            return false
+        }
+        if c.stallSince == 0 || c.bytesWritten != c.stallMark {
+            c.stallSince = now
+            c.stallMark = c.bytesWritten
+            return false
+        }
+        return now &- c.stallSince >= idleNanos
+    }
+
+    // MARK: - Shutdown
+
+    /// Stop accepting; let every connection finish its in-flight requests, flush, and close.
+    private func beginStopping() {
+        retired.removeAll()
+        guard !stopping else { return }
+        stopping = true
+        logger.debug("reactor draining", metadata: ["connections": "\(table.count)", "pending": "\(pending.count)"])
+        acceptTimer.cancel()
+        closeListeners()
+        // Lingering connections must close within their 2 s; sweep more often while draining.
+        sweepNanos = min(sweepNanos, 100_000_000)
+        sweepTimer.schedule(afterNanos: sweepNanos)
+        for c in table.all where c.isOpen {
+            c.state = .finishing
+            settle(c)
+        }
+        stopIfDrained()
+    }
+
+    func stopIfDrained() {
+        guard stopping, table.count == 0 else { return }
+        replyTimer.cancel()
+        sweepTimer.cancel()
+        loop.stop()
+    }
+}
+
+/// `1`, `0.5`, `300` — seconds as the user wrote them, without a trailing `.0`.
+func formatSeconds(_ s: Double) -> String {
+    s == s.rounded() && s < 1e15 ? String(Int64(s)) : String(s)
+}

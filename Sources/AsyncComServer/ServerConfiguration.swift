@@ -1,0 +1,103 @@
+import AsyncComCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Everything a `Server` needs to run. Limits bound what any one peer can make the server hold.
+public struct ServerConfiguration: Sendable {
+    /// The device map every reactor answers from (immutable, shared read-only).
+    public var map: DeviceMap
+    /// Where to listen. TCP endpoints get one SO_REUSEPORT listener per reactor; Unix ones a single listener.
+    public var endpoints: [Endpoint]
+    /// Reactor threads, each with its own event loop. Default: the number of online processors.
+    public var reactors: Int
+    /// Open connections across all reactors; beyond it a new connection gets `ERR - BUSY` and is closed.
+    public var maxConnections: Int
+    /// Commands awaiting their reply on one connection before the server stops reading from it.
+    public var maxInflightCommands: Int
+    /// Longest request line in bytes, terminator included.
+    public var maxLine: Int
+    /// Most items in one REQ (advertised in HELLO).
+    public var maxItems: Int
+    /// Seconds a connection may stay silent with nothing in flight and nothing unsent; 0 disables it.
+    public var idleTimeout: Double
+    /// Unsent reply bytes on one connection before the server stops reading from it.
+    public var outputHighWater: Int
+    /// Advertised in HELLO as `server=asynccom/<serverVersion>`.
+    public var serverVersion: String
+
+    public static let defaultMaxConnections = 4096
+    public static let defaultMaxInflightCommands = 1_048_576
+    public static let defaultMaxLine = 65_536
+    public static let defaultMaxItems = 1024
+    public static let defaultIdleTimeout: Double = 300
+    public static let defaultOutputHighWater = 4 << 20
+    public static let defaultServerVersion = "1.0.0"
+
+    /// The number of processors online, at least 1.
+    public static var defaultReactors: Int {
+        let n = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        return max(1, n)
+    }
+
+    public init(
+        map: DeviceMap,
+        endpoints: [Endpoint] = [.default],
+        reactors: Int = ServerConfiguration.defaultReactors,
+        maxConnections: Int = ServerConfiguration.defaultMaxConnections,
+        maxInflightCommands: Int = ServerConfiguration.defaultMaxInflightCommands,
+        maxLine: Int = ServerConfiguration.defaultMaxLine,
+        maxItems: Int = ServerConfiguration.defaultMaxItems,
+        idleTimeout: Double = ServerConfiguration.defaultIdleTimeout,
+        outputHighWater: Int = ServerConfiguration.defaultOutputHighWater,
+        serverVersion: String = ServerConfiguration.defaultServerVersion
+    ) {
+        self.map = map
+        self.endpoints = endpoints
+        self.reactors = reactors
+        self.maxConnections = maxConnections
+        self.maxInflightCommands = maxInflightCommands
+        self.maxLine = maxLine
+        self.maxItems = maxItems
+        self.idleTimeout = idleTimeout
+        self.outputHighWater = outputHighWater
+        self.serverVersion = serverVersion
+    }
+
+    /// Throws `ServerError.invalidConfiguration` naming the first value out of range.
+    public func validate() throws(ServerError) {
+        func check(_ ok: Bool, _ what: String) throws(ServerError) {
+            if !ok { throw .invalidConfiguration(what) }
+        }
+        try check(!endpoints.isEmpty, "at least one listen endpoint is needed")
+        try check((1...1024).contains(reactors), "reactors must be 1...1024 (got \(reactors))")
+        try check(maxConnections >= 1 && maxConnections <= 1 << 24,
+                  "max connections must be 1...\(1 << 24) (got \(maxConnections))")
+        try check(maxInflightCommands >= 1 && maxInflightCommands <= Int(UInt32.max),
+                  "max in-flight commands must be at least 1 (got \(maxInflightCommands))")
+        // A line must at least hold `REQ <20-digit id> <item>`; 1 GiB keeps buffer arithmetic far from overflow.
+        try check(maxLine >= 64 && maxLine <= 1 << 30, "max line must be 64...\(1 << 30) bytes (got \(maxLine))")
+        try check(maxItems >= 1 && maxItems <= 1 << 20, "max items must be 1...\(1 << 20) (got \(maxItems))")
+        try check(idleTimeout >= 0 && idleTimeout <= 86_400 * 365, "idle timeout must be 0 (off) or a positive number of seconds")
+        try check(outputHighWater >= 1024, "output high water must be at least 1024 bytes (got \(outputHighWater))")
+    }
+}
+
+public enum ServerError: Error, CustomStringConvertible, Sendable {
+    case invalidConfiguration(String)
+    /// Binding or listening on `endpoint` failed.
+    case listen(endpoint: String, reason: String)
+    /// A reactor could not set up its event loop.
+    case reactor(index: Int, reason: String)
+    case alreadyStarted
+
+    public var description: String {
+        switch self {
+        case .invalidConfiguration(let what): return "invalid configuration: \(what)"
+        case .listen(let endpoint, let reason): return "cannot listen on \(endpoint): \(reason)"
+        case .reactor(let index, let reason): return "reactor \(index) failed to start: \(reason)"
+        case .alreadyStarted: return "the server was already started"
+        }
+    }
+}

@@ -1,0 +1,95 @@
+import AsyncComCore
+import AsyncComEventLoop
+import Dispatch
+import Synchronization
+
+/// A listening socket handed to a reactor.
+struct ListenerSocket: Sendable {
+    let fd: Int32
+    let endpoint: Endpoint
+    var isTCP: Bool { if case .tcp = endpoint { return true } else { return false } }
+}
+
+/// What the reactors of one server share: the read-only configuration, every reactor's published counters,
+/// the connection count behind `maxConnections`, and the start/stop handshake with `Server`.
+final class ServerShared: Sendable {
+    struct Control {
+        var notifiers: [Notifier?]
+        var shutdownRequested = false
+        var startErrors: [ServerError] = []
+        var running = 0
+        var onStopped: (@Sendable () -> Void)?
+    }
+
+    let configuration: ServerConfiguration
+    let counters: [ReactorCounters]
+    /// Open connections over all reactors (the only counter with several writers).
+    let openConnections = Atomic<Int>(0)
+    let control: Mutex<Control>
+    /// Signalled once by each reactor when it is running or has failed to start.
+    let started = DispatchSemaphore(value: 0)
+
+    init(configuration: ServerConfiguration) {
+        self.configuration = configuration
+        self.counters = (0..<configuration.reactors).map { _ in ReactorCounters() }
+        self.control = Mutex(Control(notifiers: Array(repeating: nil, count: configuration.reactors)))
+    }
+
+    var stats: ServerStats { ServerStats(reactors: counters.map { $0.snapshot }) }
+
+    /// Claims one connection under `maxConnections`; false when the server is full.
+    func claimConnection() -> Bool {
+        let limit = configuration.maxConnections
+        var current = openConnections.load(ordering: .relaxed)
+        while current < limit {
+            let (exchanged, original) = openConnections.compareExchange(
+                expected: current, desired: current + 1, ordering: .relaxed)
+            if exchanged { return true }
+            current = original
+        }
+        return false
+    }
+
+    func releaseConnection() {
+        openConnections.subtract(1, ordering: .relaxed)
+    }
+
+    /// A reactor is up: its notifier may now be used to stop it. Returns true when a shutdown was already
+    /// requested (the reactor then stops at once).
+    func reactorStarted(index: Int, notifier: Notifier) -> Bool {
+        let stop = control.withLock { c -> Bool in
+            c.notifiers[index] = notifier
+            c.running += 1
+            return c.shutdownRequested
+        }
+        started.signal()
+        return stop
+    }
+
+    func reactorFailed(_ error: ServerError) {
+        control.withLock { c in c.startErrors.append(error) }
+        started.signal()
+    }
+
+    /// Called by a reactor before it drops its notifier, so no other thread can notify a closed eventfd.
+    func reactorStopping(index: Int) {
+        control.withLock { c in c.notifiers[index] = nil }
+    }
+
+    /// Called by a reactor thread as its last act; the last one runs `onStopped`.
+    func reactorExited() {
+        let callback = control.withLock { c -> (@Sendable () -> Void)? in
+            c.running -= 1
+            return c.running == 0 ? c.onStopped : nil
+        }
+        callback?()
+    }
+
+    func requestShutdown() {
+        control.withLock { c in
+            c.shutdownRequested = true
+            // Notify under the lock: a reactor unregisters (under the same lock) before closing its eventfd.
+            for case let n? in c.notifiers { n.notify() }
+        }
+    }
+}

@@ -1,0 +1,169 @@
+import ArgumentParser
+import AsyncComCore
+import AsyncComServer
+import Logging
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@main
+struct ServerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "asynccom-server",
+        abstract: "Answer (device, command) lookups from a device map after each command's modelled wait.",
+        discussion: """
+            Clients send `REQ <id> <ip>:<command> ...` lines and get `RES <id> <result> ...` once the slowest \
+            command's wait has passed; replies to different requests come back in any order (see \
+            docs/PROTOCOL.md). One reactor thread per core, each with its own event loop and its own listener on \
+            the same TCP port (SO_REUSEPORT); a Unix socket is served by reactor 0.
+
+            The map has one `ip:command:response:wait` line per entry (wait in seconds, e.g. 1 or 0.25); blank \
+            lines and # comments are allowed. A bad line stops the server before it listens.
+
+            On startup one line `listening on <url>` per endpoint (the real port when 0 was asked) is printed \
+            to stdout; logs go to stderr.
+
+            Examples:
+              asynccom-server --map data/seed/map.txt
+              asynccom-server --map map.txt --listen tcp://[::]:5557 --listen unix:///tmp/ac.sock
+              printf 'HELLO 1\\nREQ 1 137.72.95.0:foo\\nQUIT\\n' | nc 127.0.0.1 5557
+
+            Signals: SIGINT or SIGTERM stops accepting, sends every in-flight reply when due, closes the \
+            connections and exits 0. A second SIGINT/SIGTERM exits at once with status 130.
+            Exit status: 0 after a clean shutdown, 1 when an endpoint cannot be bound, 2 for a bad map, \
+            64 for bad options, 130 after a second signal.
+            """
+    )
+
+    @Option(name: .long, help: ArgumentHelp("Device map file (ip:command:response:wait lines).", valueName: "file"))
+    var map: String
+
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Endpoint to listen on: tcp://HOST:PORT, tcp://[IPv6]:PORT or unix:///path; repeatable; port 0 picks a free port. (default: \(Endpoint.defaultURL))",
+            valueName: "url"))
+    var listen: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("Reactor threads. (default: the number of online processors, here \(ServerConfiguration.defaultReactors))", valueName: "n"))
+    var reactors: Int?
+
+    @Option(name: .long, help: ArgumentHelp("Open connections over all reactors; more get ERR BUSY and are closed.", valueName: "n"))
+    var maxConnections: Int = ServerConfiguration.defaultMaxConnections
+
+    @Option(name: .long, help: ArgumentHelp("In-flight commands per connection before the server stops reading from it until half have been answered.", valueName: "n"))
+    var maxInflight: Int = ServerConfiguration.defaultMaxInflightCommands
+
+    @Option(name: .long, help: ArgumentHelp("Longest request line in bytes, terminator included; a longer one gets ERR LINE_TOO_LONG and the connection is closed.", valueName: "bytes"))
+    var maxLine: Int = ServerConfiguration.defaultMaxLine
+
+    @Option(name: .long, help: ArgumentHelp("Most items in one REQ.", valueName: "n"))
+    var maxItems: Int = ServerConfiguration.defaultMaxItems
+
+    @Option(name: .long, help: ArgumentHelp("Seconds a connection may stay silent with nothing in flight before ERR IDLE_TIMEOUT and close; 0 disables it.", valueName: "seconds"))
+    var idleTimeout: Double = ServerConfiguration.defaultIdleTimeout
+
+    @Option(name: .long, help: ArgumentHelp("Unsent reply bytes per connection before the server stops reading from it until half have been sent.", valueName: "bytes"))
+    var outputHighWater: Int = ServerConfiguration.defaultOutputHighWater
+
+    @Option(name: .long, help: ArgumentHelp("Log level on stderr.", valueName: "level"))
+    var logLevel: LogLevel = .info
+
+    func validate() throws {
+        _ = try endpoints()
+    }
+
+    private func endpoints() throws -> [Endpoint] {
+        if listen.isEmpty { return [.default] }
+        return try listen.map { text in
+            do throws(Endpoint.ParseError) { return try Endpoint(parsing: text) } catch { throw ValidationError(error.description) }
+        }
+    }
+
+    func run() throws {
+        // Writes to vanished peers must be errors, never a process-killing SIGPIPE.
+        signal(SIGPIPE, SIG_IGN)
+        let level = logLevel.level
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        var logger = Logger(label: "asynccom-server")
+        logger.logLevel = level
+
+        let deviceMap: DeviceMap
+        do {
+            deviceMap = try DeviceMap(contentsOfFile: map)
+        } catch {
+            fail("\(error)", status: 2)
+        }
+        let configuration = ServerConfiguration(
+            map: deviceMap, endpoints: try endpoints(), reactors: reactors ?? ServerConfiguration.defaultReactors,
+            maxConnections: maxConnections, maxInflightCommands: maxInflight, maxLine: maxLine,
+            maxItems: maxItems, idleTimeout: idleTimeout, outputHighWater: outputHighWater)
+        do {
+            try configuration.validate()
+        } catch {
+            throw ValidationError(error.description)
+        }
+
+        let server = Server(configuration: configuration, logger: logger)
+        let runner: ServerRunner
+        do {
+            runner = try ServerRunner(server: server) { [logger] signal, count in
+                let name = signal == SIGINT ? "SIGINT" : signal == SIGTERM ? "SIGTERM" : "signal \(signal)"
+                if count == 1 {
+                    logger.notice("\(name): draining in-flight requests, then exiting; send it again to exit at once")
+                } else {
+                    logger.warning("\(name) again: exiting at once")
+                    _exit(130)
+                }
+            }
+        } catch {
+            fail("\(error)", status: 1)
+        }
+        let endpoints: [Endpoint]
+        do {
+            endpoints = try runner.start()
+        } catch {
+            fail("\(error)", status: 1)
+        }
+        for endpoint in endpoints { print("listening on \(endpoint)") }
+        fflush(nil)  // tests and scripts read these lines through a pipe
+        logger.info("asynccom-server started", metadata: [
+            "map": "\(map)", "entries": "\(deviceMap.count)", "reactors": "\(configuration.reactors)",
+            "endpoints": "\(endpoints.map(\.description).joined(separator: " "))",
+        ])
+        runner.run()
+        let total = server.stats().total
+        logger.info("asynccom-server stopped", metadata: [
+            "connections_total": "\(total.connectionsTotal)", "requests": "\(total.requests)",
+            "commands": "\(total.commands)", "late_max_us": "\(total.lateMaxMicros)",
+        ])
+    }
+}
+
+/// Prints `asynccom-server: <message>` on stderr and exits with `status`.
+func fail(_ message: String, status: Int32) -> Never {
+    var line = "asynccom-server: \(message)\n"
+    line.withUTF8 { bytes in _ = write(2, bytes.baseAddress, bytes.count) }
+    exit(status)
+}
+
+enum LogLevel: String, CaseIterable, ExpressibleByArgument {
+    case trace, debug, info, notice, warning, error, critical
+
+    var level: Logger.Level {
+        switch self {
+        case .trace: .trace
+        case .debug: .debug
+        case .info: .info
+        case .notice: .notice
+        case .warning: .warning
+        case .error: .error
+        case .critical: .critical
+        }
+    }
+}
