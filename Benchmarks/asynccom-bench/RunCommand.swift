@@ -7,16 +7,25 @@ struct RunCommand: AsyncParsableCommand {
         commandName: "run",
         abstract: "Run benchmark scenarios against the real server and print a table of medians.",
         discussion: """
-            Scenarios: \(Scenarios.all().map(\.name).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }.joined(separator: ", ")).
-            Each run starts a fresh asynccom-server (found next to this executable) on a free port, drives it with
-            the client engine in this process, and checks the sum and every count; a wrong answer fails the run.
-            Data sets are generated into --scratch. Build both executables in release first:
+            Each run starts a fresh asynccom-server (found next to this executable) on a free port, drives it with \
+            the client engine in this process, and checks the sum and every count against what the data set \
+            implies: a wrong answer fails the run. Data sets are generated into --scratch. Reported per scenario: \
+            medians (min-max) of wall time, commands/s, requests/s, server CPU seconds per million commands, \
+            server and client peak RSS, and how late replies came beyond their modelled wait (p50/p99/max).
+
+            Scenarios:
+            \(Scenarios.all().map { "  \($0.label): \($0.summary)" + ($0.targets.isEmpty ? "" : "; target " + $0.targets.map(\.text).joined(separator: ", ")) }.joined(separator: "\n"))
+
+            Build both executables in release first:
               swift build -c release && .build/release/asynccom-bench run seed inflight
             """
     )
 
     @Argument(help: "Scenarios to run (default: all).")
     var scenarios: [String] = []
+
+    @Option(help: "Only the variants whose description contains this text (e.g. 'batch 16').")
+    var variant: String?
 
     @Option(help: "Runs per scenario (default: each scenario's own, 3 to 5).")
     var runs: Int?
@@ -33,7 +42,9 @@ struct RunCommand: AsyncParsableCommand {
         for s in scenarios where !names.contains(s) {
             throw ValidationError("unknown scenario '\(s)' (known: \(names.sorted().joined(separator: ", ")))")
         }
-        let selected = all.filter { scenarios.isEmpty || scenarios.contains($0.name) }
+        let selected = all.filter {
+            (scenarios.isEmpty || scenarios.contains($0.name)) && (variant.map($0.variant.contains) ?? true)
+        }
         if let runs, runs < 1 { throw ValidationError("--runs must be at least 1") }
         _ = try ServerProcess.binaryPath()
 
@@ -55,7 +66,9 @@ struct RunCommand: AsyncParsableCommand {
                 if scenario.isMapLoading {
                     results.append(try Runner.runMapLoading(mapPath: dir + "/map.txt", expectedEntries: scenario.data.mapLines))
                 } else {
-                    results.append(try await Runner.runOnce(scenario, mapPath: dir + "/map.txt", expectation: expectation, waits: waits))
+                    results.append(try await Runner.runOnce(
+                        scenario, mapPath: dir + "/map.txt", commandsPath: dir + "/commands.txt",
+                        expectation: expectation, waits: waits))
                 }
             }
             let report = ScenarioReport(scenario, commands: expectation.commands, results: results)

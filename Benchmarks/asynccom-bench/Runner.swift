@@ -5,30 +5,6 @@ import AsyncComClient
 import AsyncComCore
 import Logging
 
-/// Feeds the client engine the data set's command lines, generated on the fly: no file, no array, so the
-/// client's memory is the engine's own. Lines go through `CommandsFile.parse`, exactly as a file's would.
-struct SyntheticSource: CommandSource {
-    private var lines: CommandLines
-    private(set) var malformedCount = 0
-
-    init(_ spec: DataSetSpec) { lines = CommandLines(spec) }
-
-    mutating func next() throws -> CommandEntry? {
-        while let (text, _) = lines.next() {
-            var t = text
-            let parsed = t.withUTF8 {
-                CommandsFile.parse(line: UnsafeRawBufferPointer($0), number: lines.lineNumber, fileName: "synthetic")
-            }
-            switch parsed {
-            case .command(let entry): return entry
-            case .skip: continue
-            case .malformed: malformedCount += 1
-            }
-        }
-        return nil
-    }
-}
-
 /// Per-command latencies, written by the engine's thread during the run and read after it has ended.
 final class LatencyRecorder: @unchecked Sendable {
     var nanos: [UInt64]
@@ -71,7 +47,8 @@ enum Runner {
                          clientPeakRSS: ProcessMetrics.peakRSS(pid: getpid()) ?? 0, lateness: nil, loadSeconds: seconds)
     }
 
-    static func runOnce(_ scenario: Scenario, mapPath: String, expectation: Expectation, waits: [UInt64]) async throws -> RunResult {
+    static func runOnce(_ scenario: Scenario, mapPath: String, commandsPath: String, expectation: Expectation,
+                        waits: [UInt64]) async throws -> RunResult {
         let server = try ServerProcess(map: mapPath, reactors: scenario.reactors)
         defer { try? server.stop() }
         let configuration = ClientConfiguration(
@@ -91,7 +68,9 @@ enum Runner {
 
         ProcessMetrics.resetPeakRSS(pid: getpid())
         let cpuBefore = server.cpuSeconds
-        let summary = try await client.run(source: SyntheticSource(scenario.data), onResult: onResult)
+        // The generated commands file, streamed as the CLI streams it (it is in the page cache by now).
+        let source = try FileCommandSource(path: commandsPath)
+        let summary = try await client.run(source: source, onResult: onResult)
         let serverCPU = server.cpuSeconds - cpuBefore
         let serverRSS = server.peakRSS
         let clientRSS = ProcessMetrics.peakRSS(pid: getpid()) ?? 0
