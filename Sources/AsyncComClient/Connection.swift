@@ -26,17 +26,17 @@ final class Connection {
     let input = ByteBuffer(capacity: 64 << 10)
     let output = ByteBuffer(capacity: 64 << 10)
     /// Reused for every RES line: parsing allocates nothing in steady state.
-    var results: [ItemResult] = []
+    @exclusivity(unchecked) var results: [ItemResult] = []
     /// Requests sent here and not answered, timed out or lost.
-    var inFlight = 0
+    @exclusivity(unchecked) var inFlight = 0
     var window: Int
     var maxItems = Int.max
     var maxLine = Int.max
-    var timeouts = TimeoutQueue()
+    @exclusivity(unchecked) var timeouts = TimeoutQueue()
     private var backoff = Backoff()
     private var everReady = false
     /// On the engine's list of connections with output to flush.
-    var isDirty = false
+    @exclusivity(unchecked) var isDirty = false
 
     init(engine: Engine, server: ServerState, index: Int) {
         self.engine = engine

@@ -15,7 +15,10 @@ final class Engine {
     let requestTimeoutNanos: UInt64
     let connectTimeoutNanos: UInt64
 
-    private var source: any CommandSource
+    // Unchecked exclusivity on the per-command state: the runtime's dynamic checks (a TLS lookup per access)
+    // cost more than the work itself on the pull and reply paths. Everything here is loop-thread only and the
+    // debug test suite runs with the checks on.
+    @exclusivity(unchecked) private var source: any CommandSource
     private let onResult: ((CommandResult) -> Void)?
     private let onFlush: (() -> Void)?
     private let onProgress: ((JobProgress) -> Void)?
@@ -24,18 +27,18 @@ final class Engine {
     private let wantsResults: Bool
     private let ordered: Bool
 
-    private(set) var servers: [ServerState] = []
-    private(set) var connections: [Connection] = []
+    @exclusivity(unchecked) private(set) var servers: [ServerState] = []
+    @exclusivity(unchecked) private(set) var connections: [Connection] = []
     private let sharder: Sharder
-    private var table = RequestTable()
-    private var stats: JobStats
-    private var ring = ReorderRing()
+    @exclusivity(unchecked) private var table = RequestTable()
+    @exclusivity(unchecked) private var stats: JobStats
+    @exclusivity(unchecked) private var ring = ReorderRing()
     /// Connections with output appended during this callback.
-    var dirty: [Connection] = []
+    @exclusivity(unchecked) var dirty: [Connection] = []
 
-    private var nextSequence = 0
+    @exclusivity(unchecked) private var nextSequence = 0
     /// Commands pulled and routed whose result is not known yet (queued, batching, or in flight).
-    private var outstanding = 0
+    @exclusivity(unchecked) private var outstanding = 0
     private var sourceExhausted = false
     /// Pulling stops when the oldest undelivered result is this far behind (ordered delivery only).
     private let spanLimit: Int
@@ -178,6 +181,8 @@ final class Engine {
     private func fill() {
         guard !sourceExhausted else { return }
         let capacity = self.capacity
+        // One server that is not down: no hashing, no routing.
+        let singleServer = servers.count == 1 && !servers[0].isDown ? servers[0] : nil
         if outstanding < capacity && control.mayProduce() {
             while outstanding < capacity {
                 if ordered && nextSequence - ring.base >= spanLimit { break }
@@ -194,6 +199,10 @@ final class Engine {
                 }
                 let sequence = nextSequence
                 nextSequence += 1
+                if singleServer != nil {
+                    addToBatch(singleServer!, sequence: sequence, entry: entry)
+                    continue
+                }
                 let key = Sharder.hash(entry.device)
                 guard let s = sharder.pick(key: key, isAlive: { !self.servers[$0].isDown }) else {
                     // No server left: the command fails now, naming the server it belongs to.
@@ -216,28 +225,17 @@ final class Engine {
     }
 
     private func addToBatch(_ server: ServerState, sequence: Int, entry: CommandEntry) {
-        let items: ByteBuffer
-        if let existing = server.partialItems {
-            items = existing
-        } else {
-            items = ByteBuffer(capacity: max(64, server.batch * 24))
-            server.partialItems = items
-        }
-        ItemsCodec.append(item: entry.item, to: items)
-        server.partialCount += 1
-        if wantsResults { server.partialCommands.append(PendingCommand(sequence: sequence, entry: entry)) }
+        let count = server.addToBatch(item: entry.item, command: wantsResults ? PendingCommand(sequence: sequence, entry: entry) : nil)
         outstanding += 1
-        if server.partialCount >= server.batch { closeBatch(server) }
+        if count >= server.batch { closeBatch(server) }
     }
 
     /// Turns the server's partial batch into a request at the back of its queue.
     private func closeBatch(_ server: ServerState) {
-        guard let items = server.partialItems, server.partialCount > 0 else { return }
-        let slot = table.insert(items: items, itemCount: server.partialCount, commands: server.partialCommands, server: server.index)
+        guard server.partialCount > 0 else { return }
+        let batch = server.takeBatch()
+        let slot = table.insert(items: batch.items, itemCount: batch.count, commands: batch.commands, server: server.index)
         stats.requests += 1
-        server.partialItems = nil
-        server.partialCount = 0
-        server.partialCommands = []
         enqueue(slot: slot, on: server)
     }
 
@@ -274,22 +272,23 @@ final class Engine {
     }
 
     private func send(slot: Int, on c: Connection, now: UInt64) {
-        let request = table[slot]
-        if request.itemCount > c.maxItems || request.items.readableBytes + ItemsCodec.requestOverhead > c.maxLine {
+        // Field by field: reading the whole Request would copy it (and retain its buffer and commands).
+        if table[slot].itemCount > c.maxItems || table[slot].items.readableBytes + ItemsCodec.requestOverhead > c.maxLine {
             // Built for a server with larger limits (before its HELLO, or before a failover): split, new ids.
             split(slot: slot, for: c)
             return
         }
-        ClientProtocol.beginRequest(id: request.id, to: c.output)
-        c.output.append(request.items)
+        let id = table[slot].id
+        ClientProtocol.beginRequest(id: id, to: c.output)
+        c.output.append(table[slot].items.readableView)
         ClientProtocol.endRequest(to: c.output)
         let deadline = now &+ requestTimeoutNanos
-        let epoch = request.epoch &+ 1
+        let epoch = table[slot].epoch &+ 1
         table[slot].connection = c.index
         table[slot].epoch = epoch
-        if request.firstSentNanos == 0 { table[slot].firstSentNanos = now }
+        if table[slot].firstSentNanos == 0 { table[slot].firstSentNanos = now }
         c.inFlight += 1
-        c.timeouts.push(TimeoutEntry(deadline: deadline, slot: Int32(slot), epoch: epoch, id: request.id))
+        c.timeouts.push(TimeoutEntry(deadline: deadline, slot: Int32(slot), epoch: epoch, id: id))
         if let timer = c.timer, !timer.isPending { timer.schedule(atMonotonicNanos: deadline) }
         stats.servers[c.server.index].requestsSent += 1
         c.markDirty()
@@ -317,8 +316,7 @@ final class Engine {
     @inline(__always) func isInFlight(_ e: TimeoutEntry, on c: Connection) -> Bool {
         let slot = Int(e.slot)
         guard table.isLive(slot: slot, id: e.id) else { return false }
-        let r = table[slot]
-        return r.connection == c.index && r.epoch == e.epoch
+        return table[slot].connection == c.index && table[slot].epoch == e.epoch
     }
 
     func handleResults(id: UInt64, on c: Connection) {
@@ -363,8 +361,8 @@ final class Engine {
             stats.lateReplies += 1
             return
         }
-        let r = table[slot]
-        if r.connection >= 0 { connections[r.connection].inFlight -= 1 }
+        let connection = table[slot].connection
+        if connection >= 0 { connections[connection].inFlight -= 1 }
         failRequest(slot: slot, reason: message.isEmpty ? code : "\(code) \(message)")
     }
 

@@ -69,14 +69,13 @@ struct RequestTable {
     }
 
     subscript(slot: Int) -> Request {
-        get { slots[slot]! }
+        _read { yield slots[slot]! }
         _modify { yield &slots[slot]! }
     }
 
     @discardableResult
     mutating func remove(slot: Int) -> Request {
-        let request = slots[slot]!
-        slots[slot] = nil
+        let request = slots[slot].take()!
         slotByID[request.id] = nil
         freeSlots.append(Int32(slot))
         count -= 1

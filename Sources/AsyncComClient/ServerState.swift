@@ -9,20 +9,20 @@ final class ServerState {
     var connections: [Connection] = []
     /// Requests waiting to be sent, oldest first; re-sends go to the front. An entry names its request by slot
     /// and id, so one answered meanwhile (a late reply to an earlier send) is recognised and skipped.
-    var queue = Deque<QueuedRequest>()
-    /// The batch being filled (nil when empty).
-    var partialItems: ByteBuffer?
-    var partialCount = 0
-    var partialCommands: [PendingCommand] = []
+    @exclusivity(unchecked) var queue = Deque<QueuedRequest>()
+    /// The batch being filled. (Unchecked exclusivity: touched per command, loop thread only.)
+    @exclusivity(unchecked) private(set) var partialItems: ByteBuffer
+    @exclusivity(unchecked) private(set) var partialCount = 0
+    @exclusivity(unchecked) private(set) var partialCommands: [PendingCommand] = []
     /// Commands per request, clamped to the server's `max_items` once a HELLO reply says it.
-    var batch: Int
+    @exclusivity(unchecked) var batch: Int
     /// Requests in flight per connection, clamped so `window * batch <= max_inflight`.
-    var window: Int
+    @exclusivity(unchecked) var window: Int
     /// Connections that completed their handshake.
-    var readyCount = 0
+    @exclusivity(unchecked) var readyCount = 0
     /// Down: no connection answered for `connectTimeout` (or HELLO failed `retries + 1` times). Its requests
     /// fail over to the other servers; it keeps being probed and comes back when it answers.
-    var isDown = false
+    @exclusivity(unchecked) var isDown = false
     var everUp = false
     var lastError = "no connection attempt yet"
     var helloFailures = 0
@@ -37,6 +37,28 @@ final class ServerState {
         self.endpoint = endpoint
         self.batch = batch
         self.window = window
+        self.partialItems = ServerState.makeItemsBuffer(batch: batch)
+    }
+
+    private static func makeItemsBuffer(batch: Int) -> ByteBuffer {
+        ByteBuffer(capacity: max(64, min(batch, 1024) * 24))
+    }
+
+    /// Adds a command to the batch being filled; returns the batch size so far.
+    @inline(__always) func addToBatch(item: String, command: PendingCommand?) -> Int {
+        ItemsCodec.append(item: item, to: partialItems)
+        if let command { partialCommands.append(command) }
+        partialCount += 1
+        return partialCount
+    }
+
+    /// Hands the batch over (items, count, commands) and starts a new one.
+    func takeBatch() -> (items: ByteBuffer, count: Int, commands: [PendingCommand]) {
+        let batch = (partialItems, partialCount, partialCommands)
+        partialItems = ServerState.makeItemsBuffer(batch: self.batch)
+        partialCount = 0
+        partialCommands = []
+        return batch
     }
 
     var isUp: Bool { readyCount > 0 }
