@@ -7,10 +7,16 @@ struct RunCommand: AsyncParsableCommand {
         commandName: "run",
         abstract: "Run benchmark scenarios against the real server and print a table of medians.",
         discussion: """
-            Scenarios: \(Scenarios.all().map(\.name).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }.joined(separator: ", ")).
-            Each run starts a fresh asynccom-server (found next to this executable) on a free port, drives it with
-            the client engine in this process, and checks the sum and every count; a wrong answer fails the run.
-            Data sets are generated into --scratch. Build both executables in release first:
+            Each run starts a fresh asynccom-server (found next to this executable) on a free port, drives it with \
+            the client engine in this process, and checks the sum and every count against what the data set \
+            implies: a wrong answer fails the run. Data sets are generated into --scratch. Reported per scenario: \
+            medians (min-max) of wall time, commands/s, requests/s, server CPU seconds per million commands, \
+            server and client peak RSS, and how late replies came beyond their modelled wait (p50/p99/max).
+
+            Scenarios:
+            \(Scenarios.all().map { "  \($0.label): \($0.summary)" + ($0.targets.isEmpty ? "" : "; target " + $0.targets.map(\.text).joined(separator: ", ")) }.joined(separator: "\n"))
+
+            Build both executables in release first:
               swift build -c release && .build/release/asynccom-bench run seed inflight
             """
     )

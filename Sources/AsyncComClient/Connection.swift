@@ -96,6 +96,7 @@ final class Connection {
         server.lastError = reason
         engine.logger.debug("connect failed", metadata: ["server": "\(server.endpoint)", "error": "\(reason)"])
         scheduleReconnect()
+        engine.attemptFailed(on: server)
     }
 
     private func scheduleReconnect() {

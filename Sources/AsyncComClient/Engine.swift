@@ -238,7 +238,21 @@ final class Engine {
         server.partialItems = nil
         server.partialCount = 0
         server.partialCommands = []
-        server.queue.append(slot)
+        enqueue(slot: slot, on: server)
+    }
+
+    private func enqueue(slot: Int, on server: ServerState, front: Bool = false) {
+        let entry = QueuedRequest(slot: Int32(slot), id: table[slot].id)
+        if front { server.queue.prepend(entry) } else { server.queue.append(entry) }
+    }
+
+    /// The next queued request still waiting (skips those answered meanwhile by a late reply).
+    private func dequeue(from server: ServerState) -> Int? {
+        while let e = server.queue.popFirst() {
+            let slot = Int(e.slot)
+            if table.isLive(slot: slot, id: e.id) && table[slot].connection < 0 { return slot }
+        }
+        return nil
     }
 
     // MARK: sending
@@ -253,7 +267,7 @@ final class Engine {
             tried += 1
             guard c.state == .ready else { continue }
             let now = EventLoop.monotonicNanos()
-            while c.inFlight < c.window, let slot = server.queue.popFirst() {
+            while c.inFlight < c.window, let slot = dequeue(from: server) {
                 send(slot: slot, on: c, now: now)
             }
         }
@@ -291,7 +305,7 @@ final class Engine {
             table[s].losses = old.losses
             table[s].firstSentNanos = old.firstSentNanos
             stats.requests += 1
-            c.server.queue.prepend(s)
+            enqueue(slot: s, on: c.server, front: true)
         }
         logger.debug("request split for the server's limits", metadata: [
             "id": "\(old.id)", "items": "\(old.itemCount)", "chunks": "\(chunks.count)"])
@@ -434,13 +448,14 @@ final class Engine {
             }
         }
         table[slot].server = target.index
-        target.queue.prepend(slot)
+        enqueue(slot: slot, on: target, front: true)
     }
 
     func connectionReady(_ c: Connection, batch: Int, window: Int, isReconnect: Bool) {
         let server = c.server
         server.readyCount += 1
         server.helloFailures = 0
+        server.downPending = false
         server.downTimer?.cancel()
         if isReconnect { stats.servers[server.index].reconnects += 1 }
         if server.isDown {
@@ -484,10 +499,24 @@ final class Engine {
             server.helloFailures += 1
             if server.helloFailures > configuration.retries { markDown(server) }
         }
+        if !wasReady { attemptFailed(on: server) }
     }
 
     private func downTimerFired(_ server: ServerState) {
         guard !server.isUp, !server.isDown else { return }
+        // An attempt under way (bounded by the request timeout) gets to finish: a server that is just being
+        // reached is not declared down under its feet.
+        if server.connections.contains(where: { $0.state == .connecting || $0.state == .handshaking }) {
+            server.downPending = true
+            return
+        }
+        markDown(server)
+    }
+
+    /// A connect or handshake attempt failed: if connectTimeout already ran out meanwhile, the server is down.
+    func attemptFailed(on server: ServerState) {
+        guard server.downPending, !server.isUp, !server.isDown else { return }
+        if server.connections.contains(where: { $0.state == .connecting || $0.state == .handshaking }) { return }
         markDown(server)
     }
 
@@ -495,16 +524,17 @@ final class Engine {
     /// or fail when none is left. It keeps being probed; new commands go elsewhere until it answers.
     private func markDown(_ server: ServerState) {
         server.isDown = true
+        server.downPending = false
         server.downTimer?.cancel()
         logger.error("server is down", metadata: ["server": "\(server.endpoint)", "error": "\(server.lastError)"])
         closeBatch(server)
         var slots: [Int] = []
-        while let slot = server.queue.popFirst() { slots.append(slot) }
+        while let slot = dequeue(from: server) { slots.append(slot) }
         for slot in slots {
             let key = Sharder.mix(table[slot].id)
             if let s = sharder.pick(key: key, isAlive: { !self.servers[$0].isDown }) {
                 table[slot].server = s
-                servers[s].queue.append(slot)
+                enqueue(slot: slot, on: servers[s])
             } else {
                 failRequest(slot: slot, reason: server.unreachableReason)
             }

@@ -7,8 +7,9 @@ final class ServerState {
     let index: Int
     let endpoint: Endpoint
     var connections: [Connection] = []
-    /// Requests (table slots) waiting to be sent, oldest first; re-sends go to the front.
-    var queue = Deque<Int>()
+    /// Requests waiting to be sent, oldest first; re-sends go to the front. An entry names its request by slot
+    /// and id, so one answered meanwhile (a late reply to an earlier send) is recognised and skipped.
+    var queue = Deque<QueuedRequest>()
     /// The batch being filled (nil when empty).
     var partialItems: ByteBuffer?
     var partialCount = 0
@@ -25,6 +26,8 @@ final class ServerState {
     var everUp = false
     var lastError = "no connection attempt yet"
     var helloFailures = 0
+    /// connectTimeout ran out while an attempt was still in progress: down if that attempt fails too.
+    var downPending = false
     var downTimer: Timer?
     /// Where the next pump starts, so connections share the queue.
     var nextConnection = 0
@@ -45,6 +48,11 @@ final class ServerState {
     }
 
     var unreachableReason: String { "server unreachable (\(endpoint): \(lastError))" }
+}
+
+struct QueuedRequest {
+    var slot: Int32
+    var id: UInt64
 }
 
 /// A server's limits from its HELLO reply, and what they make of the configured batch and window.

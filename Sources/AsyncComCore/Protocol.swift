@@ -355,12 +355,13 @@ public enum ClientProtocol {
 
     static func parseResults(_ p: UnsafeRawPointer, from start: Int, count n: Int, results: inout [ItemResult]) -> ServerReply {
         var i = start
+        // Cleared first, so that no malformed RES (not even one with a bad id) leaves the previous line's results.
+        results.removeAll(keepingCapacity: true)
         let idText = Wire.token(p, from: i, count: n)
         guard let id = Wire.parseID(idText) else {
             return .malformed(reason: idText.isEmpty ? "RES without an id" : "RES with a bad id '\(Wire.printable(idText))'")
         }
         i = idText.baseAddress! - p + idText.count
-        results.removeAll(keepingCapacity: true)
         while true {
             while i < n && Wire.isBlank(p, i) { i += 1 }
             if i == n { break }

@@ -1,0 +1,268 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A scripted stand-in for a server: plain blocking POSIX sockets on 127.0.0.1, one thread per connection,
+/// each received line handed to `onLine`. Used to produce the faults a real server does not (silence, garbage,
+/// dropped connections, duplicate replies) and to observe what the client sends.
+final class FakeServer: @unchecked Sendable {
+    final class Connection: @unchecked Sendable {
+        let fd: Int32
+        let number: Int
+        private let lock = NSLock()
+        private var closed = false
+
+        init(fd: Int32, number: Int) {
+            self.fd = fd
+            self.number = number
+        }
+
+        func send(_ text: String) {
+            lock.lock()
+            defer { lock.unlock() }
+            guard !closed else { return }
+            var bytes = Array(text.utf8)
+            var offset = 0
+            while offset < bytes.count {
+                let n = bytes.withUnsafeMutableBytes { Glibc.send(fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) }
+                if n <= 0 { return }
+                offset += n
+            }
+        }
+
+        func send(_ text: String, after seconds: Double) {
+            DispatchQueue.global().asyncAfter(deadline: .now() + seconds) { self.send(text) }
+        }
+
+        func close() {
+            lock.lock()
+            defer { lock.unlock() }
+            guard !closed else { return }
+            closed = true
+            shutdown(fd, Int32(SHUT_RDWR))
+        }
+
+        var isClosed: Bool {
+            lock.lock()
+            defer { lock.unlock() }
+            return closed
+        }
+    }
+
+    let port: UInt16
+    private let listener: Int32
+    private let onLine: @Sendable (Connection, String) -> Void
+    private let lock = NSLock()
+    private var connections: [Connection] = []
+    private var stopped = false
+    private var _lines: [String] = []
+
+    /// Listens on `port` (0: any free port).
+    init(port: UInt16 = 0, onLine: @escaping @Sendable (Connection, String) -> Void) throws {
+        self.onLine = onLine
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        precondition(fd >= 0)
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0, listen(fd, 128) == 0 else {
+            let e = errno
+            Glibc.close(fd)
+            throw NSError(domain: "FakeServer", code: Int(e), userInfo: [NSLocalizedDescriptionKey: "bind/listen: \(String(cString: strerror(e)))"])
+        }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        self.port = UInt16(bigEndian: address.sin_port)
+        self.listener = fd
+        let thread = Thread { [self] in acceptLoop() }
+        thread.start()
+    }
+
+    /// Every line received so far, all connections.
+    var lines: [String] {
+        lock.lock()
+        defer { lock.unlock() }
+        return _lines
+    }
+
+    var connectionCount: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return connections.count
+    }
+
+    private func acceptLoop() {
+        while true {
+            let fd = accept(listener, nil, nil)
+            if fd < 0 {
+                if errno == EINTR { continue }
+                return
+            }
+            lock.lock()
+            if stopped {
+                lock.unlock()
+                Glibc.close(fd)
+                return
+            }
+            let c = Connection(fd: fd, number: connections.count)
+            connections.append(c)
+            lock.unlock()
+            let thread = Thread { [self] in readLoop(c) }
+            thread.start()
+        }
+    }
+
+    private func readLoop(_ c: Connection) {
+        var pending: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { recv(c.fd, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { break }
+            pending.append(contentsOf: chunk[0..<n])
+            while let lf = pending.firstIndex(of: 0x0A) {
+                let line = String(decoding: pending[..<lf], as: UTF8.self)
+                pending.removeSubrange(...lf)
+                lock.lock()
+                _lines.append(line)
+                lock.unlock()
+                onLine(c, line)
+                if c.isClosed { break }
+            }
+            if c.isClosed { break }
+        }
+        c.close()
+        // The fd is closed only here, by the one thread that reads it, so its number is never reused under us.
+        Glibc.close(c.fd)
+    }
+
+    /// Stops listening and drops every connection.
+    func stop() {
+        lock.lock()
+        stopped = true
+        let all = connections
+        lock.unlock()
+        shutdown(listener, Int32(SHUT_RDWR))
+        Glibc.close(listener)
+        for c in all { c.close() }
+    }
+
+    // MARK: canned behaviour
+
+    static let hello = "HELLO 1 server=fake/0 max_items=1000 max_line=65536 max_inflight=100000 reactors=1 reactor=0\n"
+
+    /// `REQ <id> <items>` -> (id, items); nil for other lines.
+    static func parseRequest(_ line: String) -> (id: String, items: [String])? {
+        let tokens = line.split(separator: " ").map(String.init)
+        guard tokens.count >= 3, tokens[0] == "REQ" else { return nil }
+        return (tokens[1], Array(tokens[2...]))
+    }
+
+    /// The canned map: `<a.b.c.d>:foo` -> d, `...:bar` -> d * 1000, anything else unknown.
+    static func value(of item: String) -> String {
+        guard let colon = item.lastIndex(of: ":") else { return "?" }
+        let device = item[..<colon]
+        let command = item[item.index(after: colon)...]
+        guard let dot = device.lastIndex(of: "."), let d = Int(device[device.index(after: dot)...]) else { return "?" }
+        switch command {
+        case "foo": return "\(d)"
+        case "bar": return "\(d * 1000)"
+        default: return "?"
+        }
+    }
+
+    static func reply(to request: (id: String, items: [String])) -> String {
+        "RES \(request.id) " + request.items.map(value(of:)).joined(separator: " ") + "\n"
+    }
+
+    /// A well-behaved server answering with the canned map after `delay(id)` seconds.
+    static func answering(hello: String = FakeServer.hello, delay: @escaping @Sendable (UInt64) -> Double = { _ in 0 })
+        -> @Sendable (Connection, String) -> Void {
+        return { c, line in
+            if line.hasPrefix("HELLO") {
+                c.send(hello)
+            } else if let r = parseRequest(line) {
+                let d = delay(UInt64(r.id) ?? 0)
+                if d > 0 { c.send(reply(to: r), after: d) } else { c.send(reply(to: r)) }
+            }
+        }
+    }
+}
+
+/// Commands on devices 10.0.<i/250>.<i%250 + 1>, alternately foo and bar, with the sum the canned map gives.
+func cannedCommands(_ n: Int, unknownEvery: Int = 0) -> (lines: [String], sum: Int128, unknown: Int) {
+    var lines: [String] = []
+    var sum: Int128 = 0
+    var unknown = 0
+    for i in 0..<n {
+        let d = i % 250 + 1
+        let device = "10.0.\(i / 250).\(d)"
+        if unknownEvery > 0 && i % unknownEvery == unknownEvery - 1 {
+            lines.append("\(device):nope")
+            unknown += 1
+        } else if i % 2 == 0 {
+            lines.append("\(device):foo")
+            sum += Int128(d)
+        } else {
+            lines.append("\(device):bar")
+            sum += Int128(d * 1000)
+        }
+    }
+    return (lines, sum, unknown)
+}
+
+/// A TCP port on 127.0.0.1 that nothing listens on (bound, read back, closed).
+func unusedPort() -> UInt16 {
+    let server = try! FakeServer { _, _ in }
+    let port = server.port
+    server.stop()
+    return port
+}
+
+/// Collects results delivered on the engine's thread.
+final class ResultLog: @unchecked Sendable {
+    private let lock = NSLock()
+    private var _results: [CommandResult] = []
+
+    func append(_ r: CommandResult) {
+        lock.lock()
+        _results.append(r)
+        lock.unlock()
+    }
+
+    var results: [CommandResult] {
+        lock.lock()
+        defer { lock.unlock() }
+        return _results
+    }
+}
+
+import AsyncComClient
+import AsyncComCore
+import Logging
+
+extension AsyncComClient {
+    /// A client whose log stays quiet unless something is badly wrong (tests provoke faults on purpose).
+    static func quiet(_ configuration: ClientConfiguration) -> AsyncComClient {
+        var logger = Logger(label: "asynccom.client.test")
+        logger.logLevel = .critical
+        return AsyncComClient(configuration: configuration, logger: logger)
+    }
+
+    /// Runs `lines` and collects every result.
+    func runCollecting(_ lines: [String]) async throws -> (JobSummary, [CommandResult]) {
+        let log = ResultLog()
+        let summary = try await run(source: ArrayCommandSource(lines: lines), onResult: { log.append($0) })
+        return (summary, log.results)
+    }
+}
+
+func tcp(_ port: UInt16) -> Endpoint { .tcp(host: "127.0.0.1", port: port) }
