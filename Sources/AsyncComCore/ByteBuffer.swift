@@ -119,6 +119,7 @@ public final class ByteBuffer {
         writerIndex += 1
     }
 
+    /// Appends `bytes`, which must not point into this buffer (growing would free them first).
     @inline(__always) public func append(_ bytes: UnsafeRawBufferPointer) {
         let n = bytes.count
         guard n > 0 else { return }
@@ -136,7 +137,13 @@ public final class ByteBuffer {
         s.withUTF8 { append(UnsafeRawBufferPointer($0)) }
     }
 
-    public func append(_ other: ByteBuffer) { append(other.readableView) }
+    /// Appends `other`'s readable bytes (`other` may be this buffer: room is made before the view is taken).
+    public func append(_ other: ByteBuffer) {
+        let n = other.readableBytes
+        guard n > 0 else { return }
+        reserveWritable(n)
+        append(other.readableView)
+    }
 
     /// Appends the decimal form of `value`.
     @inline(__always) public func appendDecimal(_ value: UInt64) {

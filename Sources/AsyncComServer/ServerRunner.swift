@@ -32,6 +32,13 @@ public final class ServerRunner {
         for s in signals {
             watchers.append(SignalWatcher(loop: loop, signal: s) { [unowned self] in self.received(s) })
         }
+        // A blocked signal mask is inherited across exec: a parent that blocks SIGTERM in the spawning thread
+        // (Foundation's Process, Swift concurrency's threads, some supervisors) would make us deaf to it.
+        // Reactor threads still block these signals; they are created with their own mask in Server.start.
+        var set = sigset_t()
+        sigemptyset(&set)
+        for s in signals { sigaddset(&set, s) }
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
     }
 
     /// Binds and starts the server (see `Server.start`).

@@ -64,29 +64,29 @@ struct ClientCommand: AsyncParsableCommand {
             help: ArgumentHelp("Server to use; repeat for several. tcp://HOST:PORT, tcp://[IPv6]:PORT or unix:///path (default: \(Endpoint.defaultURL)).", valueName: "URL"))
     var servers: [String] = []
 
-    @Option(help: ArgumentHelp("Commands per request, 1-\(ClientConfiguration.maxBatch); lowered to the server's max_items (default: 16).", valueName: "N"))
+    @Option(help: ArgumentHelp("Commands per request, 1-\(ClientConfiguration.maxBatch); lowered to the server's max_items.", valueName: "N"))
     var batch: Int = 16
 
-    @Option(help: ArgumentHelp("Requests in flight per connection (pipelining depth), 1-\(ClientConfiguration.maxWindow); lowered so window x batch fits the server's max_inflight (default: 256).", valueName: "N"))
+    @Option(help: ArgumentHelp("Requests in flight per connection (pipelining depth), 1-\(ClientConfiguration.maxWindow); lowered so window x batch fits the server's max_inflight.", valueName: "N"))
     var window: Int = 256
 
-    @Option(help: ArgumentHelp("Connections per server, 1-\(ClientConfiguration.maxConnectionsPerServer) (default: 1).", valueName: "N"))
+    @Option(help: ArgumentHelp("Connections per server, 1-\(ClientConfiguration.maxConnectionsPerServer).", valueName: "N"))
     var connections: Int = 1
 
-    @Option(help: ArgumentHelp("Seconds to wait for a request's reply before re-sending it; also bounds connecting and the HELLO handshake (default: 30).", valueName: "SECONDS"))
+    @Option(help: ArgumentHelp("Seconds to wait for a request's reply before re-sending it; also bounds connecting and the HELLO handshake.", valueName: "SECONDS"))
     var timeout: Double = 30
 
-    @Option(help: ArgumentHelp("Re-sends of a request after a timeout before its commands fail, 0-\(ClientConfiguration.maxRetries) (default: 3).", valueName: "N"))
+    @Option(help: ArgumentHelp("Re-sends of a request after a timeout before its commands fail, 0-\(ClientConfiguration.maxRetries).", valueName: "N"))
     var retries: Int = 3
 
     @Option(name: .customLong("connect-timeout"),
-            help: ArgumentHelp("Seconds to keep reconnecting (backoff 50 ms doubling to 1 s) to a server that is not up, from the start or from when it was last up; then it counts as down (default: 10).", valueName: "SECONDS"))
+            help: ArgumentHelp("Seconds to keep reconnecting (backoff 50 ms doubling to 1 s) to a server that is not up, from the start or from when it was last up; then it counts as down.", valueName: "SECONDS"))
     var connectTimeout: Double = 10
 
     @Option(help: ArgumentHelp("Write one line per command to FILE; `-` for stdout (default: none).", valueName: "FILE"))
     var output: String?
 
-    @Option(help: ArgumentHelp("Per-command output format: text (`<item> <result>`, input order) or jsonl (one object per command, completion order) (default: text).", valueName: "FORMAT"))
+    @Option(help: ArgumentHelp("Per-command output format: text (`<item> <result>`, input order) or jsonl (one object per command, completion order).", valueName: "FORMAT"))
     var format: OutputFormat = .text
 
     @Flag(help: "Print the summary as one JSON object (default: human-readable text).")
@@ -99,7 +99,7 @@ struct ClientCommand: AsyncParsableCommand {
     var quiet = false
 
     @Option(name: .customLong("log-level"),
-            help: ArgumentHelp("Log messages on stderr at this level and above: trace, debug, info, notice, warning, error, critical (default: warning).", valueName: "LEVEL"))
+            help: ArgumentHelp("Log messages on stderr at this level and above: trace, debug, info, notice, warning, error, critical.", valueName: "LEVEL"))
     var logLevel: LogLevelOption = .warning
 
     @Argument(help: ArgumentHelp("The commands file, `ip:command` per line; `-` reads standard input.", valueName: "COMMANDS_FILE"))

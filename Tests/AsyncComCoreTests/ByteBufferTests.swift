@@ -102,6 +102,11 @@ import Testing
         other.append(b)
         other.append(b)
         #expect(other.readableString == "abcabc")
+        // Appending a buffer to itself while it has to grow: the source must be read after the move.
+        let selfish = ByteBuffer(capacity: 16)
+        selfish.append("0123456789abcdef")
+        selfish.append(selfish)
+        #expect(selfish.readableString == "0123456789abcdef0123456789abcdef")
     }
 }
 

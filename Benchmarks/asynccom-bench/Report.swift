@@ -1,0 +1,129 @@
+import Foundation
+
+/// Median and range of one metric over a scenario's runs.
+struct Spread: Sendable, Codable {
+    var median: Double
+    var min: Double
+    var max: Double
+
+    init(_ values: [Double]) {
+        let sorted = values.sorted()
+        precondition(!sorted.isEmpty)
+        let n = sorted.count
+        median = n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2
+        min = sorted[0]
+        max = sorted[n - 1]
+    }
+}
+
+/// A scenario's figures over all its runs.
+struct ScenarioReport: Sendable, Codable {
+    var scenario: String
+    var variant: String
+    var runs: Int
+    var commands: Int
+    var batch: Int
+    var window: Int
+    var connections: Int
+    var reactors: String
+    var wallSeconds: Spread
+    var commandsPerSecond: Spread?
+    var requestsPerSecond: Spread?
+    var serverCPUPerMillion: Spread?
+    var serverPeakRSSMiB: Spread?
+    var clientPeakRSSMiB: Spread?
+    var latenessP50Millis: Spread?
+    var latenessP99Millis: Spread?
+    var latenessMaxMillis: Spread?
+    var targets: [String: Bool]
+
+    init(_ s: Scenario, commands: Int, results: [RunResult]) {
+        scenario = s.name
+        variant = s.variant
+        runs = results.count
+        self.commands = commands
+        batch = s.batch
+        window = s.window
+        connections = s.connections
+        reactors = s.reactors.map(String.init) ?? "cores"
+        wallSeconds = Spread(results.map { $0.loadSeconds ?? $0.wallSeconds })
+        targets = [:]
+        if !s.isMapLoading {
+            commandsPerSecond = Spread(results.map(\.commandsPerSecond))
+            requestsPerSecond = Spread(results.map(\.requestsPerSecond))
+            serverCPUPerMillion = Spread(results.map(\.serverCPUPerMillion))
+            serverPeakRSSMiB = Spread(results.map { Double($0.serverPeakRSS) / 1_048_576 })
+            clientPeakRSSMiB = Spread(results.map { Double($0.clientPeakRSS) / 1_048_576 })
+            let late = results.compactMap(\.lateness)
+            if late.count == results.count {
+                latenessP50Millis = Spread(late.map(\.p50))
+                latenessP99Millis = Spread(late.map(\.p99))
+                latenessMaxMillis = Spread(late.map(\.max))
+            }
+        }
+        for t in s.targets {
+            let value: Double?
+            switch t.metric {
+            case .wallSeconds, .loadSeconds: value = wallSeconds.median
+            case .commandsPerSecond: value = commandsPerSecond?.median
+            case .serverCPUPerMillion: value = serverCPUPerMillion?.median
+            case .serverPeakRSSMiB: value = serverPeakRSSMiB?.median
+            case .latenessP99Millis: value = latenessP99Millis?.median
+            }
+            if let value { targets[t.text] = t.met(value) }
+        }
+    }
+}
+
+enum Report {
+    static func number(_ v: Double) -> String {
+        if v.isNaN { return "-" }
+        if abs(v) >= 1_000_000 { return String(format: "%.2fM", v / 1_000_000) }
+        if abs(v) >= 10_000 { return String(format: "%.0fk", v / 1_000) }
+        if abs(v) >= 100 { return String(format: "%.0f", v) }
+        if abs(v) >= 10 { return String(format: "%.1f", v) }
+        return String(format: "%.3f", v)
+    }
+
+    static func cell(_ s: Spread?, showRange: Bool = true) -> String {
+        guard let s else { return "-" }
+        if !showRange || s.min == s.max { return number(s.median) }
+        return "\(number(s.median)) (\(number(s.min))-\(number(s.max)))"
+    }
+
+    /// A Markdown table: medians, with min-max in parentheses.
+    static func table(_ reports: [ScenarioReport]) -> String {
+        let header = ["scenario", "runs", "wall s", "cmd/s", "req/s", "srv CPU s/M", "srv RSS MiB", "cli RSS MiB",
+                      "late p50/p99/max ms"]
+        var rows: [[String]] = []
+        for r in reports {
+            let name = r.variant.isEmpty ? r.scenario : "\(r.scenario) (\(r.variant))"
+            let late: String
+            if let p50 = r.latenessP50Millis, let p99 = r.latenessP99Millis, let mx = r.latenessMaxMillis {
+                late = "\(number(p50.median)) / \(number(p99.median)) / \(number(mx.median))"
+            } else {
+                late = "-"
+            }
+            rows.append([name, String(r.runs), cell(r.wallSeconds), cell(r.commandsPerSecond, showRange: false),
+                         cell(r.requestsPerSecond, showRange: false), cell(r.serverCPUPerMillion, showRange: false),
+                         cell(r.serverPeakRSSMiB, showRange: false), cell(r.clientPeakRSSMiB, showRange: false), late])
+        }
+        var widths = header.map(\.count)
+        for row in rows { for (i, c) in row.enumerated() { widths[i] = max(widths[i], c.count) } }
+        func line(_ cells: [String]) -> String {
+            "| " + cells.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }
+                .joined(separator: " | ") + " |"
+        }
+        var out = [line(header), "|" + widths.map { String(repeating: "-", count: $0 + 2) }.joined(separator: "|") + "|"]
+        out += rows.map(line)
+        var checks: [String] = []
+        for r in reports {
+            for (t, ok) in r.targets.sorted(by: { $0.key < $1.key }) {
+                let name = r.variant.isEmpty ? r.scenario : "\(r.scenario) (\(r.variant))"
+                checks.append("  \(ok ? "met   " : "MISSED") \(name): \(t)")
+            }
+        }
+        if !checks.isEmpty { out += ["", "targets (on the medians):"] + checks }
+        return out.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,90 @@
+import ArgumentParser
+import Foundation
+import AsyncComCore
+
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run benchmark scenarios against the real server and print a table of medians.",
+        discussion: """
+            Each run starts a fresh asynccom-server (found next to this executable) on a free port, drives it with \
+            the client engine in this process, and checks the sum and every count against what the data set \
+            implies: a wrong answer fails the run. Data sets are generated into --scratch. Reported per scenario: \
+            medians (min-max) of wall time, commands/s, requests/s, server CPU seconds per million commands, \
+            server and client peak RSS, and how late replies came beyond their modelled wait (p50/p99/max).
+
+            Scenarios:
+            \(Scenarios.all().map { "  \($0.label): \($0.summary)" + ($0.targets.isEmpty ? "" : "; target " + $0.targets.map(\.text).joined(separator: ", ")) }.joined(separator: "\n"))
+
+            Build both executables in release first:
+              swift build -c release && .build/release/asynccom-bench run seed inflight
+            """
+    )
+
+    @Argument(help: "Scenarios to run (default: all).")
+    var scenarios: [String] = []
+
+    @Option(help: "Only the variants whose description contains this text (e.g. 'batch 16').")
+    var variant: String?
+
+    @Option(help: "Runs per scenario (default: each scenario's own, 3 to 5).")
+    var runs: Int?
+
+    @Option(help: "Folder for generated data sets.")
+    var scratch = "/tmp/asynccom-bench"
+
+    @Flag(help: "Print the results as one JSON document instead of a table.")
+    var json = false
+
+    func run() async throws {
+        let all = Scenarios.all()
+        let names = Set(all.map(\.name))
+        for s in scenarios where !names.contains(s) {
+            throw ValidationError("unknown scenario '\(s)' (known: \(names.sorted().joined(separator: ", ")))")
+        }
+        let selected = all.filter {
+            (scenarios.isEmpty || scenarios.contains($0.name)) && (variant.map($0.variant.contains) ?? true)
+        }
+        if let runs, runs < 1 { throw ValidationError("--runs must be at least 1") }
+        _ = try ServerProcess.binaryPath()
+
+        var reports: [ScenarioReport] = []
+        for scenario in selected {
+            let dir = "\(scratch)/\(scenario.name)"
+            mkdir(scratch, 0o755)
+            try DataSet.write(scenario.data, to: dir)
+            let expectation = DataSet.expectation(scenario.data)
+            var waits: [UInt64] = []
+            if scenario.measureLateness {
+                waits.reserveCapacity(scenario.data.mapLines)
+                DataSet.forEachMapEntry(scenario.data) { _, _, _, w in waits.append(w) }
+            }
+            var results: [RunResult] = []
+            let count = runs ?? scenario.runs
+            for i in 1...count {
+                log("\(scenario.label): run \(i)/\(count)")
+                if scenario.isMapLoading {
+                    results.append(try Runner.runMapLoading(mapPath: dir + "/map.txt", expectedEntries: scenario.data.mapLines))
+                } else {
+                    results.append(try await Runner.runOnce(
+                        scenario, mapPath: dir + "/map.txt", commandsPath: dir + "/commands.txt",
+                        expectation: expectation, waits: waits))
+                }
+            }
+            let report = ScenarioReport(scenario, commands: expectation.commands, results: results)
+            reports.append(report)
+            if !json { log(Report.table([report])) }
+        }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try encoder.encode(reports), as: UTF8.self))
+        } else {
+            print(Report.table(reports))
+        }
+    }
+
+    private func log(_ s: String) {
+        FileHandle.standardError.write(Data((s + "\n").utf8))
+    }
+}

@@ -1,0 +1,131 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import AsyncComClient
+import AsyncComCore
+import Logging
+
+/// Per-command latencies, written by the engine's thread during the run and read after it has ended.
+final class LatencyRecorder: @unchecked Sendable {
+    var nanos: [UInt64]
+    init(count: Int) { nanos = [UInt64](repeating: 0, count: count) }
+}
+
+/// The figures of one run.
+struct RunResult: Sendable {
+    var wallSeconds: Double
+    var commandsPerSecond: Double
+    var requestsPerSecond: Double
+    var serverCPUSeconds: Double
+    var serverCPUPerMillion: Double
+    var serverPeakRSS: Int
+    var clientPeakRSS: Int
+    /// Lateness beyond the modelled wait in ms (p50, p99, max); nil when not measured.
+    var lateness: (p50: Double, p99: Double, max: Double)?
+    var loadSeconds: Double?
+}
+
+struct RunFailure: Error, CustomStringConvertible { let description: String }
+
+enum Runner {
+    static func monotonicSeconds() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+
+    /// Loads the map in this process and times it.
+    static func runMapLoading(mapPath: String, expectedEntries: Int) throws -> RunResult {
+        let start = monotonicSeconds()
+        let map = try DeviceMap(contentsOfFile: mapPath)
+        let seconds = monotonicSeconds() - start
+        guard map.count == expectedEntries else {
+            throw RunFailure(description: "map has \(map.count) entries, expected \(expectedEntries)")
+        }
+        return RunResult(wallSeconds: seconds, commandsPerSecond: 0, requestsPerSecond: 0, serverCPUSeconds: 0,
+                         serverCPUPerMillion: 0, serverPeakRSS: 0,
+                         clientPeakRSS: ProcessMetrics.peakRSS(pid: getpid()) ?? 0, lateness: nil, loadSeconds: seconds)
+    }
+
+    static func runOnce(_ scenario: Scenario, mapPath: String, commandsPath: String, expectation: Expectation,
+                        waits: [UInt64]) async throws -> RunResult {
+        let server = try ServerProcess(map: mapPath, reactors: scenario.reactors)
+        defer { try? server.stop() }
+        let configuration = ClientConfiguration(
+            servers: [server.endpoint], batch: scenario.batch, window: scenario.window,
+            connectionsPerServer: scenario.connections, requestTimeout: 60, retries: 2, connectTimeout: 10)
+        var logger = Logger(label: "asynccom.bench")
+        logger.logLevel = .error
+        let client = AsyncComClient(configuration: configuration, logger: logger)
+
+        let recorder = scenario.measureLateness ? LatencyRecorder(count: expectation.commands) : nil
+        let onResult: ((CommandResult) -> Void)?
+        if let recorder {
+            onResult = { result in recorder.nanos[result.sequence] = result.latencyNanos }
+        } else {
+            onResult = nil
+        }
+
+        ProcessMetrics.resetPeakRSS(pid: getpid())
+        let cpuBefore = server.cpuSeconds
+        // The generated commands file, streamed as the CLI streams it (it is in the page cache by now).
+        let source = try FileCommandSource(path: commandsPath)
+        let summary = try await client.run(source: source, onResult: onResult)
+        let serverCPU = server.cpuSeconds - cpuBefore
+        let serverRSS = server.peakRSS
+        let clientRSS = ProcessMetrics.peakRSS(pid: getpid()) ?? 0
+        try server.stop()
+
+        // A benchmark of wrong answers is worthless: check every count and the sum.
+        var problems: [String] = []
+        if summary.sum != Int128(expectation.sum) { problems.append("sum \(summary.sum), expected \(expectation.sum)") }
+        if summary.ok != expectation.ok { problems.append("ok \(summary.ok), expected \(expectation.ok)") }
+        if summary.unknown != expectation.unknown { problems.append("unknown \(summary.unknown), expected \(expectation.unknown)") }
+        if summary.malformed != expectation.malformed { problems.append("malformed \(summary.malformed), expected \(expectation.malformed)") }
+        if summary.failed != 0 { problems.append("\(summary.failed) failed (\(summary.firstFailure ?? "?"))") }
+        guard problems.isEmpty else {
+            throw RunFailure(description: "\(scenario.label): wrong results: " + problems.joined(separator: "; "))
+        }
+
+        var lateness: (Double, Double, Double)?
+        if let recorder {
+            lateness = latenessMillis(recorder.nanos, scenario: scenario, waits: waits)
+        }
+        let commands = Double(summary.total)
+        return RunResult(
+            wallSeconds: summary.elapsedSeconds,
+            commandsPerSecond: commands / summary.elapsedSeconds,
+            requestsPerSecond: Double(summary.requests) / summary.elapsedSeconds,
+            serverCPUSeconds: serverCPU,
+            serverCPUPerMillion: serverCPU / (commands / 1e6),
+            serverPeakRSS: serverRSS,
+            clientPeakRSS: clientRSS,
+            lateness: lateness,
+            loadSeconds: nil)
+    }
+
+    /// Lateness = latency - the command's own modelled wait. Exact for batch 1 and for a fixed wait; with mixed
+    /// waits in one batch it also counts the wait for the batch's slowest command.
+    static func latenessMillis(_ latencies: [UInt64], scenario: Scenario, waits: [UInt64]) -> (Double, Double, Double) {
+        var late = [Int64]()
+        late.reserveCapacity(latencies.count)
+        var lines = CommandLines(scenario.data)
+        var seq = 0
+        while let (_, kind) = lines.next() {
+            let wait: UInt64
+            switch kind {
+            case .malformed: continue
+            case .unknown: wait = 0
+            case .known(let entry): wait = waits[entry]
+            }
+            late.append(Int64(bitPattern: latencies[seq]) - Int64(wait))
+            seq += 1
+        }
+        late.sort()
+        func ms(_ v: Int64) -> Double { Double(v) / 1e6 }
+        guard !late.isEmpty else { return (0, 0, 0) }
+        let p50 = late[late.count / 2]
+        let p99 = late[min(late.count - 1, Int(Double(late.count) * 0.99))]
+        return (ms(p50), ms(p99), ms(late[late.count - 1]))
+    }
+}

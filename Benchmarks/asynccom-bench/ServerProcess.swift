@@ -1,0 +1,66 @@
+import Foundation
+import AsyncComCore
+
+/// The real `asynccom-server` binary as a child process: started on a free port, measured, stopped.
+final class ServerProcess {
+    struct Failure: Error, CustomStringConvertible { let description: String }
+
+    let process = Process()
+    let endpoint: Endpoint
+    private let stdoutPipe = Pipe()
+
+    var pid: Int32 { process.processIdentifier }
+
+    /// The server binary next to this executable (both are built into the same folder).
+    static func binaryPath() throws -> String {
+        let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        let path = me.deletingLastPathComponent().appendingPathComponent("asynccom-server").path
+        guard FileManager.default.isExecutableFile(atPath: path) else {
+            throw Failure(description: "\(path) not found: build it first with `swift build -c release`")
+        }
+        return path
+    }
+
+    init(map: String, reactors: Int?, extraArguments: [String] = []) throws {
+        process.executableURL = URL(fileURLWithPath: try Self.binaryPath())
+        var args = ["--map", map, "--listen", "tcp://127.0.0.1:0", "--log-level", "warning"]
+        if let reactors { args += ["--reactors", String(reactors)] }
+        process.arguments = args + extraArguments
+        process.standardOutput = stdoutPipe
+        try process.run()
+        // The server prints `listening on tcp://127.0.0.1:PORT` once it is bound.
+        var line = ""
+        let handle = stdoutPipe.fileHandleForReading
+        let deadline = Date().addingTimeInterval(120)
+        while !line.contains("\n") {
+            let data = handle.availableData
+            if data.isEmpty {
+                guard Date() < deadline, process.isRunning else {
+                    throw Failure(description: "asynccom-server exited before listening (status \(process.terminationStatus))")
+                }
+                continue
+            }
+            line += String(decoding: data, as: UTF8.self)
+        }
+        let first = line.split(separator: "\n")[0]
+        guard first.hasPrefix("listening on ") else { throw Failure(description: "unexpected server output: \(first)") }
+        endpoint = try Endpoint(parsing: String(first.dropFirst("listening on ".count)))
+    }
+
+    var cpuSeconds: Double { ProcessMetrics.cpuSeconds(pid: pid) ?? .nan }
+    var peakRSS: Int { ProcessMetrics.peakRSS(pid: pid) ?? 0 }
+
+    /// SIGTERM, then wait: the server drains and exits 0.
+    func stop() throws {
+        guard process.isRunning else { return }
+        process.terminate()
+        process.waitUntilExit()
+        guard process.terminationReason == .exit, process.terminationStatus == 0 else {
+            throw Failure(description: "asynccom-server did not exit cleanly (status \(process.terminationStatus))")
+        }
+    }
+
+    deinit {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    }
+}

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets in Fuzz/ against Sources/AsyncComCore and runs each, one after the other, for a
+# bounded time. Crashes are kept under fuzz-artifacts/<target>/; exits non-zero when any target crashed.
+#
+#   Fuzz/run.sh [SECONDS_PER_TARGET] [TARGET...]    default: 60 s, all targets; 0 s builds without running
+#
+# Needs only a Swift toolchain (libFuzzer and ASan ship with it). SWIFTC overrides the compiler.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+seconds=${1:-60}
+[[ $# -gt 0 ]] && shift
+all=(request reply map commands address)
+if [[ $# -gt 0 ]]; then targets=("$@"); else targets=("${all[@]}"); fi
+if ! [[ $seconds =~ ^[0-9]+$ ]]; then echo "usage: Fuzz/run.sh [SECONDS_PER_TARGET] [${all[*]}]" >&2; exit 2; fi
+
+declare -A source=([request]=FuzzRequest [reply]=FuzzReply [map]=FuzzDeviceMap [commands]=FuzzCommands
+                   [address]=FuzzAddress)
+# A map file needs room for many lines; everything else is one peer line or a few.
+declare -A maxlen=([request]=4096 [reply]=4096 [map]=16384 [commands]=4096 [address]=4096)
+for t in "${targets[@]}"; do
+    [[ -n ${source[$t]:-} ]] || { echo "unknown target '$t' (targets: ${all[*]})" >&2; exit 2; }
+done
+
+swiftc=${SWIFTC:-$(command -v swiftc || echo /opt/swift/usr/bin/swiftc)}
+build=.build-fuzz
+artifacts=fuzz-artifacts
+mkdir -p "$build/logs" "$artifacts"
+
+flags=(-swift-version 6 -parse-as-library -O -g -sanitize=fuzzer,address)
+# The toolchain's lld links the sanitizer runtimes cleanly; gold works too but prints pages of warnings about
+# "local symbol" exports.
+linkflags=()
+if [[ -x $(dirname "$swiftc")/ld.lld ]] || command -v ld.lld >/dev/null; then linkflags=(-use-ld=lld); fi
+
+newer() {  # newer OUTPUT INPUT...: true when OUTPUT is missing or older than an input
+    local out=$1; shift
+    [[ -e $out ]] || return 0
+    local f
+    for f in "$@"; do [[ $f -nt $out ]] && return 0; done
+    return 1
+}
+
+# AsyncComCore once, instrumented (coverage + ASan), as a static library the targets import.
+core_sources=(Sources/AsyncComCore/*.swift)
+if newer "$build/libAsyncComCore.a" "${core_sources[@]}" "$0"; then
+    echo "building AsyncComCore (instrumented)..."
+    "$swiftc" "${flags[@]}" -wmo -module-name AsyncComCore -emit-module \
+        -emit-module-path "$build/AsyncComCore.swiftmodule" -emit-library -static \
+        -o "$build/libAsyncComCore.a" "${core_sources[@]}" || { echo "build of AsyncComCore failed" >&2; exit 2; }
+fi
+
+for t in "${targets[@]}"; do
+    src=Fuzz/${source[$t]}.swift
+    if newer "$build/fuzz-$t" "$src" Fuzz/Support/FuzzSupport.swift "$build/libAsyncComCore.a"; then
+        echo "building fuzz-$t..."
+        "$swiftc" "${flags[@]}" "${linkflags[@]}" -module-name "${source[$t]}" -I "$build" -L "$build" \
+            -lAsyncComCore Fuzz/Support/FuzzSupport.swift "$src" -o "$build/fuzz-$t" \
+            || { echo "build of fuzz-$t failed" >&2; exit 2; }
+    fi
+done
+[[ $seconds -eq 0 ]] && { echo "built in $build/ (not run: 0 seconds)"; exit 0; }
+
+failed=0
+for t in "${targets[@]}"; do
+    mkdir -p "$build/corpus/$t" "$artifacts/$t"
+    log=$build/logs/$t.log
+    echo "fuzzing $t for ${seconds}s (log: $log)..."
+    # The Swift runtime's backtracer would otherwise be started on a crash and can hang the run; libFuzzer and
+    # ASan print their own stack. New inputs go to the first (scratch) corpus, never into the repo's seeds.
+    SWIFT_BACKTRACE=enable=no timeout -k 10 $((seconds + 300)) "$build/fuzz-$t" \
+        -max_total_time="$seconds" -max_len="${maxlen[$t]}" -timeout=30 -rss_limit_mb=2048 \
+        -print_final_stats=1 -artifact_prefix="$artifacts/$t/" \
+        "$build/corpus/$t" "Fuzz/corpus/$t" >"$log" 2>&1
+    rc=$?
+    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
+    [[ -n $execs ]] || execs=$(grep -o '^#[0-9]*' "$log" | tail -n 1 | tr -d '#')
+    if [[ $rc -eq 0 ]]; then
+        printf '%-9s %10s executions in %ss: clean\n' "$t" "${execs:-?}" "$seconds"
+    else
+        failed=1
+        printf '%-9s %10s executions: CRASHED (exit %s), input in %s/%s/, log %s\n' \
+            "$t" "${execs:-?}" "$rc" "$artifacts" "$t" "$log"
+        grep -m 3 -E 'INVARIANT VIOLATED|ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)|Fatal error' "$log" | sed 's/^/    /'
+    fi
+done
+exit $failed
