@@ -77,6 +77,7 @@ func mapCommands(devices: Int, rounds: Int = 1) -> (lines: [String], sum: Int128
         let server = try InProcessServer(map: seedMap)
         defer { server.stop() }
         let dir = try makeScratchDirectory()
+        defer { removeScratchDirectory(dir) }
         let seed = try String(contentsOfFile: seedCommands, encoding: .utf8)
         let path = dir + "/commands.txt"
         try writeFile(path, seed + "1.1.1.1:foo\nnot a command\n137.72.95.0:nope\n# comment\n\n[::1]:foo\n")
@@ -94,6 +95,7 @@ func mapCommands(devices: Int, rounds: Int = 1) -> (lines: [String], sum: Int128
 
     @Test func outOfOrderRepliesMatchTheMap() async throws {
         let dir = try makeScratchDirectory()
+        defer { removeScratchDirectory(dir) }
         // Waits 0, 0.1, ... 0.4 s by device: requests complete out of order.
         let map = try writeMap(in: dir, devices: 300) { i in "0.\(i % 5)" }
         let server = try InProcessServer(map: map)
@@ -116,6 +118,7 @@ func mapCommands(devices: Int, rounds: Int = 1) -> (lines: [String], sum: Int128
 
     @Test func orderedTextOutputWithMixedWaits() throws {
         let dir = try makeScratchDirectory()
+        defer { removeScratchDirectory(dir) }
         let map = try writeMap(in: dir, devices: 100) { i in "0.\((100 - i) % 4)" }
         let server = try InProcessServer(map: map)
         defer { server.stop() }
@@ -151,6 +154,7 @@ func mapCommands(devices: Int, rounds: Int = 1) -> (lines: [String], sum: Int128
 
     @Test func serverKilledMidJobAndRestarted() throws {
         let dir = try makeScratchDirectory()
+        defer { removeScratchDirectory(dir) }
         let map = try writeMap(in: dir, devices: 1000) { _ in "1" }
         let (lines, sum) = mapCommands(devices: 1000, rounds: 1)  // 2000 commands: 1000 x 1 s, 1000 x 0 s
         let commands = dir + "/commands.txt"
@@ -186,6 +190,7 @@ func mapCommands(devices: Int, rounds: Int = 1) -> (lines: [String], sum: Int128
 
     @Test func unixSocketEndpoint() async throws {
         let dir = try makeScratchDirectory()
+        defer { removeScratchDirectory(dir) }
         let path = dir + "/s.sock"
         let configuration = ServerConfiguration(map: try DeviceMap(contentsOfFile: seedMap), endpoints: [.unix(path: path)], reactors: 1)
         let server = Server(configuration: configuration)

@@ -22,13 +22,17 @@ func dataPath(_ relative: String) -> String {
         .appendingPathComponent("data").appendingPathComponent(relative).path
 }
 
-/// A fresh scratch directory under /tmp.
+/// A fresh scratch directory under /tmp; remove it with `removeScratchDirectory`.
 func makeScratchDirectory() throws -> String {
     var template = Array("/tmp/asynccom-client-XXXXXX".utf8CString)
     guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
         throw NSError(domain: "mkdtemp", code: Int(errno))
     }
     return String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
+func removeScratchDirectory(_ dir: String) {
+    try? FileManager.default.removeItem(atPath: dir)
 }
 
 /// Output of a finished child process.
