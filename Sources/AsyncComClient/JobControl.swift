@@ -1,5 +1,4 @@
 import AsyncComEventLoop
-import Synchronization
 
 /// The thread-safe link between a job's caller and its loop thread: cancellation, and backpressure from a
 /// result stream's consumer. Wake-ups reach the loop through its `Notifier` (eventfd), the only libevent object
@@ -13,7 +12,7 @@ final class JobControl: Sendable {
         var engineWaiting = false
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
     /// Results buffered for a stream consumer beyond which the engine stops pulling; nil: no stream.
     let streamHighWater: Int?
 
@@ -79,7 +78,7 @@ final class JobCompletion: Sendable {
         var waiters: [CheckedContinuation<JobSummary, any Error>] = []
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     func complete(_ result: Result<JobSummary, any Error>) {
         let waiters = state.withLock { s -> [CheckedContinuation<JobSummary, any Error>] in

@@ -1,7 +1,6 @@
 import AsyncComCore
 import AsyncComEventLoop
 import Logging
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -19,7 +18,7 @@ public final class Server: Sendable {
     public let configuration: ServerConfiguration
     private let logger: Logger
     private let shared: ServerShared
-    private let lifecycle = Mutex(Lifecycle())
+    private let lifecycle = Locked(Lifecycle())
 
     private struct Lifecycle {
         var started = false

@@ -25,14 +25,14 @@ final class ServerShared: Sendable {
     let counters: [ReactorCounters]
     /// Open connections over all reactors (the only counter with several writers).
     let openConnections = Atomic<Int>(0)
-    let control: Mutex<Control>
+    let control: Locked<Control>
     /// Signalled once by each reactor when it is running or has failed to start.
     let started = DispatchSemaphore(value: 0)
 
     init(configuration: ServerConfiguration) {
         self.configuration = configuration
         self.counters = (0..<configuration.reactors).map { _ in ReactorCounters() }
-        self.control = Mutex(Control(notifiers: Array(repeating: nil, count: configuration.reactors)))
+        self.control = Locked(Control(notifiers: Array(repeating: nil, count: configuration.reactors)))
     }
 
     var stats: ServerStats { ServerStats(reactors: counters.map { $0.snapshot }) }

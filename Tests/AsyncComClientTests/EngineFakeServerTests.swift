@@ -125,7 +125,9 @@ import Testing
         let (summary, results) = try await client.runCollecting(lines)
         #expect(Date().timeIntervalSince(start) < 30)
         #expect(summary.failed == 10)
-        #expect(summary.badReplies >= 2)
+        // Each HELLO gets garbage, but under load (sanitizers) a later attempt can time out on its HELLO before
+        // the fake server's garbage arrives: at least the first is counted.
+        #expect(summary.badReplies >= 1)
         #expect(results.allSatisfy {
             if case .failed(let reason) = $0.outcome { return reason.hasPrefix("server unreachable (tcp://127.0.0.1:\(server.port): ") }
             return false

@@ -101,6 +101,10 @@ final class FakeServer: @unchecked Sendable {
     }
 
     private func acceptLoop() {
+        // The listener is closed here, by the only thread that accepts on it, once `stop()`'s shutdown has woken
+        // it: closed in `stop()` instead, a late accept() could land on the same number reused by another test's
+        // listener and take its connections.
+        defer { Glibc.close(listener) }
         while true {
             let fd = accept(listener, nil, nil)
             if fd < 0 {
@@ -150,8 +154,7 @@ final class FakeServer: @unchecked Sendable {
         stopped = true
         let all = connections
         lock.unlock()
-        shutdown(listener, Int32(SHUT_RDWR))
-        Glibc.close(listener)
+        shutdown(listener, Int32(SHUT_RDWR))  // wakes the accept loop, which closes it
         for c in all { c.close() }
     }
 

@@ -78,63 +78,67 @@ func waitUntilRead(_ observer: LineClient, commands: UInt64) throws -> Bool {
 struct ProcessFaultTests {
     @Test("server SIGKILLed mid-job (100,000 commands of 1 s), restarted 2 s later: exact sum, exit 0",
           arguments: [(2, 2), (1, 3)])
-    func killAndRestart(reactorsBefore: Int, reactorsAfter: Int) throws {
-        let job = try FaultJob(count: 100_000, wait: "1")
-        defer { job.remove() }
-        let first = try job.startServer(reactors: reactorsBefore)
-        let port = try first.listeningPort()
-        let observer = try LineClient(port: port)
-        let client = try job.startClient(port: port)
-        #expect(try waitUntilRead(observer, commands: 50_000))
-        #expect(try observer.stats()["inflight_commands"]! > 0, "nothing in flight at the kill: not mid-job")
-        first.signal(SIGKILL)
-        #expect(try first.waitForExit(seconds: 10) == 128 + SIGKILL)
-        usleep(2_000_000)
-        let second = try job.startServer(port: port, reactors: reactorsAfter)
-        #expect(try second.listeningPort() == port)
+    func killAndRestart(reactorsBefore: Int, reactorsAfter: Int) async throws {
+        try await blocking {
+            let job = try FaultJob(count: 100_000, wait: "1")
+            defer { job.remove() }
+            let first = try job.startServer(reactors: reactorsBefore)
+            let port = try first.listeningPort()
+            let observer = try LineClient(port: port)
+            let client = try job.startClient(port: port)
+            #expect(try waitUntilRead(observer, commands: 50_000))
+            #expect(try observer.stats()["inflight_commands"]! > 0, "nothing in flight at the kill: not mid-job")
+            first.signal(SIGKILL)
+            #expect(try first.waitForExit(seconds: 10) == 128 + SIGKILL)
+            usleep(2_000_000)
+            let second = try job.startServer(port: port, reactors: reactorsAfter)
+            #expect(try second.listeningPort() == port)
 
-        let status = try client.wait(seconds: 90)
-        let summary = client.stdout
-        #expect(status == 0, "client stderr: \(client.stderr)")
-        #expect(jsonInteger(summary, "sum") == job.sum)
-        #expect(jsonInteger(summary, "ok") == job.count)
-        #expect(jsonInteger(summary, "failed") == 0)
-        #expect(jsonInteger(summary, "reconnects")! >= 1)
-        second.signal(SIGTERM)
-        #expect(try second.waitForExit(seconds: 15) == 0)
+            let status = try client.wait(seconds: 90)
+            let summary = client.stdout
+            #expect(status == 0, "client stderr: \(client.stderr)")
+            #expect(jsonInteger(summary, "sum") == job.sum)
+            #expect(jsonInteger(summary, "ok") == job.count)
+            #expect(jsonInteger(summary, "failed") == 0)
+            #expect(jsonInteger(summary, "reconnects")! >= 1)
+            second.signal(SIGTERM)
+            #expect(try second.waitForExit(seconds: 15) == 0)
+        }
     }
 
     @Test("SIGTERM mid-job: every request the server read is answered before it exits; the client loses nothing")
-    func sigtermDuringJob() throws {
-        // Waves of 20,000 commands every 0.5 s: the signal lands with one wave in flight and later ones unsent,
-        // so the client gets the drained replies from the first server and sends the rest to the second.
-        let job = try FaultJob(count: 100_000, wait: "0.5")
-        defer { job.remove() }
-        let first = try job.startServer(reactors: 2)
-        let port = try first.listeningPort()
-        var observer: LineClient? = try LineClient(port: port)
-        let client = try job.startClient(port: port, window: 200)
-        #expect(try waitUntilRead(observer!, commands: 30_000))
-        first.signal(SIGTERM)
-        observer = nil  // its connection would otherwise linger in the drain
-        _ = observer
-        #expect(try first.waitForExit(seconds: 20) == 0, "stderr: \(first.stderr())")
-        let readByFirst = try #require(commandsLogged(first.stderr()), "\(first.stderr())")
-        #expect(readByFirst >= 30_000)
+    func sigtermDuringJob() async throws {
+        try await blocking {
+            // Waves of 20,000 commands every 0.5 s: the signal lands with one wave in flight and later ones unsent,
+            // so the client gets the drained replies from the first server and sends the rest to the second.
+            let job = try FaultJob(count: 100_000, wait: "0.5")
+            defer { job.remove() }
+            let first = try job.startServer(reactors: 2)
+            let port = try first.listeningPort()
+            var observer: LineClient? = try LineClient(port: port)
+            let client = try job.startClient(port: port, window: 200)
+            #expect(try waitUntilRead(observer!, commands: 30_000))
+            first.signal(SIGTERM)
+            observer = nil  // its connection would otherwise linger in the drain
+            _ = observer
+            #expect(try first.waitForExit(seconds: 20) == 0, "stderr: \(first.stderr())")
+            let readByFirst = try #require(commandsLogged(first.stderr()), "\(first.stderr())")
+            #expect(readByFirst >= 30_000)
 
-        let second = try job.startServer(port: port, reactors: 2)
-        #expect(try second.listeningPort() == port)
-        let status = try client.wait(seconds: 90)
-        let summary = client.stdout
-        #expect(status == 0, "client stderr: \(client.stderr)")
-        #expect(jsonInteger(summary, "sum") == job.sum)
-        #expect(jsonInteger(summary, "ok") == job.count)
-        #expect(jsonInteger(summary, "failed") == 0)
-        second.signal(SIGTERM)
-        #expect(try second.waitForExit(seconds: 15) == 0)
-        // Every command was read by exactly one server: had the first dropped any it had read, the client would
-        // have sent it again and the second would have read it too.
-        let readBySecond = try #require(commandsLogged(second.stderr()), "\(second.stderr())")
-        #expect(readByFirst + readBySecond == job.count, "first read \(readByFirst), second \(readBySecond)")
+            let second = try job.startServer(port: port, reactors: 2)
+            #expect(try second.listeningPort() == port)
+            let status = try client.wait(seconds: 90)
+            let summary = client.stdout
+            #expect(status == 0, "client stderr: \(client.stderr)")
+            #expect(jsonInteger(summary, "sum") == job.sum)
+            #expect(jsonInteger(summary, "ok") == job.count)
+            #expect(jsonInteger(summary, "failed") == 0)
+            second.signal(SIGTERM)
+            #expect(try second.waitForExit(seconds: 15) == 0)
+            // Every command was read by exactly one server: had the first dropped any it had read, the client would
+            // have sent it again and the second would have read it too.
+            let readBySecond = try #require(commandsLogged(second.stderr()), "\(second.stderr())")
+            #expect(readByFirst + readBySecond == job.count, "first read \(readByFirst), second \(readBySecond)")
+        }
     }
 }

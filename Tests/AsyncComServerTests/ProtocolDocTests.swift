@@ -58,38 +58,40 @@ struct ProtocolDocTests {
     }
 
     @Test("every worked example in PROTOCOL.md replays against a live server")
-    func replay() throws {
-        let root = packageRoot()
-        let sessions = Self.sessions(in: try readText(root + "/docs/PROTOCOL.md"))
-        #expect(sessions.count >= 3, "the document's examples were not found")
-        #expect(sessions.flatMap { $0 }.contains { $0.expect?.hasPrefix("RES ") == true })
+    func replay() async throws {
+        try await blocking {
+            let root = packageRoot()
+            let sessions = Self.sessions(in: try readText(root + "/docs/PROTOCOL.md"))
+            #expect(sessions.count >= 3, "the document's examples were not found")
+            #expect(sessions.flatMap { $0 }.contains { $0.expect?.hasPrefix("RES ") == true })
 
-        let map = try DeviceMap(contentsOfFile: root + "/data/seed/map.txt")
-        var configuration = ServerConfiguration(map: map, endpoints: [.tcp(host: "127.0.0.1", port: 0)], reactors: 2)
-        configuration.idleTimeout = 0
-        let server = Server(configuration: configuration)
-        let endpoints = try server.start()
-        defer { server.beginShutdown(); server.waitUntilStopped() }
-        guard case .tcp(_, let port) = endpoints[0] else { throw TestFailure("no tcp endpoint") }
+            let map = try DeviceMap(contentsOfFile: root + "/data/seed/map.txt")
+            var configuration = ServerConfiguration(map: map, endpoints: [.tcp(host: "127.0.0.1", port: 0)], reactors: 2)
+            configuration.idleTimeout = 0
+            let server = Server(configuration: configuration)
+            let endpoints = try server.start()
+            defer { server.beginShutdown(); server.waitUntilStopped() }
+            guard case .tcp(_, let port) = endpoints[0] else { throw TestFailure("no tcp endpoint") }
 
-        for steps in sessions {
-            // A fresh server for the session that shows STATS, so its counters start at zero as in the document.
-            let client = try LineClient(port: port)
-            var isolated: Server? = nil
-            var target = client
-            if steps.contains(where: { $0.send == "STATS" }) {
-                let s = Server(configuration: configuration)
-                let e = try s.start()
-                guard case .tcp(_, let p) = e[0] else { throw TestFailure("no tcp endpoint") }
-                isolated = s
-                target = try LineClient(port: p)
-            }
-            defer { isolated?.beginShutdown(); isolated?.waitUntilStopped() }
-            for step in steps {
-                if let line = step.send { try target.send(line + "\n") }
-                if let expected = step.expect {
-                    let got = try target.line()
-                    #expect(Self.matches(got, expected), "PROTOCOL.md says \(expected)\n  the server said \(got)")
+            for steps in sessions {
+                // A fresh server for the session that shows STATS, so its counters start at zero as in the document.
+                let client = try LineClient(port: port)
+                var isolated: Server? = nil
+                var target = client
+                if steps.contains(where: { $0.send == "STATS" }) {
+                    let s = Server(configuration: configuration)
+                    let e = try s.start()
+                    guard case .tcp(_, let p) = e[0] else { throw TestFailure("no tcp endpoint") }
+                    isolated = s
+                    target = try LineClient(port: p)
+                }
+                defer { isolated?.beginShutdown(); isolated?.waitUntilStopped() }
+                for step in steps {
+                    if let line = step.send { try target.send(line + "\n") }
+                    if let expected = step.expect {
+                        let got = try target.line()
+                        #expect(Self.matches(got, expected), "PROTOCOL.md says \(expected)\n  the server said \(got)")
+                    }
                 }
             }
         }

@@ -9,116 +9,128 @@ import Glibc
 @Suite("Server: limits and backpressure", .timeLimit(.minutes(1)))
 struct ServerLimitTests {
     @Test("beyond max-connections a new connection gets BUSY and is closed; a freed place is reusable")
-    func maxConnections() throws {
-        let server = try TestServer(map: smallMap, reactors: 2) { $0.maxConnections = 2 }
-        let a = try server.client()
-        var b: LineClient? = try server.client()
-        #expect(try a.request("PING a") == "PONG a")
-        #expect(try b!.request("PING b") == "PONG b")
-        let c = try server.client()
-        #expect(try c.line() == "ERR - BUSY too many connections (max 2)")
-        #expect(try c.isClosedByPeer())
-        #expect(try a.stats()["rejected"] == 1)
-        b = nil  // closes it
-        _ = b
-        #expect(try eventually { try a.stats()["connections"] == 1 })
-        let d = try server.client()
-        #expect(try d.request("PING d") == "PONG d")
-        #expect(try a.stillAnswers())
+    func maxConnections() async throws {
+        try await blocking {
+            let server = try TestServer(map: smallMap, reactors: 2) { $0.maxConnections = 2 }
+            let a = try server.client()
+            var b: LineClient? = try server.client()
+            #expect(try a.request("PING a") == "PONG a")
+            #expect(try b!.request("PING b") == "PONG b")
+            let c = try server.client()
+            #expect(try c.line() == "ERR - BUSY too many connections (max 2)")
+            #expect(try c.isClosedByPeer())
+            #expect(try a.stats()["rejected"] == 1)
+            b = nil  // closes it
+            _ = b
+            #expect(try eventually { try a.stats()["connections"] == 1 })
+            let d = try server.client()
+            #expect(try d.request("PING d") == "PONG d")
+            #expect(try a.stillAnswers())
+        }
     }
 
     @Test("an idle connection is told IDLE_TIMEOUT and closed; one waiting for a reply is not")
-    func idleTimeout() throws {
-        let server = try TestServer(map: smallMap, reactors: 1) { $0.idleTimeout = 1 }
-        let start = monotonicSeconds()
-        let idle = try server.client()
-        let busy = try server.client()
-        try busy.send("REQ 1 10.0.0.3:second 10.0.0.1:slower\n")  // due in 1 s
-        try busy.send("REQ 2 10.0.0.1:long\n")  // due in 5 s: in flight the whole time
-        #expect(try idle.line().hasPrefix("ERR - IDLE_TIMEOUT"))
-        #expect(monotonicSeconds() - start >= 0.9)
-        #expect(try idle.isClosedByPeer())
-        #expect(try busy.line() == "RES 1 3 50")
-        #expect(try busy.line() == "RES 2 -5")
-        // Nothing in flight any more: now it goes idle too.
-        #expect(try busy.line().hasPrefix("ERR - IDLE_TIMEOUT"))
-        #expect(try busy.isClosedByPeer())
-        try expectHealthy(port: server.port)
+    func idleTimeout() async throws {
+        try await blocking {
+            let server = try TestServer(map: smallMap, reactors: 1) { $0.idleTimeout = 1 }
+            let start = monotonicSeconds()
+            let idle = try server.client()
+            let busy = try server.client()
+            try busy.send("REQ 1 10.0.0.3:second 10.0.0.1:slower\n")  // due in 1 s
+            try busy.send("REQ 2 10.0.0.1:long\n")  // due in 5 s: in flight the whole time
+            #expect(try idle.line().hasPrefix("ERR - IDLE_TIMEOUT"))
+            #expect(monotonicSeconds() - start >= 0.9)
+            #expect(try idle.isClosedByPeer())
+            #expect(try busy.line() == "RES 1 3 50")
+            #expect(try busy.line() == "RES 2 -5")
+            // Nothing in flight any more: now it goes idle too.
+            #expect(try busy.line().hasPrefix("ERR - IDLE_TIMEOUT"))
+            #expect(try busy.isClosedByPeer())
+            try expectHealthy(port: server.port)
+        }
     }
 
     @Test("a peer that sends without reading is held at the in-flight cap; others are still served")
-    func inflightBackpressure() throws {
-        let cap = 1000
-        let server = try TestServer(map: smallMap, reactors: 2) {
-            $0.maxInflightCommands = cap
-            $0.outputHighWater = 64 * 1024
+    func inflightBackpressure() async throws {
+        try await blocking {
+            let cap = 1000
+            let server = try TestServer(map: smallMap, reactors: 2) {
+                $0.maxInflightCommands = cap
+                $0.outputHighWater = 64 * 1024
+            }
+            let greedy = try server.client(receiveBuffer: 4096, sendBuffer: 4096)
+            let observer = try server.client()
+            // 5 s requests, as fast as the socket takes them, until the server has stopped reading for a while.
+            var text = ""
+            for i in 0..<1_000_000 { text += "REQ \(i) 10.0.0.1:long\n" }  // ~24 MiB, more than any socket buffers
+            let sent = try sendUntilStalled(greedy, text)
+            #expect(sent < text.utf8.count, "the server read everything: no backpressure")
+            let s = try observer.stats()
+            #expect(s["inflight_commands"]! > 0)
+            #expect(s["inflight_commands"]! <= UInt64(cap + 1))
+            #expect(try observer.request("REQ 7 10.0.0.1:fast") == "RES 7 7")
         }
-        let greedy = try server.client(receiveBuffer: 4096, sendBuffer: 4096)
-        let observer = try server.client()
-        // 5 s requests, as fast as the socket takes them, until the server has stopped reading for a while.
-        var text = ""
-        for i in 0..<1_000_000 { text += "REQ \(i) 10.0.0.1:long\n" }  // ~24 MiB, more than any socket buffers
-        let sent = try sendUntilStalled(greedy, text)
-        #expect(sent < text.utf8.count, "the server read everything: no backpressure")
-        let s = try observer.stats()
-        #expect(s["inflight_commands"]! > 0)
-        #expect(s["inflight_commands"]! <= UInt64(cap + 1))
-        #expect(try observer.request("REQ 7 10.0.0.1:fast") == "RES 7 7")
     }
 
     @Test("a peer that never reads its replies holds at most the output high water (plus a read chunk)")
-    func outputBackpressure() throws {
-        let highWater = 64 * 1024
-        let server = try TestServer(map: smallMap, reactors: 1) { $0.outputHighWater = highWater }
-        let greedy = try server.client(receiveBuffer: 4096, sendBuffer: 4096)
-        // PING and PONG lines have the same length, so bytes_in - bytes_out is what the server holds.
-        let token = String(repeating: "p", count: 1000)
-        var text = ""
-        for _ in 0..<32_768 { text += "PING \(token)\n" }  // 32 MiB
-        let sent = try sendUntilStalled(greedy, text)
-        #expect(sent < text.utf8.count, "the server read everything: no backpressure")
-        let observer = try server.client()
-        #expect(try observer.request("PING still-here") == "PONG still-here")
-        let s = try observer.stats()
-        let held = Int(s["bytes_in"]!) - Int(s["bytes_out"]!) - "STATS\n".utf8.count
-        #expect(held <= highWater + 2 * 65536 + 2048, "server holds \(held) bytes")
-        // The kernel buffers are full too: the server really stopped reading, it did not just fall behind.
-        #expect(Int(s["bytes_in"]!) < text.utf8.count)
+    func outputBackpressure() async throws {
+        try await blocking {
+            let highWater = 64 * 1024
+            let server = try TestServer(map: smallMap, reactors: 1) { $0.outputHighWater = highWater }
+            let greedy = try server.client(receiveBuffer: 4096, sendBuffer: 4096)
+            // PING and PONG lines have the same length, so bytes_in - bytes_out is what the server holds.
+            let token = String(repeating: "p", count: 1000)
+            var text = ""
+            for _ in 0..<32_768 { text += "PING \(token)\n" }  // 32 MiB
+            let sent = try sendUntilStalled(greedy, text)
+            #expect(sent < text.utf8.count, "the server read everything: no backpressure")
+            let observer = try server.client()
+            #expect(try observer.request("PING still-here") == "PONG still-here")
+            let s = try observer.stats()
+            let held = Int(s["bytes_in"]!) - Int(s["bytes_out"]!) - "STATS\n".utf8.count
+            #expect(held <= highWater + 2 * 65536 + 2048, "server holds \(held) bytes")
+            // The kernel buffers are full too: the server really stopped reading, it did not just fall behind.
+            #expect(Int(s["bytes_in"]!) < text.utf8.count)
+        }
     }
 
     @Test("a peer whose unsent output makes no progress for the idle timeout is closed")
-    func stalledReaderClosed() throws {
-        let server = try TestServer(map: smallMap, reactors: 1) {
-            $0.idleTimeout = 1
-            $0.outputHighWater = 16 * 1024
+    func stalledReaderClosed() async throws {
+        try await blocking {
+            let server = try TestServer(map: smallMap, reactors: 1) {
+                $0.idleTimeout = 1
+                $0.outputHighWater = 16 * 1024
+            }
+            let greedy = try server.client(receiveBuffer: 4096, sendBuffer: 4096)
+            let token = String(repeating: "q", count: 1000)
+            var text = ""
+            for _ in 0..<16_384 { text += "PING \(token)\n" }
+            _ = try? sendUntilStalled(greedy, text)  // may already fail with ECONNRESET: that is the point
+            let observer = try server.client()
+            #expect(try eventually(within: 10) { try observer.stats()["connections"] == 1 })
         }
-        let greedy = try server.client(receiveBuffer: 4096, sendBuffer: 4096)
-        let token = String(repeating: "q", count: 1000)
-        var text = ""
-        for _ in 0..<16_384 { text += "PING \(token)\n" }
-        _ = try? sendUntilStalled(greedy, text)  // may already fail with ECONNRESET: that is the point
-        let observer = try server.client()
-        #expect(try eventually(within: 10) { try observer.stats()["connections"] == 1 })
     }
 
     @Test("closing a connection with pending requests frees them at once")
-    func closeFreesPending() throws {
-        let server = try TestServer(map: smallMap, reactors: 2)
-        let observer = try server.client()
-        var doomed: LineClient? = try server.client()
-        var text = ""
-        for i in 0..<100 { text += "REQ \(i) 10.0.0.1:long 10.0.0.1:fast\n" }
-        try doomed!.send(text)
-        #expect(try eventually { try observer.stats()["inflight_requests"] == 100 })
-        #expect(try observer.stats()["inflight_commands"] == 200)
-        let closedAt = monotonicSeconds()
-        doomed = nil
-        _ = doomed
-        #expect(try eventually(within: 3) { try observer.stats()["inflight_requests"] == 0 })
-        #expect(monotonicSeconds() - closedAt < 4.5, "freed only when due, not at close")
-        #expect(try observer.stats()["inflight_commands"] == 0)
-        // The stale entries fall due later and must be skipped without harm.
-        #expect(try observer.request("REQ 1 10.0.0.1:fast") == "RES 1 7")
+    func closeFreesPending() async throws {
+        try await blocking {
+            let server = try TestServer(map: smallMap, reactors: 2)
+            let observer = try server.client()
+            var doomed: LineClient? = try server.client()
+            var text = ""
+            for i in 0..<100 { text += "REQ \(i) 10.0.0.1:long 10.0.0.1:fast\n" }
+            try doomed!.send(text)
+            #expect(try eventually { try observer.stats()["inflight_requests"] == 100 })
+            #expect(try observer.stats()["inflight_commands"] == 200)
+            let closedAt = monotonicSeconds()
+            doomed = nil
+            _ = doomed
+            #expect(try eventually(within: 3) { try observer.stats()["inflight_requests"] == 0 })
+            #expect(monotonicSeconds() - closedAt < 4.5, "freed only when due, not at close")
+            #expect(try observer.stats()["inflight_commands"] == 0)
+            // The stale entries fall due later and must be skipped without harm.
+            #expect(try observer.request("REQ 1 10.0.0.1:fast") == "RES 1 7")
+        }
     }
 }
 

@@ -33,9 +33,9 @@ final class LineClient {
             }
         }
         if rc != 0 {
-            let e = errno
-            Glibc.close(fd)
-            throw TestFailure("connect to 127.0.0.1:\(port): errno \(e)")
+            // No close here: every stored property is set, so throwing runs deinit, which closes `fd`. Closing it
+            // twice closed whatever another test thread had just opened under the same number.
+            throw TestFailure("connect to 127.0.0.1:\(port): errno \(errno)")
         }
     }
 
@@ -54,13 +54,13 @@ final class LineClient {
             }
         }
         if rc != 0 {
-            let e = errno
-            Glibc.close(fd)
-            throw TestFailure("connect to \(unixPath): errno \(e)")
+            // No close here: every stored property is set, so throwing runs deinit, which closes `fd`. Closing it
+            // twice closed whatever another test thread had just opened under the same number.
+            throw TestFailure("connect to \(unixPath): errno \(errno)")
         }
     }
 
-    deinit { Glibc.close(fd) }
+    deinit { if fd >= 0 { Glibc.close(fd) } }
 
     private static func setTimeouts(_ fd: Int32, seconds: Int) {
         var tv = timeval(tv_sec: seconds, tv_usec: 0)

@@ -1,0 +1,60 @@
+import Dispatch
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs `body`, test code that blocks (socket reads, waitpid polling, sleeps), on a thread of its own rather than
+/// on one of the few threads of Swift's cooperative pool (one per core: two here). Swift Testing runs a
+/// synchronous test on that pool, so a few long blocking tests in parallel starve every async test of the run
+/// (its continuations wait for a free pool thread, and its timeouts fire). The task is the same, so `#expect`
+/// and `#require` inside `body` report to the running test as usual.
+func blocking<T>(_ body: () throws -> T) async throws -> T {
+    let executor = DedicatedThreadExecutor()
+    defer { executor.shutdown() }
+    return try await withTaskExecutorPreference(executor) {
+        try body()
+    }
+}
+
+/// A task executor backed by one dedicated thread, stopped by `shutdown()`.
+final class DedicatedThreadExecutor: TaskExecutor, @unchecked Sendable {
+    private let jobs = Mutex<[UnownedJob]>([])
+    /// One signal per job and one for the shutdown: each wait is followed by exactly one of them.
+    private let events = DispatchSemaphore(value: 0)
+
+    init() {
+        var thread = pthread_t()
+        let context = Unmanaged.passRetained(self).toOpaque()
+        let rc = pthread_create(&thread, nil, dedicatedExecutorThreadMain, context)
+        precondition(rc == 0, "pthread_create: \(rc)")
+        pthread_detach(thread)
+    }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let unowned = UnownedJob(job)
+        jobs.withLock { $0.append(unowned) }
+        events.signal()
+    }
+
+    /// Lets the thread finish once its queued jobs have run.
+    func shutdown() {
+        events.signal()
+    }
+
+    fileprivate func run() {
+        while true {
+            events.wait()
+            let job = jobs.withLock { $0.isEmpty ? nil : $0.removeFirst() }
+            guard let job else { return }  // the shutdown signal, with every job before it done
+            job.runSynchronously(on: asUnownedTaskExecutor())
+        }
+    }
+}
+
+private func dedicatedExecutorThreadMain(_ arg: UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer? {
+    let executor = Unmanaged<DedicatedThreadExecutor>.fromOpaque(arg!).takeRetainedValue()
+    executor.run()
+    return nil
+}
