@@ -10,6 +10,9 @@ import Glibc
 /// synchronous test on that pool, so a few long blocking tests in parallel starve every async test of the run
 /// (its continuations wait for a free pool thread, and its timeouts fire). The task is the same, so `#expect`
 /// and `#require` inside `body` report to the running test as usual.
+///
+/// At most `maxBlockingTests` such bodies run at once (the others wait on their own threads): these tests run
+/// servers and clients of their own, and dozens at once on two cores would turn generous timeouts into flakes.
 func blocking<T>(_ body: () throws -> T) async throws -> T {
     let executor = DedicatedThreadExecutor()
     defer { executor.shutdown() }
@@ -18,7 +21,11 @@ func blocking<T>(_ body: () throws -> T) async throws -> T {
     }
 }
 
-/// A task executor backed by one dedicated thread, stopped by `shutdown()`.
+let maxBlockingTests = 3
+private let blockingSlots = DispatchSemaphore(value: maxBlockingTests)
+
+/// A task executor backed by one dedicated thread, stopped by `shutdown()`. The thread holds one of the
+/// `blockingSlots` while it runs jobs.
 final class DedicatedThreadExecutor: TaskExecutor, @unchecked Sendable {
     private let jobs = Mutex<[UnownedJob]>([])
     /// One signal per job and one for the shutdown: each wait is followed by exactly one of them.
@@ -44,6 +51,8 @@ final class DedicatedThreadExecutor: TaskExecutor, @unchecked Sendable {
     }
 
     fileprivate func run() {
+        blockingSlots.wait()
+        defer { blockingSlots.signal() }
         while true {
             events.wait()
             let job = jobs.withLock { $0.isEmpty ? nil : $0.removeFirst() }
