@@ -34,7 +34,7 @@ struct Request {
 struct RequestTable {
     private var slots: [Request?] = []
     private var freeSlots: [Int32] = []
-    private var slotByID: [UInt64: Int32] = [:]
+    private var slotByID = IDIndex()
     private(set) var nextID: UInt64 = 1
     private(set) var count = 0
 
@@ -53,13 +53,13 @@ struct RequestTable {
             slot = slots.count
             slots.append(request)
         }
-        slotByID[id] = Int32(slot)
+        slotByID.insert(id, slot: Int32(slot))
         count += 1
         return slot
     }
 
     @inline(__always) func slot(forID id: UInt64) -> Int? {
-        guard let s = slotByID[id] else { return nil }
+        guard let s = slotByID.find(id) else { return nil }
         return Int(s)
     }
 
@@ -69,7 +69,8 @@ struct RequestTable {
     }
 
     subscript(slot: Int) -> Request {
-        get { slots[slot]! }
+        // Borrowed, not copied: reading one field must not retain and release the request's buffers.
+        _read { yield slots[slot]! }
         _modify { yield &slots[slot]! }
     }
 
@@ -77,7 +78,7 @@ struct RequestTable {
     mutating func remove(slot: Int) -> Request {
         let request = slots[slot]!
         slots[slot] = nil
-        slotByID[request.id] = nil
+        slotByID.remove(request.id)
         freeSlots.append(Int32(slot))
         count -= 1
         return request
@@ -85,6 +86,87 @@ struct RequestTable {
 
     /// Live slots (teardown and tests).
     var liveSlots: [Int] { slots.indices.filter { slots[$0] != nil } }
+}
+
+/// Request ids to slots: open addressing with linear probing and backward-shift deletion, at most half full.
+/// Ids are consecutive, so a multiplicative (Fibonacci) hash spreads them evenly; this costs a fraction of
+/// `Dictionary`'s seeded SipHash, which was paid twice per request (insert and remove) plus once per reply.
+struct IDIndex {
+    /// 0 marks an empty slot (ids start at 1).
+    private var keys: [UInt64]
+    private var values: [Int32]
+    private var shift: UInt64
+    private(set) var count = 0
+
+    init() {
+        keys = [UInt64](repeating: 0, count: 64)
+        values = [Int32](repeating: 0, count: 64)
+        shift = 64 - 6
+    }
+
+    @inline(__always) private func home(_ id: UInt64) -> Int {
+        Int(truncatingIfNeeded: (id &* 0x9E37_79B9_7F4A_7C15) >> shift)
+    }
+
+    @inline(__always) func find(_ id: UInt64) -> Int32? {
+        let mask = keys.count - 1
+        var i = home(id)
+        while true {
+            let k = keys[i]
+            if k == id { return values[i] }
+            if k == 0 { return nil }
+            i = (i + 1) & mask
+        }
+    }
+
+    /// Adds `id`, which must be non-zero and absent.
+    mutating func insert(_ id: UInt64, slot: Int32) {
+        if (count + 1) * 2 > keys.count { grow() }
+        let mask = keys.count - 1
+        var i = home(id)
+        while keys[i] != 0 { i = (i + 1) & mask }
+        keys[i] = id
+        values[i] = slot
+        count += 1
+    }
+
+    mutating func remove(_ id: UInt64) {
+        let mask = keys.count - 1
+        var hole = home(id)
+        while keys[hole] != id {
+            if keys[hole] == 0 { return }
+            hole = (hole + 1) & mask
+        }
+        // Backward shift: pull later entries of the probe run into the hole when their home allows it, so that
+        // lookups never need tombstones.
+        var j = hole
+        while true {
+            j = (j + 1) & mask
+            let k = keys[j]
+            if k == 0 { break }
+            let h = home(k)
+            // `k` may move to `hole` unless its home lies cyclically in (hole, j].
+            let homeInBetween = hole <= j ? (h > hole && h <= j) : (h > hole || h <= j)
+            if !homeInBetween {
+                keys[hole] = k
+                values[hole] = values[j]
+                hole = j
+            }
+        }
+        keys[hole] = 0
+        count -= 1
+    }
+
+    private mutating func grow() {
+        let oldKeys = keys
+        let oldValues = values
+        let size = keys.count * 2
+        keys = [UInt64](repeating: 0, count: size)
+        values = [Int32](repeating: 0, count: size)
+        shift -= 1
+        count = 0
+        for i in 0..<oldKeys.count where oldKeys[i] != 0 { insert(oldKeys[i], slot: oldValues[i]) }
+    }
 }
 
 /// Encoding and splitting of item lists.

@@ -2,18 +2,19 @@ import AsyncComCore
 import AsyncComEventLoop
 
 /// One configured server: its connections, its queue of requests waiting for a window slot, the batch being
-/// filled for it, and whether it is up. Loop thread only.
+/// filled for it, and whether it is up. Loop thread only (hot properties skip the runtime exclusivity checks,
+/// for the reason given on `Engine`).
 final class ServerState {
     let index: Int
     let endpoint: Endpoint
     var connections: [Connection] = []
     /// Requests waiting to be sent, oldest first; re-sends go to the front. An entry names its request by slot
     /// and id, so one answered meanwhile (a late reply to an earlier send) is recognised and skipped.
-    var queue = Deque<QueuedRequest>()
+    @exclusivity(unchecked) var queue = Deque<QueuedRequest>()
     /// The batch being filled (nil when empty).
-    var partialItems: ByteBuffer?
-    var partialCount = 0
-    var partialCommands: [PendingCommand] = []
+    @exclusivity(unchecked) var partialItems: ByteBuffer?
+    @exclusivity(unchecked) var partialCount = 0
+    @exclusivity(unchecked) var partialCommands: [PendingCommand] = []
     /// Commands per request, clamped to the server's `max_items` once a HELLO reply says it.
     var batch: Int
     /// Requests in flight per connection, clamped so `window * batch <= max_inflight`.
@@ -30,7 +31,7 @@ final class ServerState {
     var downPending = false
     var downTimer: Timer?
     /// Where the next pump starts, so connections share the queue.
-    var nextConnection = 0
+    @exclusivity(unchecked) var nextConnection = 0
 
     init(index: Int, endpoint: Endpoint, batch: Int, window: Int) {
         self.index = index
