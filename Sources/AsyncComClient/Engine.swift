@@ -258,27 +258,28 @@ final class Engine {
     /// Pulls and routes up to `limit` commands; fewer means the source is exhausted.
     private func pull(limit: Int) throws -> Int {
         if inPlaceSource != nil {
-            // No CommandEntry (and no String) unless someone wants per-command results.
+            // No CommandEntry (and no String) while the command is in flight: when results are wanted, the entry
+            // is rebuilt from the request's item bytes as the result is delivered.
             return try inPlaceSource!.pull(limit: limit) { device, item, commandStart, line in
-                let entry = wantsResults
-                    ? CommandEntry(device: device, item: String(decoding: item, as: UTF8.self), commandStart: commandStart, line: line)
-                    : nil
-                route(device: device, item: item, entry: entry)
+                route(device: device, item: item, commandStart: commandStart, line: line, entry: nil)
             }
         }
         var pulled = 0
         while pulled < limit, let entry = try source!.next() {
             var text = entry.item
-            text.withUTF8 { route(device: entry.device, item: UnsafeRawBufferPointer($0), entry: wantsResults ? entry : nil) }
+            text.withUTF8 {
+                route(device: entry.device, item: UnsafeRawBufferPointer($0), commandStart: entry.commandStart, line: entry.line,
+                      entry: wantsResults ? entry : nil)
+            }
             pulled += 1
         }
         return pulled
     }
 
-    /// Numbers a command and adds it to its server's batch. `entry` is kept only when per-command results are
-    /// wanted.
+    /// Numbers a command and adds it to its server's batch. `entry`: the source's own entry, kept (when results
+    /// are wanted) for sources that hand out entries rather than bytes.
     @inline(__always)
-    private func route(device: DeviceAddress, item: UnsafeRawBufferPointer, entry: CommandEntry?) {
+    private func route(device: DeviceAddress, item: UnsafeRawBufferPointer, commandStart: Int, line: Int, entry: CommandEntry?) {
         let sequence = nextSequence
         nextSequence += 1
         let key = Sharder.hash(device)
@@ -286,7 +287,9 @@ final class Engine {
             // No server left: the command fails now, naming the server it belongs to.
             let home = servers[sharder.home(key: key)]
             stats.recordFailure(server: home.index, commands: 1, reason: home.unreachableReason)
-            if let entry {
+            if wantsResults {
+                let entry = entry ?? CommandEntry(device: device, item: String(decoding: item, as: UTF8.self),
+                                                  commandStart: commandStart, line: line)
                 deliver(CommandResult(sequence: sequence, entry: entry, outcome: .failed(reason: home.unreachableReason),
                                       server: home.endpoint, latencyNanos: 0))
             }
@@ -303,7 +306,10 @@ final class Engine {
         }
         ClientProtocol.appendItem(item, to: items)
         server.partialCount += 1
-        if let entry { server.partialCommands.append(PendingCommand(sequence: sequence, entry: entry)) }
+        if wantsResults {
+            server.partialCommands.append(PendingCommand(sequence: sequence, line: line))
+            if let entry { server.partialEntries.append(entry) }
+        }
         outstanding += 1
         if server.partialCount >= server.batch { closeBatch(server) }
     }
@@ -319,6 +325,10 @@ final class Engine {
     private func closeBatch(_ server: ServerState) {
         guard let items = server.partialItems, server.partialCount > 0 else { return }
         let slot = table.insert(items: items, itemCount: server.partialCount, commands: server.partialCommands, server: server.index)
+        if !server.partialEntries.isEmpty {
+            table[slot].entries = server.partialEntries
+            server.partialEntries = []
+        }
         stats.requests += 1
         server.partialItems = nil
         server.partialCount = 0
@@ -386,6 +396,7 @@ final class Engine {
         for chunk in chunks.reversed() {
             let commands = wantsResults ? Array(old.commands[chunk.indices]) : []
             let s = table.insert(items: chunk.items, itemCount: chunk.indices.count, commands: commands, server: old.server)
+            if !old.entries.isEmpty { table[s].entries = Array(old.entries[chunk.indices]) }
             table[s].timeouts = old.timeouts
             table[s].losses = old.losses
             table[s].firstSentNanos = old.firstSentNanos
@@ -417,7 +428,6 @@ final class Engine {
             return
         }
         let request = table.remove(slot: slot)
-        recycle(request.items)
         if request.connection >= 0 { connections[request.connection].inFlight -= 1 }
         let now = EventLoop.monotonicNanos()
         let latency = request.firstSentNanos == 0 ? 0 : now &- request.firstSentNanos
@@ -425,15 +435,40 @@ final class Engine {
         outstanding -= count
         if wantsResults {
             let endpoint = c.server.endpoint
-            for (i, command) in request.commands.enumerated() {
+            forEachEntry(of: request) { i, entry in
                 let outcome: CommandOutcome
                 switch c.results[i] {
                 case .value(let v): outcome = .value(v)
                 case .unknown: outcome = .unknown
                 }
-                deliver(CommandResult(sequence: command.sequence, entry: command.entry, outcome: outcome,
+                deliver(CommandResult(sequence: request.commands[i].sequence, entry: entry, outcome: outcome,
                                       server: endpoint, latencyNanos: latency))
             }
+        }
+        recycle(request.items)
+    }
+
+    /// Calls `body(i, entry)` for each command of a request, in item order: the source's own entries when it
+    /// handed out entries, else entries rebuilt from the item bytes (which parsed when they were pulled).
+    private func forEachEntry(of request: Request, _ body: (Int, CommandEntry) -> Void) {
+        if !request.entries.isEmpty {
+            for (i, entry) in request.entries.enumerated() { body(i, entry) }
+            return
+        }
+        // The items are ` item item ...`, one space before each (see ClientProtocol.appendItem).
+        let view = request.items.readableView
+        var start = 0
+        for i in request.commands.indices {
+            start += 1
+            var end = start
+            while end < view.count && view[end] != 0x20 { end += 1 }
+            let item = UnsafeRawBufferPointer(rebasing: view[start..<end])
+            guard case .success(let parsed) = ItemSyntax.parse(item) else {
+                preconditionFailure("a request's item bytes no longer parse: \(String(decoding: item, as: UTF8.self))")
+            }
+            body(i, CommandEntry(device: parsed.device, item: String(decoding: item, as: UTF8.self),
+                                 commandStart: parsed.commandStart, line: request.commands[i].line))
+            start = end
         }
     }
 
@@ -481,18 +516,18 @@ final class Engine {
 
     private func failRequest(slot: Int, reason: String) {
         let request = table.remove(slot: slot)
-        recycle(request.items)
         outstanding -= request.itemCount
         stats.recordFailure(server: request.server, commands: request.itemCount, reason: reason)
         if wantsResults {
             let endpoint = servers[request.server].endpoint
             let now = EventLoop.monotonicNanos()
             let latency = request.firstSentNanos == 0 ? 0 : now &- request.firstSentNanos
-            for command in request.commands {
-                deliver(CommandResult(sequence: command.sequence, entry: command.entry, outcome: .failed(reason: reason),
+            forEachEntry(of: request) { i, entry in
+                deliver(CommandResult(sequence: request.commands[i].sequence, entry: entry, outcome: .failed(reason: reason),
                                       server: endpoint, latencyNanos: latency))
             }
         }
+        recycle(request.items)
     }
 
     // MARK: timeouts, losses, failover

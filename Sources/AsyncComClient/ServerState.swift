@@ -15,6 +15,7 @@ final class ServerState {
     @exclusivity(unchecked) var partialItems: ByteBuffer?
     @exclusivity(unchecked) var partialCount = 0
     @exclusivity(unchecked) var partialCommands: [PendingCommand] = []
+    @exclusivity(unchecked) var partialEntries: [CommandEntry] = []
     /// Commands per request, clamped to the server's `max_items` once a HELLO reply says it.
     var batch: Int
     /// Requests in flight per connection, clamped so `window * batch <= max_inflight`.
