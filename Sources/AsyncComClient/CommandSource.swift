@@ -34,6 +34,7 @@ protocol InPlaceCommandSource: CommandSource {
 public struct FileCommandSource: CommandSource, InPlaceCommandSource {
     private let reader: LineReader
     private let onMalformed: ((InputFileError) -> Void)?
+    /// Malformed lines skipped so far.
     public private(set) var malformedCount = 0
 
     /// Opens `path` (`-` for standard input). Throws when the file is missing, a directory or unreadable.
@@ -45,6 +46,7 @@ public struct FileCommandSource: CommandSource, InPlaceCommandSource {
     /// The name errors use for the file (`<stdin>` for `-`, else the path).
     public var name: String { reader.name }
 
+    /// The next well-formed command; throws on an unreadable file, a line over 1 MiB or a NUL byte.
     public mutating func next() throws -> CommandEntry? {
         while let (line, number) = try reader.next() {
             switch CommandsFile.parse(line: line, number: number, fileName: reader.name) {
@@ -83,8 +85,10 @@ public struct MemoryCommandSource: CommandSource, InPlaceCommandSource {
     private let onMalformed: ((InputFileError) -> Void)?
     private var offset = 0
     private var lineNumber = 0
+    /// Malformed lines skipped so far.
     public private(set) var malformedCount = 0
 
+    /// `bytes` hold the file's text; `name` is what error messages call it.
     public init(bytes: [UInt8], name: String, onMalformed: ((InputFileError) -> Void)? = nil) {
         self.bytes = bytes
         self.name = name
@@ -135,8 +139,10 @@ public struct MemoryCommandSource: CommandSource, InPlaceCommandSource {
 public struct ArrayCommandSource: CommandSource, Sendable {
     private var entries: [CommandEntry]
     private var index = 0
+    /// Lines dropped as malformed by `init(lines:fileName:)`.
     public private(set) var malformedCount = 0
 
+    /// Hands out `entries` in order.
     public init(_ entries: [CommandEntry]) {
         self.entries = entries
     }

@@ -282,36 +282,38 @@ final class Engine {
     private func route(device: DeviceAddress, item: UnsafeRawBufferPointer, commandStart: Int, line: Int, entry: CommandEntry?) {
         let sequence = nextSequence
         nextSequence += 1
-        let key = Sharder.hash(device)
-        guard let s = sharder.pick(key: key, isAlive: { !self.servers[$0].isDown }) else {
-            // No server left: the command fails now, naming the server it belongs to.
-            let home = servers[sharder.home(key: key)]
-            stats.recordFailure(server: home.index, commands: 1, reason: home.unreachableReason)
-            if wantsResults {
-                let entry = entry ?? CommandEntry(device: device, item: String(decoding: item, as: UTF8.self),
-                                                  commandStart: commandStart, line: line)
-                deliver(CommandResult(sequence: sequence, entry: entry, outcome: .failed(reason: home.unreachableReason),
-                                      server: home.endpoint, latencyNanos: 0))
-            }
-            return
-        }
-        let server = servers[s]
-        let items: ByteBuffer
-        if let existing = server.partialItems {
-            items = existing
+        let server: ServerState
+        if servers.count == 1 && !servers[0].isDown {
+            // One server that is not down: no hashing, no routing.
+            server = servers[0]
         } else {
-            items = spareItemBuffers.popLast() ?? ByteBuffer(capacity: max(64, server.batch * 24))
-            server.partialItems = items
-            if wantsResults { server.partialCommands.reserveCapacity(server.batch) }
+            let key = Sharder.hash(device)
+            guard let s = sharder.pick(key: key, isAlive: { !self.servers[$0].isDown }) else {
+                fail(sequence: sequence, key: key, device: device, item: item, commandStart: commandStart, line: line, entry: entry)
+                return
+            }
+            server = servers[s]
         }
-        ClientProtocol.appendItem(item, to: items)
-        server.partialCount += 1
-        if wantsResults {
-            server.partialCommands.append(PendingCommand(sequence: sequence, line: line))
-            if let entry { server.partialEntries.append(entry) }
+        if !server.hasBatch {
+            server.startBatch(items: spareItemBuffers.popLast() ?? server.makeItemsBuffer(), keepingCommands: wantsResults)
         }
+        let count = server.addToBatch(item: item, command: wantsResults ? PendingCommand(sequence: sequence, line: line) : nil,
+                                      entry: wantsResults ? entry : nil)
         outstanding += 1
-        if server.partialCount >= server.batch { closeBatch(server) }
+        if count >= server.batch { closeBatch(server) }
+    }
+
+    /// No server left for a command: it fails now, naming the server it belongs to.
+    private func fail(sequence: Int, key: UInt64, device: DeviceAddress, item: UnsafeRawBufferPointer, commandStart: Int,
+                      line: Int, entry: CommandEntry?) {
+        let home = servers[sharder.home(key: key)]
+        stats.recordFailure(server: home.index, commands: 1, reason: home.unreachableReason)
+        if wantsResults {
+            let entry = entry ?? CommandEntry(device: device, item: String(decoding: item, as: UTF8.self),
+                                              commandStart: commandStart, line: line)
+            deliver(CommandResult(sequence: sequence, entry: entry, outcome: .failed(reason: home.unreachableReason),
+                                  server: home.endpoint, latencyNanos: 0))
+        }
     }
 
     /// Keeps an answered request's item buffer for a later batch.
@@ -323,16 +325,10 @@ final class Engine {
 
     /// Turns the server's partial batch into a request at the back of its queue.
     private func closeBatch(_ server: ServerState) {
-        guard let items = server.partialItems, server.partialCount > 0 else { return }
-        let slot = table.insert(items: items, itemCount: server.partialCount, commands: server.partialCommands, server: server.index)
-        if !server.partialEntries.isEmpty {
-            table[slot].entries = server.partialEntries
-            server.partialEntries = []
-        }
+        guard let batch = server.takeBatch() else { return }
+        let slot = table.insert(items: batch.items, itemCount: batch.count, commands: batch.commands, server: server.index)
+        if !batch.entries.isEmpty { table[slot].entries = batch.entries }
         stats.requests += 1
-        server.partialItems = nil
-        server.partialCount = 0
-        server.partialCommands = []
         enqueue(slot: slot, on: server)
     }
 
@@ -369,22 +365,23 @@ final class Engine {
     }
 
     private func send(slot: Int, on c: Connection, now: UInt64) {
-        let request = table[slot]
-        if request.itemCount > c.maxItems || request.items.readableBytes + ItemsCodec.requestOverhead > c.maxLine {
+        // Field by field: reading the whole Request would copy it (and retain its buffer and commands).
+        if table[slot].itemCount > c.maxItems || table[slot].items.readableBytes + ItemsCodec.requestOverhead > c.maxLine {
             // Built for a server with larger limits (before its HELLO, or before a failover): split, new ids.
             split(slot: slot, for: c)
             return
         }
-        ClientProtocol.beginRequest(id: request.id, to: c.output)
-        c.output.append(request.items)
+        let id = table[slot].id
+        ClientProtocol.beginRequest(id: id, to: c.output)
+        c.output.append(table[slot].items.readableView)
         ClientProtocol.endRequest(to: c.output)
         let deadline = now &+ requestTimeoutNanos
-        let epoch = request.epoch &+ 1
+        let epoch = table[slot].epoch &+ 1
         table[slot].connection = c.index
         table[slot].epoch = epoch
-        if request.firstSentNanos == 0 { table[slot].firstSentNanos = now }
+        if table[slot].firstSentNanos == 0 { table[slot].firstSentNanos = now }
         c.inFlight += 1
-        c.timeouts.push(TimeoutEntry(deadline: deadline, slot: Int32(slot), epoch: epoch, id: request.id))
+        c.timeouts.push(TimeoutEntry(deadline: deadline, slot: Int32(slot), epoch: epoch, id: id))
         if let timer = c.timer, !timer.isPending { timer.schedule(atMonotonicNanos: deadline) }
         stats.servers[c.server.index].requestsSent += 1
         c.markDirty()
@@ -413,8 +410,7 @@ final class Engine {
     @inline(__always) func isInFlight(_ e: TimeoutEntry, on c: Connection) -> Bool {
         let slot = Int(e.slot)
         guard table.isLive(slot: slot, id: e.id) else { return false }
-        let r = table[slot]
-        return r.connection == c.index && r.epoch == e.epoch
+        return table[slot].connection == c.index && table[slot].epoch == e.epoch
     }
 
     func handleResults(id: UInt64, on c: Connection) {
@@ -484,8 +480,8 @@ final class Engine {
             stats.lateReplies += 1
             return
         }
-        let r = table[slot]
-        if r.connection >= 0 { connections[r.connection].inFlight -= 1 }
+        let connection = table[slot].connection
+        if connection >= 0 { connections[connection].inFlight -= 1 }
         failRequest(slot: slot, reason: message.isEmpty ? code : "\(code) \(message)")
     }
 

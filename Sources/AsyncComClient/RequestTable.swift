@@ -81,8 +81,7 @@ struct RequestTable {
 
     @discardableResult
     mutating func remove(slot: Int) -> Request {
-        let request = slots[slot]!
-        slots[slot] = nil
+        let request = slots[slot].take()!
         slotByID.remove(request.id)
         freeSlots.append(Int32(slot))
         count -= 1

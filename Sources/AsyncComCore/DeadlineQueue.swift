@@ -80,8 +80,7 @@ public struct DeadlineQueue<Payload> {
                 body(entry.payload, entry.deadline)
             } while !groups[top].isEmpty && groups[top].headDeadline <= bound
             if groups[top].isEmpty {
-                groups[top].items.removeAll(keepingCapacity: groups[top].items.capacity <= 4096)
-                groups[top].head = 0
+                releaseEmptied(top)
                 heapPopTop()
             } else {
                 compact(top)
@@ -99,6 +98,61 @@ public struct DeadlineQueue<Payload> {
         }
         heap.removeAll()
         storedCount = 0
+    }
+
+    /// Removes every item for which `shouldRemove` is true, keeping the others in order; returns how many went.
+    /// Visits the items delay by delay, each delay's items in insertion order (callers that keep per-delay state
+    /// in step with the queue, such as a byte ring per delay, rely on it). O(n + g log g).
+    @discardableResult
+    public mutating func removeItems(where shouldRemove: (Payload) -> Bool) -> Int {
+        var removed = 0
+        for g in groups.indices where !groups[g].isEmpty {
+            var kept = 0
+            for i in groups[g].head..<groups[g].items.count {
+                let entry = groups[g].items[i]
+                if shouldRemove(entry.payload) {
+                    removed += 1
+                } else {
+                    groups[g].items[kept] = entry
+                    kept += 1
+                }
+            }
+            groups[g].items.removeSubrange(kept...)
+            groups[g].head = 0
+            if groups[g].isEmpty {
+                releaseEmptied(g)
+            } else if groups[g].items.capacity > 4096 && groups[g].items.count * 4 < groups[g].items.capacity {
+                // Most of a big group went: give the memory back rather than keep the high-water mark.
+                var fresh: [Entry] = []
+                fresh.reserveCapacity(groups[g].items.count)
+                fresh.append(contentsOf: groups[g].items)
+                groups[g].items = fresh
+            }
+        }
+        storedCount -= removed
+        // Head deadlines moved and groups emptied: rebuild the heap over the non-empty groups.
+        heap = groups.indices.filter { !groups[$0].isEmpty }
+        if heap.count > 1 {
+            for i in stride(from: heap.count / 2 - 1, through: 0, by: -1) { siftDown(i) }
+        }
+        return removed
+    }
+
+    /// Storage kept by an emptied group: enough for steady traffic when there are few delays. With many
+    /// distinct delays (a map with many waits), keeping each group's high-water mark would add up without
+    /// bound, so an emptied group then gives its storage back.
+    @usableFromInline static var keptEntries: Int { 4096 }
+    @usableFromInline static var groupsKeepingStorage: Int { 64 }
+
+    @inlinable mutating func releaseEmptied(_ g: Int) {
+        let keep = groups.count <= Self.groupsKeepingStorage && groups[g].items.capacity <= Self.keptEntries
+        groups[g].items.removeAll(keepingCapacity: keep)
+        groups[g].head = 0
+    }
+
+    /// Bytes of storage held for items, used or not (for memory accounting and tests).
+    public var storageCapacity: Int {
+        groups.reduce(0) { $0 + $1.items.capacity } * MemoryLayout<Entry>.stride
     }
 
     @inlinable mutating func compact(_ g: Int) {

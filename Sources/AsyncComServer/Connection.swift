@@ -29,6 +29,8 @@ final class Connection {
     var paused = false
     var inflightRequests = 0
     var inflightCommands = 0
+    /// Bytes of this connection's replies waiting in the pending rings (for reclaiming them at close).
+    var pendingBytes = 0
     /// Monotonic time of the last byte received or reply delivered (idle timeout).
     var lastActivity: UInt64
     /// Bytes written to the socket so far, and the sweep's view of it: output that makes no progress for the

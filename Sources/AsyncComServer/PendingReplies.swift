@@ -18,7 +18,12 @@ struct PendingRef {
 /// The `DeadlineQueue` keeps one FIFO per delay; the reply texts of one delay are kept in the same order in one
 /// byte ring (a `ByteBuffer` used as a FIFO), so popping an entry pops exactly the next line of its ring. No
 /// per-reply allocation, no per-reply object: 1,000,000 pending one-command replies cost tens of MiB.
-/// Replies of closed connections stay queued until due (their bytes are dropped then, unsent).
+///
+/// A closed connection's replies become stale. They are skipped when due, but a peer must not be able to pin
+/// memory by queueing long waits and hanging up, so stale replies are also reclaimed in bulk: once they are
+/// more than half of what is stored (and worth the walk), `reclaim` filters the queue and compacts the rings in
+/// one pass. Each pass removes at least as much as it keeps, so its cost is amortised O(1) per stale reply, and
+/// stale memory never exceeds the live memory plus `reclaimFloor`.
 final class PendingReplies {
     private var queue = DeadlineQueue<PendingRef>()
     private var rings: [ByteBuffer] = []
@@ -26,9 +31,22 @@ final class PendingReplies {
     // Most requests share a handful of delays: skip the dictionary when the delay repeats.
     private var lastDelay: UInt64 = 0
     private var lastRing: UInt32 = 0
+    /// Reply bytes in the rings, stale ones included.
+    private(set) var storedBytes = 0
+    /// Replies of closed connections still stored, and their bytes.
+    private(set) var staleCount = 0
+    private(set) var staleBytes = 0
+    private(set) var isPopping = false
 
-    /// A ring keeps up to this much capacity when it empties, so steady traffic does not reallocate.
+    /// A ring keeps up to this much capacity when it empties, so steady traffic does not reallocate; with many
+    /// delays in use (each has a ring) an emptied ring shrinks to `ringKeepMany`.
     private static let ringKeep = 64 * 1024
+    private static let ringKeepMany = 256
+    private static let ringsKeepingCapacity = 64
+    /// Approximate bookkeeping bytes per queued reply (deadline + `PendingRef`), for the reclaim trigger.
+    private static let entryCost = 24
+    /// Stale memory below this is left to expire on its own: not worth a pass over everything.
+    static let reclaimFloor = 256 * 1024
 
     var count: Int { queue.count }
     var nextDeadline: UInt64? { queue.nextDeadline }
@@ -38,25 +56,87 @@ final class PendingReplies {
                 slot: UInt32, generation: UInt32, commands: Int) {
         let ring = ringIndex(delay: delay)
         rings[Int(ring)].append(line)
+        storedBytes += line.count
         queue.insert(deadline: deadline, delay: delay,
                      payload: PendingRef(slot: slot, generation: generation, ring: ring, commands: UInt32(commands)))
     }
 
     /// Removes every reply due at `now` or earlier, in deadline order, handing each to `body` with its deadline
-    /// and its line (valid only during the call).
-    func popDue(now: UInt64, _ body: (PendingRef, UInt64, UnsafeRawBufferPointer) -> Void) {
+    /// and its line (valid only during the call). `body` returns false for a stale reply it dropped.
+    func popDue(now: UInt64, _ body: (PendingRef, UInt64, UnsafeRawBufferPointer) -> Bool) {
+        isPopping = true
+        defer { isPopping = false }
+        let keep = rings.count <= Self.ringsKeepingCapacity ? Self.ringKeep : Self.ringKeepMany
         queue.popDue(now: now) { ref, deadline in
             let ring = rings[Int(ref.ring)]
-            let view = ring.readableView
-            // Each ring holds whole lines in queue order: the next line ends at the first LF.
-            guard let lf = memchr(view.baseAddress!, 0x0A, view.count) else {
-                preconditionFailure("pending reply ring out of step with its deadline queue")
+            let length = Self.lineLength(ring, at: 0)
+            if !body(ref, deadline, UnsafeRawBufferPointer(start: ring.readPointer, count: length)) {
+                staleCount -= 1
+                staleBytes -= length
             }
-            let length = view.baseAddress!.distance(to: UnsafeRawPointer(lf)) + 1
-            body(ref, deadline, UnsafeRawBufferPointer(rebasing: view[0..<length]))
+            storedBytes -= length
             ring.consume(length)
-            if ring.isEmpty { ring.shrinkIfEmpty(limit: Self.ringKeep) }
+            if ring.isEmpty { ring.shrinkIfEmpty(limit: keep) }
         }
+    }
+
+    /// Records that a connection closed with `replies` replies of `bytes` bytes still queued: they are stale now.
+    func abandon(replies: Int, bytes: Int) {
+        staleCount += replies
+        staleBytes += bytes
+    }
+
+    /// Whether stale replies hold more than half of the stored memory and more than `reclaimFloor`.
+    var shouldReclaim: Bool {
+        let stale = staleBytes + staleCount * Self.entryCost
+        let stored = storedBytes + queue.count * Self.entryCost
+        return stale >= Self.reclaimFloor && stale * 2 > stored && !isPopping
+    }
+
+    /// Drops every reply for which `isLive` is false, keeping the others in order, and gives the memory back.
+    func reclaim(isLive: (PendingRef) -> Bool) {
+        precondition(!isPopping, "reclaim during popDue")
+        // Per ring: where the next line to look at starts, and where the next kept line goes. Kept lines only
+        // move towards the front, so compacting in place is safe.
+        var read = [Int](repeating: 0, count: rings.count)
+        var write = [Int](repeating: 0, count: rings.count)
+        queue.removeItems { ref in
+            let r = Int(ref.ring)
+            let ring = rings[r]
+            let start = read[r]
+            let length = Self.lineLength(ring, at: start)
+            read[r] = start + length
+            guard isLive(ref) else { return true }
+            if write[r] != start { memmove(ring.readPointer + write[r], ring.readPointer + start, length) }
+            write[r] += length
+            return false
+        }
+        storedBytes = 0
+        for r in rings.indices {
+            let ring = rings[r]
+            precondition(read[r] == ring.readableBytes, "pending reply ring out of step with its deadline queue")
+            ring.truncate(readableBytes: write[r])
+            storedBytes += write[r]
+            if ring.isEmpty {
+                ring.shrinkIfEmpty(limit: rings.count <= Self.ringsKeepingCapacity ? Self.ringKeep : Self.ringKeepMany)
+            } else if ring.capacity > Self.ringKeep && ring.capacity > 4 * ring.readableBytes {
+                let smaller = ByteBuffer(capacity: 2 * ring.readableBytes)
+                smaller.append(ring.readableView)
+                rings[r] = smaller
+            }
+        }
+        staleCount = 0
+        staleBytes = 0
+    }
+
+    /// The length, LF included, of the line starting `offset` bytes into `ring`'s readable bytes.
+    @inline(__always) private static func lineLength(_ ring: ByteBuffer, at offset: Int) -> Int {
+        let start = ring.readPointer + offset
+        // Each ring holds whole lines in queue order: the next line ends at the first LF.
+        guard let lf = memchr(start, 0x0A, ring.readableBytes - offset) else {
+            preconditionFailure("pending reply ring out of step with its deadline queue")
+        }
+        return UnsafeRawPointer(start).distance(to: UnsafeRawPointer(lf)) + 1
     }
 
     private func ringIndex(delay: UInt64) -> UInt32 {

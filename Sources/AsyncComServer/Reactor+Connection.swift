@@ -105,6 +105,7 @@ extension Reactor {
                     slot: c.slot, generation: c.generation, commands: commands)
                 c.inflightRequests += 1
                 c.inflightCommands += commands
+                c.pendingBytes += scratch.readableBytes
                 counters.inflightRequests.add(1)
                 counters.inflightCommands.add(UInt64(commands))
             }
@@ -222,11 +223,14 @@ extension Reactor {
     /// due because the slot's generation has moved on.
     func close(_ c: Connection) {
         if case .closed = c.state { return }
-        if c.inflightRequests > 0 {
+        let abandoned = c.inflightRequests
+        if abandoned > 0 {
             counters.inflightRequests.subtract(UInt64(c.inflightRequests))
             counters.inflightCommands.subtract(UInt64(c.inflightCommands))
+            pending.abandon(replies: c.inflightRequests, bytes: c.pendingBytes)
             c.inflightRequests = 0
             c.inflightCommands = 0
+            c.pendingBytes = 0
         }
         c.state = .closed
         c.watcher?.cancel()
@@ -235,6 +239,8 @@ extension Reactor {
         retired.append(c)  // the watcher may be inside its own callback right now
         counters.connections.subtract(1)
         shared.releaseConnection()
+        // Out of the table first, so that the reclaim sees this connection's replies as stale.
+        if abandoned > 0 { reclaimStaleReplies() }
         stopIfDrained()
     }
 }

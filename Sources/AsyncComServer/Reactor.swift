@@ -201,6 +201,7 @@ final class Reactor {
 
     /// Re-arms the reply timer when the earliest deadline changed.
     func rearmReplyTimer() {
+        publishPending()
         guard let next = pending.nextDeadline else { return }
         if next != armedDeadline {
             armedDeadline = next
@@ -214,10 +215,11 @@ final class Reactor {
         let now = EventLoop.monotonicNanos()
         pending.popDue(now: now) { ref, deadline, line in
             // A closed connection's replies are stale: its slot's generation has moved on.
-            guard let c = table.get(ref.slot, ref.generation) else { return }
+            guard let c = table.get(ref.slot, ref.generation) else { return false }
             c.output.append(line)
             c.inflightRequests -= 1
             c.inflightCommands -= Int(ref.commands)
+            c.pendingBytes -= line.count
             counters.inflightRequests.subtract(1)
             counters.inflightCommands.subtract(UInt64(ref.commands))
             counters.recordLateness(now &- deadline)
@@ -226,6 +228,7 @@ final class Reactor {
                 c.queuedForFlush = true
                 flushQueue.append(c)
             }
+            return true
         }
         // One write per connection per fire, however many of its replies fell due.
         for c in flushQueue {
@@ -233,7 +236,23 @@ final class Reactor {
             settle(c)
         }
         flushQueue.removeAll(keepingCapacity: flushQueue.capacity <= 4096)
+        reclaimStaleReplies()
         rearmReplyTimer()
+    }
+
+    /// Drops the stale replies of closed connections once they hold more than half of the pending memory.
+    func reclaimStaleReplies() {
+        guard pending.shouldReclaim else { return }
+        let before = pending.count
+        pending.reclaim { ref in table.get(ref.slot, ref.generation) != nil }
+        logger.debug("reclaimed stale replies", metadata: ["replies": "\(before - pending.count)", "kept": "\(pending.count)"])
+        publishPending()
+    }
+
+    /// Publishes the pending-reply gauges for STATS (after each batch, not per reply).
+    func publishPending() {
+        counters.pendingReplies.store(UInt64(pending.count), ordering: .relaxed)
+        counters.pendingBytes.store(UInt64(pending.storedBytes), ordering: .relaxed)
     }
 
     // MARK: - Idle sweep and lingering closes

@@ -28,6 +28,10 @@ public struct ReactorStats: Sendable, Equatable {
     public var lateOver1ms: UInt64 = 0
     public var lateOver10ms: UInt64 = 0
     public var lateOver100ms: UInt64 = 0
+    /// Replies stored until due: those in flight plus those of closed connections not yet reclaimed.
+    public var pendingReplies: UInt64 = 0
+    /// Bytes of reply text those replies hold.
+    public var pendingBytes: UInt64 = 0
 
     public init() {}
 
@@ -39,7 +43,7 @@ public struct ReactorStats: Sendable, Equatable {
             ("inflight_requests", inflightRequests), ("inflight_commands", inflightCommands),
             ("bytes_in", bytesIn), ("bytes_out", bytesOut),
             ("late_max_us", lateMaxMicros), ("late_over_1ms", lateOver1ms), ("late_over_10ms", lateOver10ms),
-            ("late_over_100ms", lateOver100ms),
+            ("late_over_100ms", lateOver100ms), ("pending_replies", pendingReplies), ("pending_bytes", pendingBytes),
         ]
     }
 
@@ -61,6 +65,8 @@ public struct ReactorStats: Sendable, Equatable {
         s.lateOver1ms = a.lateOver1ms &+ b.lateOver1ms
         s.lateOver10ms = a.lateOver10ms &+ b.lateOver10ms
         s.lateOver100ms = a.lateOver100ms &+ b.lateOver100ms
+        s.pendingReplies = a.pendingReplies &+ b.pendingReplies
+        s.pendingBytes = a.pendingBytes &+ b.pendingBytes
         return s
     }
 }
@@ -104,6 +110,8 @@ final class ReactorCounters: Sendable {
     let lateOver1ms = Atomic<UInt64>(0)
     let lateOver10ms = Atomic<UInt64>(0)
     let lateOver100ms = Atomic<UInt64>(0)
+    let pendingReplies = Atomic<UInt64>(0)
+    let pendingBytes = Atomic<UInt64>(0)
 
     init() {}
 
@@ -124,6 +132,8 @@ final class ReactorCounters: Sendable {
         s.lateOver1ms = lateOver1ms.load(ordering: .relaxed)
         s.lateOver10ms = lateOver10ms.load(ordering: .relaxed)
         s.lateOver100ms = lateOver100ms.load(ordering: .relaxed)
+        s.pendingReplies = pendingReplies.load(ordering: .relaxed)
+        s.pendingBytes = pendingBytes.load(ordering: .relaxed)
         return s
     }
 

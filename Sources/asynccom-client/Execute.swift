@@ -68,6 +68,11 @@ extension ClientCommand {
             return 2
         }
         progress.clear()
+        if summary.ok + summary.unknown + summary.failed + summary.malformed == 0 {
+            // Not an error (a filter upstream may legitimately yield nothing), but likely not what was meant.
+            let name = commandsFile == "-" ? "<stdin>" : commandsFile
+            Stderr.write("asynccom-client: \(name): no commands (the input is empty or holds only blank and # lines)\n")
+        }
 
         var status: Int32 = summary.allAnswered ? 0 : 1
         if let writer {

@@ -124,4 +124,79 @@ import Testing
             #expect(q.nextDeadline == pending.map(\.deadline).min())
         }
     }
+
+    @Test func removeItemsKeepsOrderAndVisitsEachDelayInInsertionOrder() {
+        var q = DeadlineQueue<Int>()
+        let delays: [UInt64] = [30, 10, 20]
+        for i in 0..<3_000 {
+            let delay = delays[i % 3]
+            q.insert(deadline: UInt64(i) + delay, delay: delay, payload: i)
+        }
+        q.popDue(now: 500) { _, _ in }  // some consumed already: removal must start at each group's head
+        let before = q.count
+        var lastByDelay: [Int: Int] = [:]
+        let removed = q.removeItems { p in
+            // Visited in insertion order within a delay (payload i has delay delays[i % 3]).
+            #expect(p > lastByDelay[p % 3, default: -1])
+            lastByDelay[p % 3] = p
+            return p % 5 != 0
+        }
+        #expect(q.count == before - removed)
+        #expect(lastByDelay.count == 3)
+        var out: [(Int, UInt64)] = []
+        q.popDue(now: .max) { out.append(($0, $1)) }
+        #expect(out.count == before - removed)
+        #expect(out.allSatisfy { $0.0 % 5 == 0 && $0.0 >= 470 })
+        #expect(zip(out, out.dropFirst()).allSatisfy { $0.1 <= $1.1 }, "deadline order after removal")
+        #expect(q.isEmpty && q.nextDeadline == nil)
+    }
+
+    @Test func removeItemsThatEmptiesEverythingReleasesStorage() {
+        var q = DeadlineQueue<Int>()
+        for i in 0..<100_000 { q.insert(deadline: UInt64(i) + 1_000, delay: 1_000, payload: i) }
+        q.insert(deadline: 7, delay: 5, payload: -1)
+        #expect(q.storageCapacity >= 100_000 * MemoryLayout<UInt64>.size)
+        #expect(q.removeItems { $0 >= 0 } == 100_000)
+        #expect(q.count == 1 && q.nextDeadline == 7)
+        #expect(q.storageCapacity < 4096 * 64, "a big emptied group kept \(q.storageCapacity) bytes")
+        // Still fully usable.
+        q.insert(deadline: 2_000, delay: 1_000, payload: 1)
+        var out: [Int] = []
+        q.popDue(now: .max) { p, _ in out.append(p) }
+        #expect(out == [-1, 1])
+    }
+
+    @Test func removeItemsShrinksAMostlyRemovedGroup() {
+        var q = DeadlineQueue<Int>()
+        for i in 0..<100_000 { q.insert(deadline: UInt64(i), delay: 1, payload: i) }
+        let full = q.storageCapacity
+        q.removeItems { $0 % 100 != 0 }
+        #expect(q.count == 1_000)
+        #expect(q.storageCapacity * 10 < full)
+        var n = 0
+        q.popDue(now: .max) { p, _ in #expect(p == n * 100); n += 1 }
+        #expect(n == 1_000)
+    }
+
+    @Test func emptiedGroupsReleaseStorageWhenThereAreManyDelays() {
+        // 1,000 distinct delays, each used by 2,000 items once and then drained: keeping every group's array
+        // would hold 1,000 x 2,000 entries forever.
+        var q = DeadlineQueue<Int>()
+        var now: UInt64 = 0
+        for d in 1...1_000 {
+            for i in 0..<2_000 { q.insert(deadline: now + UInt64(d), delay: UInt64(d), payload: i) }
+            now += 1
+        }
+        q.popDue(now: .max) { _, _ in }
+        #expect(q.isEmpty)
+        #expect(q.storageCapacity == 0, "emptied groups kept \(q.storageCapacity) bytes")
+
+        // With a few delays, an emptied group keeps a modest array for the next burst (no reallocation churn).
+        var few = DeadlineQueue<Int>()
+        for i in 0..<1_000 { few.insert(deadline: UInt64(i), delay: UInt64(i % 4), payload: i) }
+        few.popDue(now: .max) { _, _ in }
+        #expect(few.isEmpty)
+        #expect(few.storageCapacity > 0)
+        #expect(few.storageCapacity <= 4 * 4096 * 16)
+    }
 }

@@ -35,6 +35,27 @@ struct ServerExecutableTests {
         #expect(server.stderr().contains("SIGTERM"))
     }
 
+    @Test("SIGTERM and SIGINT still drain and exit 0 when the parent spawned the server with them blocked",
+          arguments: [SIGTERM, SIGINT])
+    func inheritedBlockedSignals(signal: Int32) throws {
+        // Regression: posix_spawn from a thread that blocks these signals (Foundation's Process, Swift concurrency
+        // threads, some supervisors) hands the blocked mask to the child; the server used to ignore them.
+        let map = try TempFile(smallMap)
+        defer { map.remove() }
+        let server = try ServerProcess(
+            arguments: ["--map", map.path, "--listen", "tcp://127.0.0.1:0", "--reactors", "2"],
+            blockedSignals: [SIGTERM, SIGINT])
+        let port = try server.listeningPort()
+        let client = try LineClient(port: port)
+        try client.send("REQ 1 10.0.0.3:second\nPING sync\n")  // due in 1 s
+        #expect(try client.line() == "PONG sync")
+        server.signal(signal)
+        #expect(try client.line() == "RES 1 3")
+        #expect(try client.isClosedByPeer())
+        #expect(try server.waitForExit(seconds: 15) == 0, "stderr: \(server.stderr())")
+        #expect(server.stderr().contains(signal == SIGTERM ? "SIGTERM" : "SIGINT"))
+    }
+
     @Test("a second signal exits at once with status 130")
     func secondSignal() throws {
         let map = try TempFile(smallMap)

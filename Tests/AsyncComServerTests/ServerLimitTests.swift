@@ -24,6 +24,7 @@ struct ServerLimitTests {
         #expect(try eventually { try a.stats()["connections"] == 1 })
         let d = try server.client()
         #expect(try d.request("PING d") == "PONG d")
+        #expect(try a.stillAnswers())
     }
 
     @Test("an idle connection is told IDLE_TIMEOUT and closed; one waiting for a reply is not")
@@ -41,6 +42,8 @@ struct ServerLimitTests {
         #expect(try busy.line() == "RES 2 -5")
         // Nothing in flight any more: now it goes idle too.
         #expect(try busy.line().hasPrefix("ERR - IDLE_TIMEOUT"))
+        #expect(try busy.isClosedByPeer())
+        try expectHealthy(port: server.port)
     }
 
     @Test("a peer that sends without reading is held at the in-flight cap; others are still served")

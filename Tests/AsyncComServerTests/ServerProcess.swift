@@ -12,9 +12,9 @@ final class ServerProcess {
     private var stdoutBuffer: [UInt8] = []
     private(set) var exitStatus: Int32?
 
-    /// Where `swift build` put the executable: next to the test bundle (both `.build/debug` layouts), or in
-    /// the package's `.build/debug`.
-    static func executablePath() throws -> String {
+    /// Where `swift build` put the executable `name`: next to the test bundle (both `.build/debug` layouts), or
+    /// in the package's `.build/debug`.
+    static func executablePath(_ name: String = "asynccom-server") throws -> String {
         var dirs: [String] = []
         var buf = [CChar](repeating: 0, count: 4096)
         let n = readlink("/proc/self/exe", &buf, buf.count - 1)
@@ -28,10 +28,10 @@ final class ServerProcess {
             dirs.append(parent(parent(arg0)))
         }
         dirs.append(packageRoot() + "/.build/debug")
-        for dir in dirs where access(dir + "/asynccom-server", X_OK) == 0 {
-            return dir + "/asynccom-server"
+        for dir in dirs where access(dir + "/" + name, X_OK) == 0 {
+            return dir + "/" + name
         }
-        throw TestFailure("asynccom-server not found in \(dirs); run `swift build` first")
+        throw TestFailure("\(name) not found in \(dirs); run `swift build` first")
     }
 
     private static func parent(_ path: String) -> String {
@@ -39,7 +39,10 @@ final class ServerProcess {
         return String(path[..<slash])
     }
 
-    init(arguments: [String]) throws {
+    /// Spawns the server with `arguments`. `blockedSignals` are blocked in the child's initial signal mask, as
+    /// a parent that blocks them in its spawning thread (Foundation's Process, Swift concurrency threads) leaves
+    /// them; by default the child starts with nothing blocked.
+    init(arguments: [String], blockedSignals: [Int32] = []) throws {
         let path = try Self.executablePath()
         var pipeFDs: [Int32] = [0, 0]
         guard pipe(&pipeFDs) == 0 else { throw TestFailure("pipe: errno \(errno)") }
@@ -57,9 +60,10 @@ final class ServerProcess {
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)
         defer { posix_spawnattr_destroy(&attr) }
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        posix_spawnattr_setsigmask(&attr, &empty)
+        var mask = sigset_t()
+        sigemptyset(&mask)
+        for s in blockedSignals { sigaddset(&mask, s) }
+        posix_spawnattr_setsigmask(&attr, &mask)
         var defaults = sigset_t()
         sigemptyset(&defaults)
         for s in [SIGINT, SIGTERM, SIGPIPE] { sigaddset(&defaults, s) }

@@ -109,9 +109,14 @@ final class LineClient {
 
     /// The next line without its LF, or nil at EOF. Throws on timeout or error.
     func readLine() throws -> String? {
+        try readRawLine().map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// The next line's bytes without the LF, or nil at EOF. Throws on timeout or error.
+    func readRawLine() throws -> [UInt8]? {
         while true {
             if let lf = pending.firstIndex(of: 0x0A) {
-                let line = String(decoding: pending[..<lf], as: UTF8.self)
+                let line = Array(pending[..<lf])
                 pending.removeFirst(lf + 1)
                 return line
             }
