@@ -9,6 +9,8 @@ import AsyncComEventLoop
 /// One connection to a server: connect, HELLO, then pipelined requests. It never blocks: output is appended to
 /// `output` and written when the socket takes it, replies are framed in place in `input`.
 ///
+/// Hot stored properties skip the runtime exclusivity checks, for the reason given on `Engine`.
+///
 /// One timer per connection serves every state: reconnect backoff (waiting), connect attempt deadline
 /// (connecting), HELLO deadline (handshaking), and the oldest request deadline (ready).
 /// Loop thread only.
@@ -19,7 +21,7 @@ final class Connection {
     unowned let server: ServerState
     /// Index into `Engine.connections`.
     let index: Int
-    private(set) var state = State.waiting
+    @exclusivity(unchecked) private(set) var state = State.waiting
     private var fd: Int32 = -1
     private var watcher: IOWatcher?
     var timer: Timer?
@@ -29,7 +31,7 @@ final class Connection {
     @exclusivity(unchecked) var results: [ItemResult] = []
     /// Requests sent here and not answered, timed out or lost.
     @exclusivity(unchecked) var inFlight = 0
-    var window: Int
+    @exclusivity(unchecked) var window: Int
     var maxItems = Int.max
     var maxLine = Int.max
     @exclusivity(unchecked) var timeouts = TimeoutQueue()
