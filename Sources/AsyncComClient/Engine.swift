@@ -297,8 +297,8 @@ final class Engine {
         if !server.hasBatch {
             server.startBatch(items: spareItemBuffers.popLast() ?? server.makeItemsBuffer(), keepingCommands: wantsResults)
         }
-        let count = server.addToBatch(item: item, command: wantsResults ? PendingCommand(sequence: sequence, line: line) : nil,
-                                      entry: wantsResults ? entry : nil)
+        let command = wantsResults ? PendingCommand(sequence: sequence, line: line, device: device) : nil
+        let count = server.addToBatch(item: item, command: command, entry: wantsResults ? entry : nil)
         outstanding += 1
         if count >= server.batch { closeBatch(server) }
     }
@@ -445,7 +445,7 @@ final class Engine {
     }
 
     /// Calls `body(i, entry)` for each command of a request, in item order: the source's own entries when it
-    /// handed out entries, else entries rebuilt from the item bytes (which parsed when they were pulled).
+    /// handed out entries, else entries rebuilt from the item bytes and the device kept with the command.
     private func forEachEntry(of request: Request, _ body: (Int, CommandEntry) -> Void) {
         if !request.entries.isEmpty {
             for (i, entry) in request.entries.enumerated() { body(i, entry) }
@@ -457,13 +457,16 @@ final class Engine {
         for i in request.commands.indices {
             start += 1
             var end = start
-            while end < view.count && view[end] != 0x20 { end += 1 }
-            let item = UnsafeRawBufferPointer(rebasing: view[start..<end])
-            guard case .success(let parsed) = ItemSyntax.parse(item) else {
-                preconditionFailure("a request's item bytes no longer parse: \(String(decoding: item, as: UTF8.self))")
+            var lastColon = start
+            while end < view.count && view[end] != 0x20 {
+                if view[end] == UInt8(ascii: ":") { lastColon = end }
+                end += 1
             }
-            body(i, CommandEntry(device: parsed.device, item: String(decoding: item, as: UTF8.self),
-                                 commandStart: parsed.commandStart, line: request.commands[i].line))
+            let item = UnsafeRawBufferPointer(rebasing: view[start..<end])
+            // The command starts after the last colon, as ItemSyntax split it when the command was pulled.
+            let command = request.commands[i]
+            body(i, CommandEntry(device: command.device, item: String(decoding: item, as: UTF8.self),
+                                 commandStart: lastColon + 1 - start, line: command.line))
             start = end
         }
     }

@@ -2,11 +2,12 @@ import AsyncComCore
 
 /// A command waiting for its result. Kept only when results are delivered per command (a callback, a stream
 /// or ordered output); a job that only wants the summary keeps nothing per command but the wire bytes. The
-/// command's device and text are in the request's item bytes: its `CommandEntry` is rebuilt from them when
-/// the result is delivered, so a command in flight costs 16 bytes and no String.
+/// command's text is in the request's item bytes: its `CommandEntry` is rebuilt from them when the result is
+/// delivered, so a command in flight costs 32 bytes and no String.
 struct PendingCommand {
     var sequence: Int
     var line: Int
+    var device: DeviceAddress
 }
 
 /// One request: a batch of items for one server, with a unique id kept across re-sends.
