@@ -79,7 +79,10 @@ let package = Package(
         ),
         .testTarget(
             name: "AsyncComClientTests",
-            dependencies: ["AsyncComClient", "AsyncComServer", "AsyncComCore"]
+            dependencies: [
+                "AsyncComClient", "AsyncComServer", "AsyncComCore",
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
     ]
 )

@@ -7,7 +7,7 @@ import Logging
 
 /// Per-command latencies, written by the engine's thread during the run and read after it has ended.
 final class LatencyRecorder: @unchecked Sendable {
-    var nanos: [UInt64]
+    @exclusivity(unchecked) var nanos: [UInt64]
     init(count: Int) { nanos = [UInt64](repeating: 0, count: count) }
 }
 

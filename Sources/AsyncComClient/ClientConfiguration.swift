@@ -19,8 +19,11 @@ public struct ClientConfiguration: Sendable, Equatable {
     /// the start of the job or from the last time the server answered. After that the server counts as down:
     /// its commands fail over to the other servers, or fail when none is left.
     public var connectTimeout: Double
-    /// Deliver results in input order (a bounded reorder buffer; pulling pauses while the oldest is missing).
-    /// When false, results are delivered as replies arrive.
+    /// Deliver per-command results (`onResult`, `results(source:)`) in input order: a reorder buffer holds
+    /// early results, and pulling pauses while the oldest undelivered command is more than
+    /// `max(4 x servers x connectionsPerServer x window x batch, 1024)` commands behind, so memory stays bounded
+    /// even when one request is slow. When false, results are delivered as replies arrive. No effect without
+    /// per-command results.
     public var ordered: Bool
 
     public init(
@@ -45,9 +48,13 @@ public struct ClientConfiguration: Sendable, Equatable {
 
     /// Upper bounds that keep one job's memory and file descriptors sane whatever the caller passes.
     public static let maxBatch = 65_536
+    /// Largest `window`.
     public static let maxWindow = 1 << 20
+    /// Largest `connectionsPerServer`.
     public static let maxConnectionsPerServer = 256
+    /// Most `servers`.
     public static let maxServers = 256
+    /// Largest `retries`.
     public static let maxRetries = 1_000
     /// One day: a longer timeout is surely a typo.
     public static let maxSeconds = 86_400.0
@@ -74,12 +81,14 @@ public struct ClientConfiguration: Sendable, Equatable {
 
 /// Errors that end a job early (per-command failures are results, not errors).
 public enum ClientError: Error, Sendable, CustomStringConvertible {
+    /// A configuration field out of range (`ClientConfiguration.validate()`), named in the message.
     case invalidConfiguration(String)
     /// The command source threw (an unreadable input file, a line too long, a read error).
     case source(any Error)
     /// The engine could not start (event loop or thread creation failed).
     case startup(String)
 
+    /// The message alone (for `source`, the source's own error, e.g. `file:line: message`).
     public var description: String {
         switch self {
         case .invalidConfiguration(let m): return "invalid configuration: \(m)"

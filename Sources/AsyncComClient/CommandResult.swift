@@ -40,6 +40,7 @@ public struct JobProgress: Sendable, Equatable {
     public var sourceExhausted: Bool
     /// Commands sent and not yet answered.
     public var inFlight: Int
+    /// Commands that failed so far (included in `done`).
     public var failed: Int
     public var elapsedSeconds: Double
     /// Commands per second over the whole job so far.

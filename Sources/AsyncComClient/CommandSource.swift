@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import AsyncComCore
 
 /// Where a job's commands come from. The engine pulls lazily, on its loop thread, and only when a window has
@@ -14,11 +19,22 @@ extension CommandSource {
     public var malformedCount: Int { 0 }
 }
 
+/// A source that can hand out its commands in place, a batch per call: the engine then builds no `CommandEntry`
+/// (and no String) per command when nobody wants per-command results, and pays one dynamic call per batch
+/// instead of one per command. The file and memory sources implement it; any other source goes through `next()`.
+protocol InPlaceCommandSource: CommandSource {
+    /// Hands up to `limit` well-formed commands to `body`, in order: the device, the `device:command` bytes (valid
+    /// only during the call), the command's offset in them and the line number. Returns how many it handed out;
+    /// fewer than `limit` means the source is exhausted. Malformed lines are counted and reported as by `next()`.
+    mutating func pull(limit: Int, _ body: (DeviceAddress, UnsafeRawBufferPointer, Int, Int) -> Void) throws -> Int
+}
+
 /// Commands from a commands file (`ip:command` lines; blank and `#` lines skipped), streamed with `LineReader`.
 /// A malformed line is counted, handed to `onMalformed` (on the engine's loop thread) and not sent.
-public struct FileCommandSource: CommandSource {
+public struct FileCommandSource: CommandSource, InPlaceCommandSource {
     private let reader: LineReader
     private let onMalformed: ((InputFileError) -> Void)?
+    /// Malformed lines skipped so far.
     public private(set) var malformedCount = 0
 
     /// Opens `path` (`-` for standard input). Throws when the file is missing, a directory or unreadable.
@@ -30,6 +46,7 @@ public struct FileCommandSource: CommandSource {
     /// The name errors use for the file (`<stdin>` for `-`, else the path).
     public var name: String { reader.name }
 
+    /// The next well-formed command; throws on an unreadable file, a line over 1 MiB or a NUL byte.
     public mutating func next() throws -> CommandEntry? {
         while let (line, number) = try reader.next() {
             switch CommandsFile.parse(line: line, number: number, fileName: reader.name) {
@@ -42,17 +59,36 @@ public struct FileCommandSource: CommandSource {
         }
         return nil
     }
+
+    mutating func pull(limit: Int, _ body: (DeviceAddress, UnsafeRawBufferPointer, Int, Int) -> Void) throws -> Int {
+        var pulled = 0
+        while pulled < limit, let (line, number) = try reader.next() {
+            switch CommandsFile.parseInPlace(line: line) {
+            case .command(let device, let item, let commandStart):
+                body(device, item, commandStart, number)
+                pulled += 1
+            case .skip:
+                continue
+            case .malformed(let reason):
+                malformedCount += 1
+                onMalformed?(CommandsFile.malformedError(reason, number: number, fileName: reader.name))
+            }
+        }
+        return pulled
+    }
 }
 
 /// Commands from a commands file already in memory (e.g. standard input buffered for `--strict`).
-public struct MemoryCommandSource: CommandSource {
+public struct MemoryCommandSource: CommandSource, InPlaceCommandSource {
     private let bytes: [UInt8]
     private let name: String
     private let onMalformed: ((InputFileError) -> Void)?
     private var offset = 0
     private var lineNumber = 0
+    /// Malformed lines skipped so far.
     public private(set) var malformedCount = 0
 
+    /// `bytes` hold the file's text; `name` is what error messages call it.
     public init(bytes: [UInt8], name: String, onMalformed: ((InputFileError) -> Void)? = nil) {
         self.bytes = bytes
         self.name = name
@@ -60,26 +96,42 @@ public struct MemoryCommandSource: CommandSource {
     }
 
     public mutating func next() throws -> CommandEntry? {
-        while offset < bytes.count {
-            let parsed: CommandsFile.Line = bytes.withUnsafeBytes { raw in
+        var entry: CommandEntry?
+        _ = try pull(limit: 1) { device, item, commandStart, line in
+            entry = CommandEntry(device: device, item: String(decoding: item, as: UTF8.self), commandStart: commandStart, line: line)
+        }
+        return entry
+    }
+
+    mutating func pull(limit: Int, _ body: (DeviceAddress, UnsafeRawBufferPointer, Int, Int) -> Void) throws -> Int {
+        var pulled = 0
+        let bytes = self.bytes
+        bytes.withUnsafeBytes { raw in
+            while pulled < limit && offset < raw.count {
                 var end = offset
-                while end < raw.count && raw[end] != UInt8(ascii: "\n") { end += 1 }
+                if let hit = memchr(raw.baseAddress! + offset, 0x0A, raw.count - offset) {
+                    end = UnsafeRawPointer(hit) - raw.baseAddress!
+                } else {
+                    end = raw.count
+                }
                 var lineEnd = end
                 if lineEnd > offset && raw[lineEnd - 1] == UInt8(ascii: "\r") { lineEnd -= 1 }
                 lineNumber += 1
                 let line = UnsafeRawBufferPointer(rebasing: raw[offset..<lineEnd])
                 offset = end + 1
-                return CommandsFile.parse(line: line, number: lineNumber, fileName: name)
-            }
-            switch parsed {
-            case .command(let entry): return entry
-            case .skip: continue
-            case .malformed(let error):
-                malformedCount += 1
-                onMalformed?(error)
+                switch CommandsFile.parseInPlace(line: line) {
+                case .command(let device, let item, let commandStart):
+                    body(device, item, commandStart, lineNumber)
+                    pulled += 1
+                case .skip:
+                    continue
+                case .malformed(let reason):
+                    malformedCount += 1
+                    onMalformed?(CommandsFile.malformedError(reason, number: lineNumber, fileName: name))
+                }
             }
         }
-        return nil
+        return pulled
     }
 }
 
@@ -87,8 +139,10 @@ public struct MemoryCommandSource: CommandSource {
 public struct ArrayCommandSource: CommandSource, Sendable {
     private var entries: [CommandEntry]
     private var index = 0
+    /// Lines dropped as malformed by `init(lines:fileName:)`.
     public private(set) var malformedCount = 0
 
+    /// Hands out `entries` in order.
     public init(_ entries: [CommandEntry]) {
         self.entries = entries
     }

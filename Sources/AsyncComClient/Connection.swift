@@ -9,6 +9,8 @@ import AsyncComEventLoop
 /// One connection to a server: connect, HELLO, then pipelined requests. It never blocks: output is appended to
 /// `output` and written when the socket takes it, replies are framed in place in `input`.
 ///
+/// Hot stored properties skip the runtime exclusivity checks, for the reason given on `Engine`.
+///
 /// One timer per connection serves every state: reconnect backoff (waiting), connect attempt deadline
 /// (connecting), HELLO deadline (handshaking), and the oldest request deadline (ready).
 /// Loop thread only.
@@ -19,24 +21,24 @@ final class Connection {
     unowned let server: ServerState
     /// Index into `Engine.connections`.
     let index: Int
-    private(set) var state = State.waiting
+    @exclusivity(unchecked) private(set) var state = State.waiting
     private var fd: Int32 = -1
     private var watcher: IOWatcher?
     var timer: Timer?
     let input = ByteBuffer(capacity: 64 << 10)
     let output = ByteBuffer(capacity: 64 << 10)
     /// Reused for every RES line: parsing allocates nothing in steady state.
-    var results: [ItemResult] = []
+    @exclusivity(unchecked) var results: [ItemResult] = []
     /// Requests sent here and not answered, timed out or lost.
-    var inFlight = 0
-    var window: Int
+    @exclusivity(unchecked) var inFlight = 0
+    @exclusivity(unchecked) var window: Int
     var maxItems = Int.max
     var maxLine = Int.max
-    var timeouts = TimeoutQueue()
+    @exclusivity(unchecked) var timeouts = TimeoutQueue()
     private var backoff = Backoff()
     private var everReady = false
     /// On the engine's list of connections with output to flush.
-    var isDirty = false
+    @exclusivity(unchecked) var isDirty = false
 
     init(engine: Engine, server: ServerState, index: Int) {
         self.engine = engine

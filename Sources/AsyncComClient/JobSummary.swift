@@ -6,12 +6,14 @@ import Histogram
 public struct LatencySummary: Sendable, Codable, Equatable {
     /// Commands recorded (ok + unknown answers; failures have no latency).
     public var count: UInt64
+    /// Median.
     public var p50Nanos: UInt64
     public var p90Nanos: UInt64
     public var p99Nanos: UInt64
     public var maxNanos: UInt64
     public var meanNanos: Double
 
+    /// Explicit values (tests, merging).
     public init(count: UInt64 = 0, p50Nanos: UInt64 = 0, p90Nanos: UInt64 = 0, p99Nanos: UInt64 = 0, maxNanos: UInt64 = 0, meanNanos: Double = 0) {
         self.count = count
         self.p50Nanos = p50Nanos
@@ -54,8 +56,10 @@ public struct ServerSummary: Sendable, Codable, Equatable {
     public var timeouts: Int
     /// Whether the server was up (a connection answered HELLO) when the job ended.
     public var upAtEnd: Bool
+    /// Latency of the commands this server answered.
     public var latency: LatencySummary
 
+    /// Explicit values (tests, merging).
     public init(endpoint: String, ok: Int = 0, unknown: Int = 0, failed: Int = 0, requestsSent: Int = 0, reconnects: Int = 0,
                 connectionsLost: Int = 0, timeouts: Int = 0, upAtEnd: Bool = false, latency: LatencySummary = LatencySummary()) {
         self.endpoint = endpoint
@@ -86,9 +90,11 @@ public struct JobSummary: Sendable, Codable {
     public var failed: Int
     /// Source lines skipped as malformed (never sent).
     public var malformed: Int
+    /// Wall time from the engine's start (loop thread up) to the last result.
     public var elapsedSeconds: Double
     /// (ok + unknown + failed) / elapsedSeconds.
     public var commandsPerSecond: Double
+    /// Percentiles of answered commands (latency = reply time - first send of its request).
     public var latency: LatencySummary
     /// Latencies of answered commands in microseconds, for callers that want more than the percentiles.
     public var latencyHistogramMicros: Histogram<UInt64>
@@ -119,6 +125,7 @@ public struct JobSummary: Sendable, Codable {
                 latencyHistogramMicros: Histogram<UInt64> = JobSummary.makeHistogram(), servers: [ServerSummary] = [],
                 requests: Int = 0, retries: Int = 0, resends: Int = 0, reconnects: Int = 0, lateReplies: Int = 0,
                 badReplies: Int = 0, firstFailure: String? = nil) {
+        // Explicit values (tests, merging); the engine fills every field.
         self.sum = sum
         self.ok = ok
         self.unknown = unknown

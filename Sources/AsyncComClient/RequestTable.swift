@@ -1,10 +1,13 @@
 import AsyncComCore
 
 /// A command waiting for its result. Kept only when results are delivered per command (a callback, a stream
-/// or ordered output); a job that only wants the summary keeps nothing per command but the wire bytes.
+/// or ordered output); a job that only wants the summary keeps nothing per command but the wire bytes. The
+/// command's text is in the request's item bytes: its `CommandEntry` is rebuilt from them when the result is
+/// delivered, so a command in flight costs 32 bytes and no String.
 struct PendingCommand {
     var sequence: Int
-    var entry: CommandEntry
+    var line: Int
+    var device: DeviceAddress
 }
 
 /// One request: a batch of items for one server, with a unique id kept across re-sends.
@@ -15,6 +18,9 @@ struct Request {
     var itemCount: Int
     /// Empty unless per-command results are wanted; else `commands[i]` is item `i`.
     var commands: [PendingCommand]
+    /// The source's own entries, for sources that hand out `CommandEntry` values (else empty: see
+    /// `PendingCommand`); `entries[i]` is item `i`.
+    var entries: [CommandEntry] = []
     /// The server whose queue (or connection) holds the request; failures are counted against it.
     var server: Int
     /// Index of the connection it is in flight on, or -1 while queued.
@@ -34,7 +40,7 @@ struct Request {
 struct RequestTable {
     private var slots: [Request?] = []
     private var freeSlots: [Int32] = []
-    private var slotByID: [UInt64: Int32] = [:]
+    private var slotByID = IDIndex()
     private(set) var nextID: UInt64 = 1
     private(set) var count = 0
 
@@ -53,13 +59,13 @@ struct RequestTable {
             slot = slots.count
             slots.append(request)
         }
-        slotByID[id] = Int32(slot)
+        slotByID.insert(id, slot: Int32(slot))
         count += 1
         return slot
     }
 
     @inline(__always) func slot(forID id: UInt64) -> Int? {
-        guard let s = slotByID[id] else { return nil }
+        guard let s = slotByID.find(id) else { return nil }
         return Int(s)
     }
 
@@ -69,15 +75,15 @@ struct RequestTable {
     }
 
     subscript(slot: Int) -> Request {
-        get { slots[slot]! }
+        // Borrowed, not copied: reading one field must not retain and release the request's buffers.
+        _read { yield slots[slot]! }
         _modify { yield &slots[slot]! }
     }
 
     @discardableResult
     mutating func remove(slot: Int) -> Request {
-        let request = slots[slot]!
-        slots[slot] = nil
-        slotByID[request.id] = nil
+        let request = slots[slot].take()!
+        slotByID.remove(request.id)
         freeSlots.append(Int32(slot))
         count -= 1
         return request
@@ -85,6 +91,75 @@ struct RequestTable {
 
     /// Live slots (teardown and tests).
     var liveSlots: [Int] { slots.indices.filter { slots[$0] != nil } }
+}
+
+/// Request ids to slots: a direct-mapped array indexed by the id's low bits, kept at least twice as large as
+/// the number of ids in it, plus a dictionary for the rare id whose cell is taken.
+///
+/// Ids come from a counter, so the ids in flight are mostly one run of consecutive numbers: each has its own
+/// cell, and neighbouring lookups touch neighbouring cache lines. Only an id older than the array's size that
+/// is still in flight (a slow request) can share a cell with a new one; the new one then goes to `overflow`.
+/// (`Dictionary` alone cost a seeded SipHash and a cache miss per insert, remove and reply; linear probing
+/// on the low bits degenerated, since consecutive ids form one long probe run.)
+struct IDIndex {
+    /// 0 marks an empty cell (ids start at 1).
+    private var keys: [UInt64]
+    private var values: [Int32]
+    private var mask: Int
+    private var overflow: [UInt64: Int32] = [:]
+    private(set) var count = 0
+
+    init() {
+        keys = [UInt64](repeating: 0, count: 64)
+        values = [Int32](repeating: 0, count: 64)
+        mask = 63
+    }
+
+    @inline(__always) func find(_ id: UInt64) -> Int32? {
+        let i = Int(truncatingIfNeeded: id) & mask
+        if keys[i] == id { return values[i] }
+        return overflow.isEmpty ? nil : overflow[id]
+    }
+
+    /// Adds `id`, which must be non-zero and absent.
+    mutating func insert(_ id: UInt64, slot: Int32) {
+        if (count + 1) * 2 > keys.count { grow() }
+        place(id, slot)
+        count += 1
+    }
+
+    @inline(__always) private mutating func place(_ id: UInt64, _ slot: Int32) {
+        let i = Int(truncatingIfNeeded: id) & mask
+        if keys[i] == 0 {
+            keys[i] = id
+            values[i] = slot
+        } else {
+            overflow[id] = slot
+        }
+    }
+
+    mutating func remove(_ id: UInt64) {
+        let i = Int(truncatingIfNeeded: id) & mask
+        if keys[i] == id {
+            keys[i] = 0
+        } else if overflow.isEmpty || overflow.removeValue(forKey: id) == nil {
+            return
+        }
+        count -= 1
+    }
+
+    private mutating func grow() {
+        let oldKeys = keys
+        let oldValues = values
+        let oldOverflow = overflow
+        let size = keys.count * 2
+        keys = [UInt64](repeating: 0, count: size)
+        values = [Int32](repeating: 0, count: size)
+        mask = size - 1
+        overflow = [:]
+        for i in 0..<oldKeys.count where oldKeys[i] != 0 { place(oldKeys[i], oldValues[i]) }
+        for (id, slot) in oldOverflow { place(id, slot) }
+    }
 }
 
 /// Encoding and splitting of item lists.

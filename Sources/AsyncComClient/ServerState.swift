@@ -2,27 +2,31 @@ import AsyncComCore
 import AsyncComEventLoop
 
 /// One configured server: its connections, its queue of requests waiting for a window slot, the batch being
-/// filled for it, and whether it is up. Loop thread only.
+/// filled for it, and whether it is up. Loop thread only (hot properties skip the runtime exclusivity checks,
+/// for the reason given on `Engine`).
 final class ServerState {
     let index: Int
     let endpoint: Endpoint
     var connections: [Connection] = []
     /// Requests waiting to be sent, oldest first; re-sends go to the front. An entry names its request by slot
     /// and id, so one answered meanwhile (a late reply to an earlier send) is recognised and skipped.
-    var queue = Deque<QueuedRequest>()
-    /// The batch being filled (nil when empty).
-    var partialItems: ByteBuffer?
-    var partialCount = 0
-    var partialCommands: [PendingCommand] = []
+    @exclusivity(unchecked) var queue = Deque<QueuedRequest>()
+    /// The batch being filled, nil until its first command. (Unchecked exclusivity: touched per command, loop
+    /// thread only.)
+    @exclusivity(unchecked) private(set) var partialItems: ByteBuffer?
+    @exclusivity(unchecked) private(set) var partialCount = 0
+    @exclusivity(unchecked) private(set) var partialCommands: [PendingCommand] = []
+    /// The source's own entries, for sources that hand out `CommandEntry` values (see `Request.entries`).
+    @exclusivity(unchecked) private(set) var partialEntries: [CommandEntry] = []
     /// Commands per request, clamped to the server's `max_items` once a HELLO reply says it.
-    var batch: Int
+    @exclusivity(unchecked) var batch: Int
     /// Requests in flight per connection, clamped so `window * batch <= max_inflight`.
-    var window: Int
+    @exclusivity(unchecked) var window: Int
     /// Connections that completed their handshake.
-    var readyCount = 0
+    @exclusivity(unchecked) var readyCount = 0
     /// Down: no connection answered for `connectTimeout` (or HELLO failed `retries + 1` times). Its requests
     /// fail over to the other servers; it keeps being probed and comes back when it answers.
-    var isDown = false
+    @exclusivity(unchecked) var isDown = false
     var everUp = false
     var lastError = "no connection attempt yet"
     var helloFailures = 0
@@ -30,13 +34,46 @@ final class ServerState {
     var downPending = false
     var downTimer: Timer?
     /// Where the next pump starts, so connections share the queue.
-    var nextConnection = 0
+    @exclusivity(unchecked) var nextConnection = 0
 
     init(index: Int, endpoint: Endpoint, batch: Int, window: Int) {
         self.index = index
         self.endpoint = endpoint
         self.batch = batch
         self.window = window
+    }
+
+    /// A buffer for a batch's items when no spare one is at hand.
+    func makeItemsBuffer() -> ByteBuffer {
+        ByteBuffer(capacity: max(64, min(batch, 1024) * 24))
+    }
+
+    var hasBatch: Bool { partialItems != nil }
+
+    /// Starts a batch in `items` (an empty buffer). `keepingCommands`: per-command state will be added.
+    func startBatch(items: ByteBuffer, keepingCommands: Bool) {
+        partialItems = items
+        if keepingCommands { partialCommands.reserveCapacity(batch) }
+    }
+
+    /// Adds a command to the batch being filled (started with `startBatch`); returns the batch size so far.
+    @inline(__always) func addToBatch(item: UnsafeRawBufferPointer, command: PendingCommand?, entry: CommandEntry?) -> Int {
+        ClientProtocol.appendItem(item, to: partialItems!)
+        if let command { partialCommands.append(command) }
+        if let entry { partialEntries.append(entry) }
+        partialCount += 1
+        return partialCount
+    }
+
+    /// Hands the batch over, if it has commands; the next command starts a new one.
+    func takeBatch() -> (items: ByteBuffer, count: Int, commands: [PendingCommand], entries: [CommandEntry])? {
+        guard let items = partialItems, partialCount > 0 else { return nil }
+        let batch = (items, partialCount, partialCommands, partialEntries)
+        partialItems = nil
+        partialCount = 0
+        partialCommands = []
+        partialEntries = []
+        return batch
     }
 
     var isUp: Bool { readyCount > 0 }

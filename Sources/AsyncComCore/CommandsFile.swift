@@ -143,6 +143,29 @@ public enum CommandsFile {
     }
 
     public static func parse(line: UnsafeRawBufferPointer, number: Int, fileName: String) -> Line {
+        switch parseInPlace(line: line) {
+        case .command(let device, let item, let commandStart):
+            return .command(CommandEntry(device: device, item: String(decoding: item, as: UTF8.self),
+                                         commandStart: commandStart, line: number))
+        case .skip:
+            return .skip
+        case .malformed(let reason):
+            return .malformed(malformedError(reason, number: number, fileName: fileName))
+        }
+    }
+
+    /// One line parsed without copying: a well-formed command's item is a view into `line`.
+    package enum LineInPlace {
+        /// `item`: `device:command` with surrounding blanks trimmed; the command starts at `commandStart` in it.
+        case command(device: DeviceAddress, item: UnsafeRawBufferPointer, commandStart: Int)
+        case skip
+        case malformed(ItemSyntax.ItemError)
+    }
+
+    /// Like `parse`, without building a `CommandEntry`: for readers that only need the bytes (a client that
+    /// sends commands without keeping per-command results makes no String per command).
+    @inline(__always)
+    package static func parseInPlace(line: UnsafeRawBufferPointer) -> LineInPlace {
         var s = 0
         var e = line.count
         while s < e && (line[s] == 0x20 || line[s] == 0x09) { s += 1 }
@@ -151,10 +174,14 @@ public enum CommandsFile {
         let item = UnsafeRawBufferPointer(rebasing: line[s..<e])
         switch ItemSyntax.parse(item) {
         case .success(let parsed):
-            return .command(CommandEntry(device: parsed.device, item: String(decoding: item, as: UTF8.self),
-                                         commandStart: parsed.commandStart, line: number))
+            return .command(device: parsed.device, item: item, commandStart: parsed.commandStart)
         case .failure(let reason):
-            return .malformed(InputFileError(file: fileName, line: number, message: "expected ip:command: \(reason)"))
+            return .malformed(reason)
         }
+    }
+
+    /// The error of a malformed line, as `parse` reports it.
+    package static func malformedError(_ reason: ItemSyntax.ItemError, number: Int, fileName: String) -> InputFileError {
+        InputFileError(file: fileName, line: number, message: "expected ip:command: \(reason)")
     }
 }

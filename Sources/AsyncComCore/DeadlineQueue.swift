@@ -8,56 +8,66 @@ public struct DeadlineQueue<Payload> {
     @usableFromInline struct Entry {
         @usableFromInline var deadline: UInt64
         @usableFromInline var payload: Payload
-        @usableFromInline init(deadline: UInt64, payload: Payload) { self.deadline = deadline; self.payload = payload }
+        @inlinable init(deadline: UInt64, payload: Payload) { self.deadline = deadline; self.payload = payload }
     }
 
     @usableFromInline struct Group {
         @usableFromInline var delay: UInt64
         @usableFromInline var items: [Entry] = []
         @usableFromInline var head = 0
-        @usableFromInline var isEmpty: Bool { head == items.count }
-        @usableFromInline var headDeadline: UInt64 { items[head].deadline }
-        @usableFromInline init(delay: UInt64) { self.delay = delay }
+        @inlinable var isEmpty: Bool { head == items.count }
+        @inlinable var headDeadline: UInt64 { items[head].deadline }
+        @inlinable init(delay: UInt64) { self.delay = delay }
     }
 
     @usableFromInline var groups: [Group] = []
     @usableFromInline var groupIndexByDelay: [UInt64: Int] = [:]
     /// Indices into `groups` of the non-empty groups, a min-heap on their head deadline.
     @usableFromInline var heap: [Int] = []
-    public private(set) var count = 0
+    /// The group of the last insert: requests come in runs with one delay, and this skips the dictionary.
+    @usableFromInline var lastDelay: UInt64 = 0
+    @usableFromInline var lastGroup = -1
+    @usableFromInline var storedCount = 0
+    public var count: Int { storedCount }
 
-    public init() {}
+    // The methods are inlinable so that a user in another module (the server's reactor) gets them specialised
+    // for its payload: called generically, every insert and pop looked up type metadata at run time.
+    @inlinable public init() {}
 
-    public var isEmpty: Bool { count == 0 }
+    @inlinable public var isEmpty: Bool { storedCount == 0 }
 
     /// The earliest deadline, if anything is pending.
-    public var nextDeadline: UInt64? {
+    @inlinable public var nextDeadline: UInt64? {
         guard let top = heap.first else { return nil }
         return groups[top].headDeadline
     }
 
     /// Adds `payload`, due at `deadline`, which is `now + delay` for a monotonic `now`. Deadlines within one
     /// delay must not go backwards; a deadline earlier than the group's last one is treated as equal to it.
-    public mutating func insert(deadline: UInt64, delay: UInt64, payload: Payload) {
+    @inlinable public mutating func insert(deadline: UInt64, delay: UInt64, payload: Payload) {
         let g: Int
-        if let existing = groupIndexByDelay[delay] {
+        if lastGroup >= 0 && delay == lastDelay {
+            g = lastGroup
+        } else if let existing = groupIndexByDelay[delay] {
             g = existing
         } else {
             g = groups.count
             groups.append(Group(delay: delay))
             groupIndexByDelay[delay] = g
         }
+        lastDelay = delay
+        lastGroup = g
         let wasEmpty = groups[g].isEmpty
         var d = deadline
         if !wasEmpty, let last = groups[g].items.last, last.deadline > d { d = last.deadline }
         groups[g].items.append(Entry(deadline: d, payload: payload))
-        count += 1
+        storedCount += 1
         if wasEmpty { heapPush(g) }
     }
 
     /// Removes every item due at `now` or earlier, in deadline order (ties in any order), handing each to `body`
     /// with its deadline.
-    public mutating func popDue(now: UInt64, _ body: (Payload, UInt64) -> Void) {
+    @inlinable public mutating func popDue(now: UInt64, _ body: (Payload, UInt64) -> Void) {
         while let top = heap.first {
             guard groups[top].headDeadline <= now else { return }
             // Drain this group while it stays the earliest (its head only moves later) and is due, then fix the
@@ -66,7 +76,7 @@ public struct DeadlineQueue<Payload> {
             repeat {
                 let entry = groups[top].items[groups[top].head]
                 groups[top].head += 1
-                count -= 1
+                storedCount -= 1
                 body(entry.payload, entry.deadline)
             } while !groups[top].isEmpty && groups[top].headDeadline <= bound
             if groups[top].isEmpty {
@@ -80,14 +90,14 @@ public struct DeadlineQueue<Payload> {
     }
 
     /// Removes everything, handing each item to `body` (used when a reactor shuts down hard).
-    public mutating func removeAll(_ body: (Payload) -> Void) {
+    @inlinable public mutating func removeAll(_ body: (Payload) -> Void) {
         for g in groups.indices {
             for i in groups[g].head..<groups[g].items.count { body(groups[g].items[i].payload) }
             groups[g].items.removeAll()
             groups[g].head = 0
         }
         heap.removeAll()
-        count = 0
+        storedCount = 0
     }
 
     /// Removes every item for which `shouldRemove` is true, keeping the others in order; returns how many went.
@@ -119,7 +129,7 @@ public struct DeadlineQueue<Payload> {
                 groups[g].items = fresh
             }
         }
-        count -= removed
+        storedCount -= removed
         // Head deadlines moved and groups emptied: rebuild the heap over the non-empty groups.
         heap = groups.indices.filter { !groups[$0].isEmpty }
         if heap.count > 1 {
@@ -134,7 +144,7 @@ public struct DeadlineQueue<Payload> {
     @usableFromInline static var keptEntries: Int { 4096 }
     @usableFromInline static var groupsKeepingStorage: Int { 64 }
 
-    @usableFromInline mutating func releaseEmptied(_ g: Int) {
+    @inlinable mutating func releaseEmptied(_ g: Int) {
         let keep = groups.count <= Self.groupsKeepingStorage && groups[g].items.capacity <= Self.keptEntries
         groups[g].items.removeAll(keepingCapacity: keep)
         groups[g].head = 0
@@ -145,7 +155,7 @@ public struct DeadlineQueue<Payload> {
         groups.reduce(0) { $0 + $1.items.capacity } * MemoryLayout<Entry>.stride
     }
 
-    @usableFromInline mutating func compact(_ g: Int) {
+    @inlinable mutating func compact(_ g: Int) {
         // Drop the consumed prefix once it is the larger half, keeping appends amortised O(1).
         if groups[g].head >= 1024 && groups[g].head * 2 >= groups[g].items.count {
             groups[g].items.removeFirst(groups[g].head)
@@ -153,17 +163,17 @@ public struct DeadlineQueue<Payload> {
         }
     }
 
-    @usableFromInline func key(_ heapSlot: Int) -> UInt64 { groups[heap[heapSlot]].headDeadline }
+    @inlinable func key(_ heapSlot: Int) -> UInt64 { groups[heap[heapSlot]].headDeadline }
 
     /// The smallest head deadline after the top's: the smaller of the root's children (max when none).
-    @usableFromInline func secondSmallestKey() -> UInt64 {
+    @inlinable func secondSmallestKey() -> UInt64 {
         let n = heap.count
         if n < 2 { return .max }
         if n == 2 { return key(1) }
         return min(key(1), key(2))
     }
 
-    @usableFromInline mutating func heapPush(_ g: Int) {
+    @inlinable mutating func heapPush(_ g: Int) {
         heap.append(g)
         var i = heap.count - 1
         while i > 0 {
@@ -174,7 +184,7 @@ public struct DeadlineQueue<Payload> {
         }
     }
 
-    @usableFromInline mutating func heapPopTop() {
+    @inlinable mutating func heapPopTop() {
         let last = heap.removeLast()
         if !heap.isEmpty {
             heap[0] = last
@@ -182,7 +192,7 @@ public struct DeadlineQueue<Payload> {
         }
     }
 
-    @usableFromInline mutating func siftDown(_ start: Int) {
+    @inlinable mutating func siftDown(_ start: Int) {
         var i = start
         let n = heap.count
         while true {

@@ -5,37 +5,60 @@ import Darwin
 #endif
 
 /// The device map: `(device, command) -> (response, wait)`, loaded once and shared read-only by all reactors.
-/// Lookups are O(1) and allocate nothing: they hash the command's bytes straight from the request buffer.
+/// Lookups are O(1) and allocate nothing: they read the command's bytes straight from the request buffer.
 ///
 /// Layout (no per-entry Swift objects, so a million entries cost a few plain allocations and no ARC traffic):
-/// - `entries`: one fixed-size POD record per entry (address, response, wait, offsets into the arenas);
-/// - `commandArena`: every command's bytes back to back; `responseArena`: every response pre-rendered as decimal;
-/// - `slots`: an open-addressing table (linear probing, at most half full) of `hash tag << 32 | entry + 1`,
-///   0 meaning empty. The tag (high 32 hash bits) rejects almost every non-matching slot without touching the
-///   entry. The table is built from a trusted file and only read afterwards, so peers cannot grow probe chains.
+/// - `commands`: the distinct commands, each numbered at load time (`CommandInterner`, a few cached lines);
+/// - `slots`: an open-addressing table (linear probing, at most half full) of 32-byte `Slot`s holding the whole
+///   key inline, `(address, command number)`, with the response and the wait packed beside it. A lookup resolves
+///   the command in the small table, then reads one slot of the big one: one cache miss, no pointer chasing, no
+///   memcmp. (Looking keys up was two thirds of the server's CPU when a lookup chased a slot, an entry and the
+///   command's bytes.) The table is built from a trusted file and only read afterwards, so peers cannot grow
+///   probe chains.
+/// - `entries`: one record per map line, in file order, for the accessors by index (cold: diagnostics, tests,
+///   and the rare entry whose response or wait does not fit its slot).
 public final class DeviceMap: @unchecked Sendable {  // immutable after init
     /// The largest wait a map may give (one day): a longer one is surely a typo and would pin memory.
     public static let maxWaitNanos: UInt64 = 86_400 * 1_000_000_000
 
-    @usableFromInline struct Entry {
-        @usableFromInline var high: UInt64
-        @usableFromInline var low: UInt64
-        @usableFromInline var response: Int64
-        @usableFromInline var wait: UInt64
-        @usableFromInline var commandOffset: UInt32
-        @usableFromInline var responseOffset: UInt32
-        @usableFromInline var line: UInt32
-        @usableFromInline var commandLength: UInt8
-        @usableFromInline var responseLength: UInt8
+    struct Entry {
+        var high: UInt64
+        var low: UInt64
+        var response: Int64
+        var wait: UInt64
+        /// What the entry's slot carries (`Slot.packed`).
+        var packed: UInt64
+        var line: UInt32
+        var command: UInt32
     }
 
-    @usableFromInline let entries: UnsafeMutablePointer<Entry>
-    @usableFromInline let entryCount: Int
-    @usableFromInline let commandArena: UnsafeMutablePointer<UInt8>
-    @usableFromInline let responseArena: UnsafeMutablePointer<UInt8>
-    @usableFromInline let slots: UnsafeMutablePointer<UInt64>
-    @usableFromInline let slotMask: Int
-    @usableFromInline let maxWait: UInt64
+    /// One hash slot: 32 bytes, two to a cache line.
+    struct Slot {
+        var high: UInt64
+        var low: UInt64
+        /// The command's number + 1; 0 marks an empty slot.
+        var command: UInt32
+        var entry: UInt32
+        /// `wait number << 48 | response as 48-bit two's complement`, so that answering needs nothing but the
+        /// slot; `Slot.unpacked` when either does not fit (then the entry has them).
+        var packed: UInt64
+
+        static let unpacked = UInt64.max
+
+        static func pack(response: Int64, waitNumber: UInt16?) -> UInt64 {
+            guard let w = waitNumber, w != 0xFFFF, response >= -(1 << 47) && response < 1 << 47 else { return unpacked }
+            return UInt64(w) << 48 | (UInt64(bitPattern: response) & 0xFFFF_FFFF_FFFF)
+        }
+    }
+
+    let entries: UnsafeMutablePointer<Entry>
+    let entryCount: Int
+    let commands: CommandInterner
+    let slots: UnsafeMutablePointer<Slot>
+    let slotMask: Int
+    /// The waits slots refer to by number.
+    let waits: UnsafeMutablePointer<UInt64>
+    let maxWait: UInt64
     let memory: [LargeMemory]
 
     /// Loads `ip:command:response:wait` lines. Throws on the first bad line, a duplicate key, or a file that
@@ -57,15 +80,18 @@ public final class DeviceMap: @unchecked Sendable {  // immutable after init
         memory = built.memory
         entries = built.entries
         entryCount = built.count
-        commandArena = built.commandArena
-        responseArena = built.responseArena
+        commands = built.commands
         slots = built.slots
         slotMask = built.slotMask
         maxWait = built.maxWait
+        waits = .allocate(capacity: max(built.waits.count, 1))
+        waits.initialize(from: built.waits, count: built.waits.count)
     }
 
     deinit {
         for block in memory { block.deallocate() }
+        commands.deallocate()
+        waits.deallocate()
     }
 
     public var count: Int { entryCount }
@@ -73,28 +99,14 @@ public final class DeviceMap: @unchecked Sendable {  // immutable after init
     public var largestWaitNanos: UInt64 { maxWait }
 
     /// The entry index for `(device, command)`, or -1 when the map has no such key.
-    @inlinable
     public func lookup(device: DeviceAddress, command: UnsafeRawBufferPointer) -> Int {
         let n = command.count
         guard n > 0 && n <= ItemSyntax.maxCommandLength, let p = command.baseAddress else { return -1 }
-        let h = DeviceMap.hash(high: device.high, low: device.low, command: p, count: n)
-        let tag = h >> 32
-        var i = Int(truncatingIfNeeded: h) & slotMask
-        while true {
-            let s = slots[i]
-            if s == 0 { return -1 }
-            if s >> 32 == tag {
-                let e = Int(truncatingIfNeeded: s & 0xFFFF_FFFF) &- 1
-                let entry = entries + e
-                if entry.pointee.low == device.low && entry.pointee.high == device.high
-                    && Int(entry.pointee.commandLength) == n
-                    && memcmp(commandArena + Int(entry.pointee.commandOffset), p, n) == 0
-                {
-                    return e
-                }
-            }
-            i = (i &+ 1) & slotMask
-        }
+        let id = commands.find(p, n)
+        guard id >= 0 else { return -1 }
+        let key = DeviceMap.hash(high: device.high, low: device.low, command: UInt32(id + 1))
+        guard let slot = find(high: device.high, low: device.low, command: UInt32(id + 1), hash: key) else { return -1 }
+        return Int(slot.pointee.entry)
     }
 
     public func lookup(device: DeviceAddress, command: String) -> Int {
@@ -102,22 +114,51 @@ public final class DeviceMap: @unchecked Sendable {  // immutable after init
         return s.withUTF8 { lookup(device: device, command: UnsafeRawBufferPointer($0)) }
     }
 
-    @inlinable public func response(at index: Int) -> Int64 {
+    /// The number of a command the map knows, + 1 (the form slots store), or 0 when no entry has that command.
+    /// `n` must be 1...ItemSyntax.maxCommandLength.
+    @inline(__always) func commandKey(_ p: UnsafeRawPointer, _ n: Int) -> UInt32 {
+        UInt32(truncatingIfNeeded: commands.find(p, n) &+ 1)
+    }
+
+    /// The slot of a key, if the map has it. `hash` is `DeviceMap.hash` of the key.
+    @inline(__always)
+    func find(high: UInt64, low: UInt64, command: UInt32, hash: UInt64) -> UnsafeMutablePointer<Slot>? {
+        var i = Int(truncatingIfNeeded: hash) & slotMask
+        while true {
+            let slot = slots + i
+            if slot.pointee.low == low && slot.pointee.high == high && slot.pointee.command == command { return slot }
+            if slot.pointee.command == 0 { return nil }
+            i = (i &+ 1) & slotMask
+        }
+    }
+
+    /// Appends the response of a found slot in decimal and returns its wait.
+    @inline(__always)
+    func answer(_ slot: UnsafeMutablePointer<Slot>, to buffer: ByteBuffer) -> UInt64 {
+        let packed = slot.pointee.packed
+        if packed != Slot.unpacked {
+            buffer.appendDecimal(Int64(bitPattern: packed << 16) >> 16)
+            return waits[Int(truncatingIfNeeded: packed >> 48)]
+        }
+        let e = entries + Int(slot.pointee.entry)
+        buffer.appendDecimal(e.pointee.response)
+        return e.pointee.wait
+    }
+
+    public func response(at index: Int) -> Int64 {
         precondition(index >= 0 && index < entryCount, "DeviceMap index out of range")
         return entries[index].response
     }
 
-    @inlinable public func waitNanos(at index: Int) -> UInt64 {
+    public func waitNanos(at index: Int) -> UInt64 {
         precondition(index >= 0 && index < entryCount, "DeviceMap index out of range")
         return entries[index].wait
     }
 
-    /// Appends the entry's response in decimal (pre-rendered at load time).
-    @inlinable public func appendResponse(at index: Int, to buffer: ByteBuffer) {
+    /// Appends the entry's response in canonical decimal.
+    public func appendResponse(at index: Int, to buffer: ByteBuffer) {
         precondition(index >= 0 && index < entryCount, "DeviceMap index out of range")
-        let e = entries + index
-        buffer.append(UnsafeRawBufferPointer(start: responseArena + Int(e.pointee.responseOffset),
-                                             count: Int(e.pointee.responseLength)))
+        buffer.appendDecimal(entries[index].response)
     }
 
     /// The entry's device (diagnostics, tests).
@@ -129,9 +170,7 @@ public final class DeviceMap: @unchecked Sendable {  // immutable after init
     /// The entry's command (diagnostics, tests).
     public func command(at index: Int) -> String {
         precondition(index >= 0 && index < entryCount, "DeviceMap index out of range")
-        let e = entries[index]
-        return String(decoding: UnsafeBufferPointer(start: commandArena + Int(e.commandOffset), count: Int(e.commandLength)),
-                      as: UTF8.self)
+        return commands.string(of: Int(entries[index].command))
     }
 
     /// The 1-based line of the map file that defined the entry.
@@ -140,36 +179,12 @@ public final class DeviceMap: @unchecked Sendable {  // immutable after init
         return Int(entries[index].line)
     }
 
-    /// A 64-bit hash of a key: a multiply-xorshift over the address and the command in 8-byte words, then
-    /// murmur3's finaliser so that both the low bits (slot) and the high bits (tag) are well mixed.
-    @inlinable @inline(__always)
-    static func hash(high: UInt64, low: UInt64, command p: UnsafeRawPointer, count n: Int) -> UInt64 {
-        var h = (high ^ 0x243F_6A88_85A3_08D3) &* 0x9E37_79B9_7F4A_7C15
-        h = (h ^ (h >> 29) ^ low) &* 0xBF58_476D_1CE4_E5B9
-        h ^= UInt64(truncatingIfNeeded: n)
-        var i = 0
-        while i &+ 8 <= n {
-            h = (h ^ p.loadUnaligned(fromByteOffset: i, as: UInt64.self)) &* 0x94D0_49BB_1331_11EB
-            h ^= h >> 31
-            i &+= 8
-        }
-        if i < n {
-            var tail: UInt64 = 0
-            var shift: UInt64 = 0
-            while i < n {
-                tail |= UInt64(p.load(fromByteOffset: i, as: UInt8.self)) << shift
-                shift &+= 8
-                i &+= 1
-            }
-            h = (h ^ tail) &* 0x94D0_49BB_1331_11EB
-            h ^= h >> 31
-        }
-        h ^= h >> 33
-        h &*= 0xFF51_AFD7_ED55_8CCD
-        h ^= h >> 33
-        h &*= 0xC4CE_B9FE_1A85_EC53
-        h ^= h >> 33
-        return h
+    /// A 64-bit hash of a key (address, command number + 1), murmur3's finaliser last so that the low bits (the
+    /// slot) depend on every input bit.
+    @inline(__always)
+    static func hash(high: UInt64, low: UInt64, command: UInt32) -> UInt64 {
+        let h = (high &* 0x9E37_79B9_7F4A_7C15) ^ low ^ (UInt64(command) &* 0xC2B2_AE3D_27D4_EB4F)
+        return CommandInterner.fmix(h)
     }
 }
 

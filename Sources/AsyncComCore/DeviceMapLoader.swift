@@ -12,6 +12,7 @@ import Darwin
 /// of taking a cache miss per key (that miss was two thirds of the load time).
 struct MapLoader {
     typealias Entry = DeviceMap.Entry
+    typealias Slot = DeviceMap.Slot
 
     let base: UnsafePointer<UInt8>?
     let size: Int
@@ -20,18 +21,14 @@ struct MapLoader {
     let nulOffset: Int
 
     let entryMemory: LargeMemory
-    let commandMemory: LargeMemory
-    let responseMemory: LargeMemory
     let hashMemory: LargeMemory
     var slotMemory: LargeMemory?
     let entries: UnsafeMutablePointer<Entry>
     var count = 0
-    let commandArena: UnsafeMutablePointer<UInt8>
-    var commandBytes = 0
-    let responseArena: UnsafeMutablePointer<UInt8>
-    var responseBytes = 0
+    var commands = CommandInterner()
+    var waits = WaitInterner()
     let hashes: UnsafeMutablePointer<UInt64>
-    var slots: UnsafeMutablePointer<UInt64>? = nil
+    var slots: UnsafeMutablePointer<Slot>? = nil
     var slotMask = 0
     var maxWait: UInt64 = 0
 
@@ -39,7 +36,7 @@ struct MapLoader {
         self.fileName = fileName
         size = data.count
         base = data.baseAddress?.assumingMemoryBound(to: UInt8.self)
-        // Offsets into the arenas and entry numbers are 32-bit; 2 GiB keeps both far from overflowing.
+        // Entry numbers are 32-bit; 2 GiB keeps them far from overflowing.
         guard size < 1 << 31 else {
             throw InputFileError(file: fileName, line: nil, message: "too large (over 2 GiB)")
         }
@@ -55,23 +52,17 @@ struct MapLoader {
             }
         }
         nulOffset = nul
-        // A response renders to at most 20 bytes ("-9223372036854775808"); commands are copied from the file.
         entryMemory = LargeMemory(byteCount: lines * MemoryLayout<Entry>.stride)
-        commandMemory = LargeMemory(byteCount: size)
-        responseMemory = LargeMemory(byteCount: lines * 20)
         hashMemory = LargeMemory(byteCount: lines * MemoryLayout<UInt64>.stride)
         entries = entryMemory.typed(Entry.self)
-        commandArena = commandMemory.typed(UInt8.self)
-        responseArena = responseMemory.typed(UInt8.self)
         hashes = hashMemory.typed(UInt64.self)
     }
 
     func deallocate() {
         entryMemory.deallocate()
-        commandMemory.deallocate()
-        responseMemory.deallocate()
         hashMemory.deallocate()
         slotMemory?.deallocate()
+        commands.deallocate()
     }
 
     @inline(__always) static func isBlank(_ c: UInt8) -> Bool { c == 0x20 || c == 0x09 || c == 0x0D }
@@ -171,37 +162,13 @@ struct MapLoader {
             throw fail("invalid wait '\(FileInput.quote(waitText))': at most 86400 seconds (one day)")
         }
 
-        let commandLength = c2 - c1 - 1
-        hashes[count] = DeviceMap.hash(high: device.high, low: device.low, command: UnsafeRawPointer(base! + c1 + 1),
-                                       count: commandLength)
-        (commandArena + commandBytes).update(from: base! + c1 + 1, count: commandLength)
-        let responseLength = MapLoader.render(response, into: responseArena + responseBytes)
+        let command = commands.intern(UnsafeRawPointer(base! + c1 + 1), c2 - c1 - 1) + 1
+        hashes[count] = DeviceMap.hash(high: device.high, low: device.low, command: command)
         entries[count] = Entry(high: device.high, low: device.low, response: response, wait: wait,
-                               commandOffset: UInt32(commandBytes), responseOffset: UInt32(responseBytes),
-                               line: UInt32(truncatingIfNeeded: number), commandLength: UInt8(commandLength),
-                               responseLength: UInt8(responseLength))
-        commandBytes += commandLength
-        responseBytes += responseLength
+                               packed: Slot.pack(response: response, waitNumber: waits.intern(wait)),
+                               line: UInt32(truncatingIfNeeded: number), command: command - 1)
         count += 1
         if wait > maxWait { maxWait = wait }
-    }
-
-    /// Writes `value` in decimal at `out`, returning the length (at most 20).
-    static func render(_ value: Int64, into out: UnsafeMutablePointer<UInt8>) -> Int {
-        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes of scratch, filled from the end
-        return withUnsafeMutableBytes(of: &digits) { scratch -> Int in
-            var v = value.magnitude
-            var i = 24
-            repeat {
-                i -= 1
-                scratch[i] = 0x30 + UInt8(v % 10)
-                v /= 10
-            } while v > 0
-            if value < 0 { i -= 1; scratch[i] = UInt8(ascii: "-") }
-            let n = 24 - i
-            for k in 0..<n { out[k] = scratch[i + k] }
-            return n
-        }
     }
 
     /// Builds the open-addressing table over the parsed entries; throws on the first duplicate (by line).
@@ -209,28 +176,28 @@ struct MapLoader {
         var tableSize = 16
         while tableSize < count * 2 { tableSize <<= 1 }
         let mask = tableSize - 1
-        let tableMemory = LargeMemory(byteCount: tableSize * MemoryLayout<UInt64>.stride)
+        let tableMemory = LargeMemory(byteCount: tableSize * MemoryLayout<Slot>.stride)
         slotMemory = tableMemory
-        let table = tableMemory.typed(UInt64.self)
+        let table = tableMemory.typed(Slot.self)
         slots = table
         slotMask = mask
 
-        // Counting sort of the entries by slot region (16 Ki slots = 128 KiB each, a cache-sized window).
+        // Counting sort of the entries by table region (16 Ki regions), so that the insert pass below walks the
+        // table in order instead of taking a cache miss per key (that miss was two thirds of the load time).
         let tableBits = tableSize.trailingZeroBitCount
         let shift = max(tableBits - 14, 0)
         let regions = 1 << (tableBits - shift)
         var starts = [Int](repeating: 0, count: regions + 1)
         for i in 0..<count { starts[(Int(truncatingIfNeeded: hashes[i]) & mask) >> shift + 1] += 1 }
         for r in 0..<regions { starts[r + 1] += starts[r] }
-        // (hash, entry) pairs, so the insert pass below reads them sequentially.
-        let orderMemory = LargeMemory(byteCount: count * 2 * MemoryLayout<UInt64>.stride)
+        // Whole slots, built while the entries are read in order, so the insert pass reads them sequentially.
+        let orderMemory = LargeMemory(byteCount: count * MemoryLayout<Slot>.stride)
         defer { orderMemory.deallocate() }
-        let order = orderMemory.typed(UInt64.self)
+        let order = orderMemory.typed(Slot.self)
         for i in 0..<count {
-            let h = hashes[i]
-            let r = (Int(truncatingIfNeeded: h) & mask) >> shift
-            order[2 * starts[r]] = h
-            order[2 * starts[r] + 1] = UInt64(i)
+            let r = (Int(truncatingIfNeeded: hashes[i]) & mask) >> shift
+            let e = entries[i]
+            order[starts[r]] = Slot(high: e.high, low: e.low, command: e.command + 1, entry: UInt32(i), packed: e.packed)
             starts[r] += 1
         }
 
@@ -238,26 +205,22 @@ struct MapLoader {
         // smallest line that repeats an earlier key, paired with the earliest line of that key.
         var duplicate: (line: UInt32, first: Int)?
         for k in 0..<count {
-            let h = order[2 * k]
-            let i = Int(truncatingIfNeeded: order[2 * k + 1])
-            let tag = h >> 32
-            var pos = Int(truncatingIfNeeded: h) & mask
+            let new = order[k]
+            var pos = Int(truncatingIfNeeded: DeviceMap.hash(high: new.high, low: new.low, command: new.command)) & mask
             while true {
                 let slot = table[pos]
-                if slot == 0 {
-                    table[pos] = (tag << 32) | UInt64(i + 1)
+                if slot.command == 0 {
+                    table[pos] = new
                     break
                 }
-                if slot >> 32 == tag {
-                    let j = Int(slot & 0xFFFF_FFFF) - 1
-                    if sameKey(i, j) {
-                        let (first, later) = entries[i].line < entries[j].line ? (i, j) : (j, i)
-                        if duplicate == nil || entries[later].line < duplicate!.line {
-                            duplicate = (entries[later].line, first)
-                        }
-                        if first == i { table[pos] = (tag << 32) | UInt64(i + 1) }
-                        break
+                if slot.low == new.low && slot.high == new.high && slot.command == new.command {
+                    let i = Int(new.entry), j = Int(slot.entry)
+                    let (first, later) = entries[i].line < entries[j].line ? (i, j) : (j, i)
+                    if duplicate == nil || entries[later].line < duplicate!.line {
+                        duplicate = (entries[later].line, first)
                     }
+                    if first == i { table[pos] = new }
+                    break
                 }
                 pos = (pos + 1) & mask
             }
@@ -265,28 +228,19 @@ struct MapLoader {
         if let duplicate {
             let e = entries[duplicate.first]
             let device = DeviceAddress(high: e.high, low: e.low)
-            let command = String(decoding: UnsafeBufferPointer(start: commandArena + Int(e.commandOffset),
-                                                               count: Int(e.commandLength)), as: UTF8.self)
+            let command = commands.string(of: Int(e.command))
             let shown = device.isIPv4 ? "\(device)" : "[\(device)]"
             throw InputFileError(file: fileName, line: Int(duplicate.line),
                                  message: "duplicate entry for \(shown):\(command) (first defined on line \(e.line))")
         }
     }
 
-    @inline(__always) func sameKey(_ a: Int, _ b: Int) -> Bool {
-        let x = entries[a]
-        let y = entries[b]
-        return x.high == y.high && x.low == y.low && x.commandLength == y.commandLength
-            && memcmp(commandArena + Int(x.commandOffset), commandArena + Int(y.commandOffset), Int(x.commandLength)) == 0
-    }
-
     /// Hands the arrays over (the hashes were only needed to build the table). Nothing is trimmed: the unused
     /// tails were never touched, so they cost address space, not memory.
     func finish() -> (memory: [LargeMemory], entries: UnsafeMutablePointer<Entry>, count: Int,
-                      commandArena: UnsafeMutablePointer<UInt8>, responseArena: UnsafeMutablePointer<UInt8>,
-                      slots: UnsafeMutablePointer<UInt64>, slotMask: Int, maxWait: UInt64) {
+                      commands: CommandInterner, slots: UnsafeMutablePointer<Slot>, slotMask: Int,
+                      waits: [UInt64], maxWait: UInt64) {
         hashMemory.deallocate()
-        return ([entryMemory, commandMemory, responseMemory, slotMemory!], entries, count, commandArena, responseArena,
-                slots!, slotMask, maxWait)
+        return ([entryMemory, slotMemory!], entries, count, commands, slots!, slotMask, waits.values, maxWait)
     }
 }

@@ -21,6 +21,52 @@ public enum ItemSyntax {
     /// (the command runs to the end of `item`).
     @inline(__always)
     public static func parse(_ item: UnsafeRawBufferPointer) -> Result<(device: DeviceAddress, commandStart: Int), ItemError> {
+        if let fast = parseIPv4Item(item) { return .success(fast) }
+        return parseAny(item)
+    }
+
+    /// `a.b.c.d:command`, the common case, in one forward pass: about half the cost of the general parser,
+    /// which scans back for the last colon and then parses the address. Nil for anything else (IPv6, or a
+    /// malformed item: the general parser then names the error), so it accepts exactly what the general
+    /// parser accepts for a dotted quad, with the same result.
+    @inline(__always)
+    static func parseIPv4Item(_ item: UnsafeRawBufferPointer) -> (device: DeviceAddress, commandStart: Int)? {
+        let n = item.count
+        guard n >= 9, let p = item.baseAddress else { return nil }  // the shortest is "0.0.0.0:x"
+        var value: UInt32 = 0
+        var i = 0
+        for k in 0..<4 {
+            let separator = k == 3 ? UInt8(ascii: ":") : UInt8(ascii: ".")
+            // An octet: 1 to 3 digits, no leading zero, at most 255; then its separator.
+            guard i < n else { return nil }
+            var octet = UInt32(p.load(fromByteOffset: i, as: UInt8.self) &- 0x30)
+            guard octet < 10 else { return nil }
+            i &+= 1
+            if octet != 0 {
+                var more = 0
+                while more < 2 && i < n {
+                    let d = UInt32(p.load(fromByteOffset: i, as: UInt8.self) &- 0x30)
+                    if d >= 10 { break }
+                    octet = octet &* 10 &+ d
+                    i &+= 1
+                    more &+= 1
+                }
+                guard octet <= 255 else { return nil }
+            }
+            guard i < n, p.load(fromByteOffset: i, as: UInt8.self) == separator else { return nil }
+            i &+= 1
+            value = value << 8 | octet
+        }
+        // No colon can follow (commands have none), so this colon was the last one, as the grammar wants.
+        let commandLength = n &- i
+        guard commandLength >= 1 && commandLength <= maxCommandLength && allCommandBytes(p + i, commandLength) else {
+            return nil
+        }
+        return (DeviceAddress(ipv4: value), i)
+    }
+
+    /// The general parser: any address form, and the precise error.
+    static func parseAny(_ item: UnsafeRawBufferPointer) -> Result<(device: DeviceAddress, commandStart: Int), ItemError> {
         let n = item.count
         var colon = n - 1
         while colon >= 0 && item[colon] != UInt8(ascii: ":") { colon -= 1 }

@@ -18,19 +18,40 @@ struct LargeMemory {
     init(byteCount requested: Int) {
         let n = max(requested, 16)
         byteCount = n
-        if n >= LargeMemory.mapThreshold,
-           let p = mmap(nil, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), p != MAP_FAILED
-        {
-            #if os(Linux)
-            _ = madvise(p, n, MADV_HUGEPAGE)  // a hint: ignored when THP is off
-            #endif
+        if n >= LargeMemory.mapThreshold, let p = LargeMemory.mapAligned(n) {
             base = p
             mapped = true
         } else {
-            guard let p = calloc(n, 1) else { fatalError("out of memory allocating \(n) bytes for the device map") }
+            // Cache-line aligned, so that fixed-size records (32-byte hash slots) never straddle two lines.
+            var p: UnsafeMutableRawPointer?
+            guard posix_memalign(&p, 64, n) == 0, let p else {
+                fatalError("out of memory allocating \(n) bytes for the device map")
+            }
+            memset(p, 0, n)
             base = p
             mapped = false
         }
+    }
+
+    /// Maps `n` bytes starting on a 2 MiB boundary. A huge page can only back an aligned 2 MiB range, and mmap
+    /// returns 4 KiB-aligned addresses: a 2 MiB hash table mapped as is would get no huge page at all, and its
+    /// lookups would pay a TLB miss each on top of the cache miss.
+    private static func mapAligned(_ n: Int) -> UnsafeMutableRawPointer? {
+        let huge = LargeMemory.mapThreshold
+        let n = (n + 4095) & ~4095  // munmap needs page-aligned addresses for the tail
+        let padded = n + huge
+        guard let raw = mmap(nil, padded, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+              raw != MAP_FAILED
+        else { return nil }
+        let start = UnsafeMutableRawPointer(bitPattern: (Int(bitPattern: raw) + huge - 1) & ~(huge - 1))!
+        let head = start - raw
+        if head > 0 { munmap(raw, head) }
+        let tail = padded - head - n
+        if tail > 0 { munmap(start + n, tail) }
+        #if os(Linux)
+        _ = madvise(start, n, MADV_HUGEPAGE)  // a hint: ignored when THP is off
+        #endif
+        return start
     }
 
     func typed<T>(_: T.Type) -> UnsafeMutablePointer<T> { base.assumingMemoryBound(to: T.self) }

@@ -91,14 +91,16 @@ final class ResultWriter: @unchecked Sendable {
     }
 
     private func appendJSON(_ r: CommandResult) {
-        let item = r.entry.item
-        let device = String(decoding: item.utf8.prefix(max(0, r.entry.commandStart - 1)), as: UTF8.self)
         buffer.append("{\"line\":")
         buffer.appendDecimal(Int64(r.entry.line))
-        buffer.append(",\"device\":")
-        buffer.append(string: JSONText.quoted(device))
-        buffer.append(",\"command\":")
-        buffer.append(string: JSONText.quoted(r.entry.command))
+        var item = r.entry.item
+        item.withUTF8 { bytes in
+            let split = max(0, min(bytes.count, r.entry.commandStart - 1))
+            buffer.append(",\"device\":")
+            appendJSONString(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: bytes[..<split])))
+            buffer.append(",\"command\":")
+            appendJSONString(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: bytes[min(bytes.count, r.entry.commandStart)...])))
+        }
         switch r.outcome {
         case .value(let v):
             buffer.append(",\"status\":\"ok\",\"value\":")
@@ -107,11 +109,39 @@ final class ResultWriter: @unchecked Sendable {
             buffer.append(",\"status\":\"unknown\"")
         case .failed(let reason):
             buffer.append(",\"status\":\"failed\",\"error\":")
-            buffer.append(string: JSONText.quoted(reason))
+            var text = reason
+            text.withUTF8 { appendJSONString(UnsafeRawBufferPointer($0)) }
         }
+        // Milliseconds with three decimals, from whole microseconds: integer arithmetic, no formatting calls.
+        let micros = r.latencyNanos / 1000
         buffer.append(",\"latency_ms\":")
-        buffer.append(string: JSONText.fixed(Double(r.latencyNanos) / 1e6, decimals: 3))
+        buffer.appendDecimal(micros / 1000)
+        buffer.append(byte: UInt8(ascii: "."))
+        let frac = micros % 1000
+        buffer.append(byte: 0x30 + UInt8(frac / 100))
+        buffer.append(byte: 0x30 + UInt8(frac / 10 % 10))
+        buffer.append(byte: 0x30 + UInt8(frac % 10))
         buffer.append("}\n")
+    }
+
+    /// A JSON string literal: quotes, backslashes and control bytes escaped; other bytes (UTF-8) as they are.
+    private func appendJSONString(_ bytes: UnsafeRawBufferPointer) {
+        buffer.append(byte: UInt8(ascii: "\""))
+        for b in bytes {
+            switch b {
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"):
+                buffer.append(byte: UInt8(ascii: "\\"))
+                buffer.append(byte: b)
+            case 0..<0x20:
+                let hex: [UInt8] = Array("0123456789abcdef".utf8)
+                buffer.append("\\u00")
+                buffer.append(byte: hex[Int(b >> 4)])
+                buffer.append(byte: hex[Int(b & 15)])
+            default:
+                buffer.append(byte: b)
+            }
+        }
+        buffer.append(byte: UInt8(ascii: "\""))
     }
 
     func flush() {

@@ -22,6 +22,7 @@ import Testing
         defer { server.stop() }
         let (lines, sum, unknown) = cannedCommands(300, unknownEvery: 7)
         let (dir, path) = try commandsFile(lines)
+        defer { removeScratchDirectory(dir) }
         let out = dir + "/results.txt"
         let r = try runProcess(client, ["--server", "tcp://127.0.0.1:\(server.port)", "--batch", "4", "--output", out, path])
         #expect(r.status == 0, "\(r.stderr)")
@@ -40,7 +41,8 @@ import Testing
         let server = try FakeServer(onLine: FakeServer.answering())
         defer { server.stop() }
         let lines = ["10.0.0.1:foo", "bad line", "10.0.0.2:bar", "10.0.0.3:zap"]
-        let (_, path) = try commandsFile(lines)
+        let (dir, path) = try commandsFile(lines)
+        defer { removeScratchDirectory(dir) }
         let r = try runProcess(client, ["--server", "tcp://127.0.0.1:\(server.port)", "--output", "-", "--format", "jsonl", path])
         #expect(r.status == 0, "\(r.stderr)")
         let objects = try r.stdout.split(separator: "\n").map { try jsonObject(String($0)) }
@@ -64,7 +66,8 @@ import Testing
         let server = try FakeServer(onLine: FakeServer.answering())
         defer { server.stop() }
         let (lines, sum, unknown) = cannedCommands(100, unknownEvery: 10)
-        let (_, path) = try commandsFile(lines + ["garbage"])
+        let (dir, path) = try commandsFile(lines + ["garbage"])
+        defer { removeScratchDirectory(dir) }
         let r = try runProcess(client, ["--server", "tcp://127.0.0.1:\(server.port)", "--json", path])
         #expect(r.status == 0, "\(r.stderr)")
         let trimmed = r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -100,7 +103,8 @@ import Testing
     @Test func strictRefusesABadFileBeforeSending() throws {
         let server = try FakeServer(onLine: FakeServer.answering())
         defer { server.stop() }
-        let (_, path) = try commandsFile(["10.0.0.1:foo", "10.0.0.2:foo", "10.0.0.300:foo", "10.0.0.4:foo"])
+        let (dir, path) = try commandsFile(["10.0.0.1:foo", "10.0.0.2:foo", "10.0.0.300:foo", "10.0.0.4:foo"])
+        defer { removeScratchDirectory(dir) }
         let r = try runProcess(client, ["--server", "tcp://127.0.0.1:\(server.port)", "--strict", path])
         #expect(r.status == 2)
         #expect(r.stderr.contains("asynccom-client: \(path):3: "))
@@ -113,6 +117,7 @@ import Testing
 
     @Test func usageAndInputErrorsExitTwo() throws {
         let dir = try makeScratchDirectory()
+        defer { removeScratchDirectory(dir) }
         for args in [[dir + "/missing.txt"], [dir], ["--batch", "0", "x"], ["--server", "http://x:1", "x"], ["--bogus", "x"], [],
                      ["--format", "xml", "x"], ["--timeout", "-1", "x"]] {
             let r = try runProcess(client, args)
@@ -134,6 +139,7 @@ import Testing
         defer { server.stop() }
         let (lines, _, _) = cannedCommands(40)
         let (dir, path) = try commandsFile(lines)
+        defer { removeScratchDirectory(dir) }
         let out = dir + "/out.txt"
         let r = try runProcess(client, ["--server", "tcp://127.0.0.1:\(server.port)", "--timeout", "0.5", "--retries", "1",
                                         "--output", out, path], timeout: 60)
@@ -149,7 +155,8 @@ import Testing
         let server = try FakeServer { c, _ in c.send("WHAT?\n") }
         defer { server.stop() }
         let (lines, _, _) = cannedCommands(10)
-        let (_, path) = try commandsFile(lines)
+        let (dir, path) = try commandsFile(lines)
+        defer { removeScratchDirectory(dir) }
         let r = try runProcess(client, ["--server", "tcp://127.0.0.1:\(server.port)", "--timeout", "0.5", "--retries", "1", "--json", path],
                                timeout: 60)
         #expect(r.status == 1, "\(r.stderr)")
@@ -162,7 +169,8 @@ import Testing
     @Test func unreachableServerExitsOne() throws {
         let port = unusedPort()
         let (lines, _, _) = cannedCommands(10)
-        let (_, path) = try commandsFile(lines)
+        let (dir, path) = try commandsFile(lines)
+        defer { removeScratchDirectory(dir) }
         let r = try runProcess(client, ["--server", "tcp://127.0.0.1:\(port)", "--connect-timeout", "0.5", path])
         #expect(r.status == 1)
         #expect(r.stdout.contains("first failure: server unreachable (tcp://127.0.0.1:\(port): Connection refused)"))

@@ -21,6 +21,34 @@ import Testing
         #expect(summary.requests == (1000 + 6) / 7)
     }
 
+    @Test func orderedDeliveryBoundsHowFarItReadsAhead() async throws {
+        // The first request is answered after 1.5 s, every other one at once: in input order nothing can be
+        // delivered before it, so pulling must stop at the span limit (max(4 x capacity, 1024) commands).
+        let probe = ReadAhead()
+        let server = try FakeServer { c, line in
+            if line.hasPrefix("HELLO") {
+                c.send(FakeServer.hello)
+            } else if let r = FakeServer.parseRequest(line) {
+                if r.id == "1" {
+                    c.send(FakeServer.reply(to: r), after: 1.5)
+                    DispatchQueue.global().asyncAfter(deadline: .now() + 1.2) { probe.snapshot() }
+                } else {
+                    probe.count()
+                    c.send(FakeServer.reply(to: r))
+                }
+            }
+        }
+        defer { server.stop() }
+        let (lines, sum, _) = cannedCommands(6000)
+        let client = AsyncComClient.quiet(ClientConfiguration(servers: [tcp(server.port)], batch: 1, window: 4, ordered: true))
+        let (summary, results) = try await client.runCollecting(lines)
+        #expect(summary.sum == sum && summary.ok == 6000)
+        #expect(results.map(\.sequence) == Array(0..<6000))
+        // Before the slow reply: at most the span (1024) commands were read, so at most that many requests sent.
+        let before = try #require(probe.snapshotValue)
+        #expect(before > 0 && before <= 1024, "\(before) requests answered while the first was pending")
+    }
+
     @Test func outOfOrderRepliesAreMatchedById() async throws {
         // Later requests are answered first: delays shrink as ids grow.
         let server = try FakeServer(onLine: FakeServer.answering(delay: { id in max(0, 0.3 - Double(id) * 0.01) }))
@@ -266,6 +294,37 @@ import Testing
         #expect(next == 3000 && total == sum && summary.sum == sum)
     }
 
+    @Test func resultStreamPausesWhileTheConsumerLags() async throws {
+        let probe = ReadAhead()
+        let answering = FakeServer.answering()
+        let server = try FakeServer { c, line in
+            if line.hasPrefix("REQ") { probe.count() }
+            answering(c, line)
+        }
+        defer { server.stop() }
+        let (lines, sum, _) = cannedCommands(150_000)
+        let client = AsyncComClient.quiet(ClientConfiguration(servers: [tcp(server.port)], batch: 16, window: 16))
+        let stream = client.results(source: ArrayCommandSource(lines: lines))
+        // Nobody reads for a while: the engine must stop at about 64k undelivered results (+ what was in flight).
+        try await Task.sleep(for: .seconds(1.5))
+        probe.snapshot()
+        var total: Int128 = 0
+        var count = 0
+        for await r in stream {
+            count += 1
+            if case .value(let v) = r.outcome { total += Int128(v) }
+        }
+        #expect(count == 150_000 && total == sum, "count \(count)")
+        do {
+            let summary = try await stream.summary()
+            #expect(summary.sum == sum, "\(summary.ok) \(summary.failed) \(summary.firstFailure ?? "")")
+        } catch {
+            Issue.record("summary threw \(error)")
+        }
+        let requestsWhileIdle = try #require(probe.snapshotValue)
+        #expect(requestsWhileIdle <= (65_536 + 2 * 16 * 16) / 16 + 1, "\(requestsWhileIdle) requests while the consumer slept")
+    }
+
     @Test func cancellationStopsTheJob() async throws {
         let server = try FakeServer { c, line in
             if line.hasPrefix("HELLO") { c.send(FakeServer.hello) }
@@ -338,5 +397,23 @@ final class SeenIDs: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         return seen.insert(id).inserted
+    }
+}
+
+final class ReadAhead: @unchecked Sendable {
+    private let lock = NSLock()
+    private var answered = 0
+    private(set) var snapshotValue: Int?
+
+    func count() {
+        lock.lock()
+        answered += 1
+        lock.unlock()
+    }
+
+    func snapshot() {
+        lock.lock()
+        snapshotValue = answered
+        lock.unlock()
     }
 }

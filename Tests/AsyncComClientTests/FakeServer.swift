@@ -200,14 +200,14 @@ final class FakeServer: @unchecked Sendable {
     }
 }
 
-/// Commands on devices 10.0.<i/250>.<i%250 + 1>, alternately foo and bar, with the sum the canned map gives.
+/// Commands on devices 10.<i/62500>.<i/250 % 250>.<i%250 + 1> (n <= 16,000,000), alternately foo and bar, with the sum the canned map gives.
 func cannedCommands(_ n: Int, unknownEvery: Int = 0) -> (lines: [String], sum: Int128, unknown: Int) {
     var lines: [String] = []
     var sum: Int128 = 0
     var unknown = 0
     for i in 0..<n {
         let d = i % 250 + 1
-        let device = "10.0.\(i / 250).\(d)"
+        let device = "10.\(i / 62_500).\((i / 250) % 250).\(d)"
         if unknownEvery > 0 && i % unknownEvery == unknownEvery - 1 {
             lines.append("\(device):nope")
             unknown += 1

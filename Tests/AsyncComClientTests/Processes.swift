@@ -22,13 +22,17 @@ func dataPath(_ relative: String) -> String {
         .appendingPathComponent("data").appendingPathComponent(relative).path
 }
 
-/// A fresh scratch directory under /tmp.
+/// A fresh scratch directory under /tmp; remove it with `removeScratchDirectory`.
 func makeScratchDirectory() throws -> String {
     var template = Array("/tmp/asynccom-client-XXXXXX".utf8CString)
     guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
         throw NSError(domain: "mkdtemp", code: Int(errno))
     }
     return String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
+func removeScratchDirectory(_ dir: String) {
+    try? FileManager.default.removeItem(atPath: dir)
 }
 
 /// Output of a finished child process.
@@ -65,38 +69,49 @@ final class PipeCollector: @unchecked Sendable {
         return String(decoding: data, as: UTF8.self)
     }
 
-    func waitForEOF() { done.wait() }
+    /// Waits for the writer's end to close, but not forever: another child spawned meanwhile may have inherited
+    /// the pipe's write end (Foundation does not mark it close-on-exec) and keep it open.
+    func waitForEOF(timeout: Double = 5) { _ = done.wait(timeout: .now() + timeout) }
 }
 
-/// Runs `executable` with `arguments` (and `stdin` text), killing it after `timeout` seconds.
-func runProcess(_ executable: String, _ arguments: [String], stdin: String? = nil, timeout: Double = 60) throws -> ProcessResult {
+/// A child process whose output is collected; `wait` kills it after a timeout so a hung child fails the test.
+final class ChildProcess: @unchecked Sendable {
     let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    let out = Pipe()
-    let err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    let input = Pipe()
-    process.standardInput = input
-    let outCollector = PipeCollector(out)
-    let errCollector = PipeCollector(err)
-    let start = Date()
-    try process.run()
-    if let stdin {
-        input.fileHandleForWriting.write(Data(stdin.utf8))
+    private let outCollector: PipeCollector
+    private let errCollector: PipeCollector
+    private let start = Date()
+
+    init(_ executable: String, _ arguments: [String], stdin: String? = nil) throws {
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        let out = Pipe()
+        let err = Pipe()
+        let input = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = input
+        outCollector = PipeCollector(out)
+        errCollector = PipeCollector(err)
+        try process.run()
+        if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
+        try input.fileHandleForWriting.close()
     }
-    try input.fileHandleForWriting.close()
-    let deadline = Date().addingTimeInterval(timeout)
-    while process.isRunning && Date() < deadline { usleep(10_000) }
-    if process.isRunning {
-        kill(process.processIdentifier, SIGKILL)
+
+    func wait(timeout: Double) -> ProcessResult {
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { usleep(10_000) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+        outCollector.waitForEOF()
+        errCollector.waitForEOF()
+        return ProcessResult(status: process.terminationStatus, stdout: outCollector.text, stderr: errCollector.text,
+                             seconds: Date().timeIntervalSince(start))
     }
-    process.waitUntilExit()
-    outCollector.waitForEOF()
-    errCollector.waitForEOF()
-    return ProcessResult(status: process.terminationStatus, stdout: outCollector.text, stderr: errCollector.text,
-                         seconds: Date().timeIntervalSince(start))
+}
+
+/// Runs `executable` with `arguments` (and `stdin` text) to completion, killing it after `timeout` seconds.
+func runProcess(_ executable: String, _ arguments: [String], stdin: String? = nil, timeout: Double = 60) throws -> ProcessResult {
+    try ChildProcess(executable, arguments, stdin: stdin).wait(timeout: timeout)
 }
 
 /// A server process (`asynccom-server`) started on a map; its port read from its `listening on` line.
