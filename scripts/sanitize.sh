@@ -22,4 +22,6 @@ source scripts/ensure-deps.sh
 # exporting the runtime's local symbols.
 linker=()
 if [[ -x $(dirname "$(command -v swift)")/ld.lld ]] || command -v ld.lld >/dev/null; then linker=(-Xswiftc -use-ld=lld); fi
-swift test --sanitize="$kind" --scratch-path "$scratch" "${linker[@]}" "$@"
+# --no-parallel, as scripts/test.sh: an instrumented build is several times slower, and tests with real servers
+# and real timeouts side by side on two cores would turn generous bounds into flakes.
+swift test --no-parallel --sanitize="$kind" --scratch-path "$scratch" "${linker[@]}" "$@"
