@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The test suite under a sanitizer, in its own scratch directory (the instrumented build never mixes with the
+# normal one):
+#
+#   scripts/sanitize.sh address [swift test args...]    AddressSanitizer + LeakSanitizer, .build-asan
+#   scripts/sanitize.sh thread  [swift test args...]    ThreadSanitizer, .build-tsan
+#
+# The executables the tests spawn (asynccom-server, asynccom-client) are built instrumented too, so a leak or a
+# race in them fails the test that ran them (their exit status changes). LeakSanitizer suppressions for the
+# toolchain's own leaks (XCTest, Foundation's Process) are compiled into the test bundle (HardeningSupport.swift).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+kind=${1:-}
+case "$kind" in
+  address) scratch=.build-asan ;;
+  thread) scratch=.build-tsan ;;
+  *) echo "usage: scripts/sanitize.sh address|thread [swift test args...]" >&2; exit 2 ;;
+esac
+shift
+source scripts/ensure-deps.sh
+swift test --sanitize="$kind" --scratch-path "$scratch" "$@"
