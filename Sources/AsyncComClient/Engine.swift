@@ -39,7 +39,7 @@ final class Engine {
     @exclusivity(unchecked) private(set) var servers: [ServerState] = []
     @exclusivity(unchecked) private(set) var connections: [Connection] = []
     private let sharder: Sharder
-    @exclusivity(unchecked) private var table = RequestTable()
+    private let table = RequestTable()
     @exclusivity(unchecked) private var stats: JobStats
     @exclusivity(unchecked) private var ring = ReorderRing()
     /// Connections with output appended during this callback.
@@ -285,30 +285,33 @@ final class Engine {
     private func route(device: DeviceAddress, item: UnsafeRawBufferPointer, commandStart: Int, line: Int, entry: CommandEntry?) {
         let sequence = nextSequence
         nextSequence += 1
-        let server: ServerState
+        let s: Int
         if servers.count == 1 && !servers[0].isDown {
             // One server that is not down: no hashing, no routing.
-            server = servers[0]
+            s = 0
         } else {
             let key = Sharder.hash(device)
-            guard let s = sharder.pick(key: key, isAlive: { !self.servers[$0].isDown }) else {
+            guard let picked = sharder.pick(key: key, isAlive: { !self.servers[$0].isDown }) else {
                 fail(sequence: sequence, key: key, device: device, item: item, commandStart: commandStart, line: line, entry: entry)
                 return
             }
-            server = servers[s]
+            s = picked
         }
-        if !server.hasBatch {
-            var commands: [PendingCommand] = []
-            if wantsResults {
-                commands = spareCommandLists.popLast() ?? []
-                commands.reserveCapacity(server.batch)
+        // `servers` holds the server for the whole call: no retain and release of it per command.
+        Unmanaged.passUnretained(servers[s])._withUnsafeGuaranteedRef { server in
+            if !server.hasBatch {
+                var commands: [PendingCommand] = []
+                if wantsResults {
+                    commands = spareCommandLists.popLast() ?? []
+                    commands.reserveCapacity(server.batch)
+                }
+                server.startBatch(items: spareItemBuffers.popLast() ?? server.makeItemsBuffer(), commands: commands)
             }
-            server.startBatch(items: spareItemBuffers.popLast() ?? server.makeItemsBuffer(), commands: commands)
+            let command = wantsResults ? PendingCommand(sequence: sequence, line: line, device: device) : nil
+            let count = server.addToBatch(item: item, command: command, entry: wantsResults ? entry : nil)
+            outstanding += 1
+            if count >= server.batch { closeBatch(server) }
         }
-        let command = wantsResults ? PendingCommand(sequence: sequence, line: line, device: device) : nil
-        let count = server.addToBatch(item: item, command: command, entry: wantsResults ? entry : nil)
-        outstanding += 1
-        if count >= server.batch { closeBatch(server) }
     }
 
     /// No server left for a command: it fails now, naming the server it belongs to.

@@ -58,7 +58,8 @@ final class ServerState {
 
     /// Adds a command to the batch being filled (started with `startBatch`); returns the batch size so far.
     @inline(__always) func addToBatch(item: UnsafeRawBufferPointer, command: PendingCommand?, entry: CommandEntry?) -> Int {
-        ClientProtocol.appendItem(item, to: partialItems!)
+        // `partialItems` owns the buffer for the whole call: no need to retain and release it per command.
+        Unmanaged.passUnretained(partialItems!)._withUnsafeGuaranteedRef { ClientProtocol.appendItem(item, to: $0) }
         if let command { partialCommands.append(command) }
         if let entry { partialEntries.append(entry) }
         partialCount += 1

@@ -287,7 +287,9 @@ public enum ClientProtocol {
         buffer.append("REQ ")
         buffer.appendDecimal(id)
     }
-    /// ` <item>` where item is `device:command` text as it should go on the wire.
+    /// ` <item>` where item is `device:command` text as it should go on the wire. Inlinable: a client calls it
+    /// once per command, and as a call across modules it cost a retain and a release of the buffer each time.
+    @inlinable @inline(__always)
     public static func appendItem(_ item: UnsafeRawBufferPointer, to buffer: ByteBuffer) {
         buffer.reserveWritable(item.count + 1)
         buffer.append(byte: 0x20)
