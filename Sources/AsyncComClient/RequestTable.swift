@@ -1,4 +1,5 @@
 import AsyncComCore
+import AsyncComEventLoop
 
 /// A command waiting for its result. Kept only when results are delivered per command (a callback, a stream
 /// or ordered output); a job that only wants the summary keeps nothing per command but the wire bytes. The
@@ -78,6 +79,31 @@ struct RequestTable {
         // Borrowed, not copied: reading one field must not retain and release the request's buffers.
         _read { yield slots[slot]! }
         _modify { yield &slots[slot]! }
+    }
+
+    /// Starts loading the cache lines a reply to `id` will read: the request's item bytes and its commands.
+    /// (For the request answered next: it was sent long ago, and everything it points to has gone cold.)
+    func prefetch(id: UInt64) {
+        guard let s = slotByID.find(id) else { return }
+        slots.withUnsafeBufferPointer { all in
+            guard let request = all[Int(s)] else { return }
+            let items = request.items
+            var p = UnsafeRawPointer(items.readPointer)
+            let end = p + items.readableBytes
+            while p < end {
+                Prefetch.read(p)
+                p += 64
+            }
+            request.commands.withUnsafeBufferPointer { commands in
+                guard let base = commands.baseAddress else { return }
+                var q = UnsafeRawPointer(base)
+                let stop = UnsafeRawPointer(base + commands.count)
+                while q < stop {
+                    Prefetch.read(q)
+                    q += 64
+                }
+            }
+        }
     }
 
     @discardableResult

@@ -50,10 +50,10 @@ final class ServerState {
 
     var hasBatch: Bool { partialItems != nil }
 
-    /// Starts a batch in `items` (an empty buffer). `keepingCommands`: per-command state will be added.
-    func startBatch(items: ByteBuffer, keepingCommands: Bool) {
+    /// Starts a batch in `items` (an empty buffer); per-command state goes to `commands` (empty).
+    func startBatch(items: ByteBuffer, commands: [PendingCommand]) {
         partialItems = items
-        if keepingCommands { partialCommands.reserveCapacity(batch) }
+        partialCommands = commands
     }
 
     /// Adds a command to the batch being filled (started with `startBatch`); returns the batch size so far.
