@@ -18,4 +18,8 @@ case "$kind" in
 esac
 shift
 source scripts/ensure-deps.sh
-swift test --sanitize="$kind" --scratch-path "$scratch" "$@"
+# The toolchain's lld links the sanitizer runtimes cleanly (and faster); gold prints hundreds of warnings about
+# exporting the runtime's local symbols.
+linker=()
+if [[ -x $(dirname "$(command -v swift)")/ld.lld ]] || command -v ld.lld >/dev/null; then linker=(-Xswiftc -use-ld=lld); fi
+swift test --sanitize="$kind" --scratch-path "$scratch" "${linker[@]}" "$@"
