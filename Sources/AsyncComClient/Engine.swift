@@ -39,13 +39,17 @@ final class Engine {
     @exclusivity(unchecked) private(set) var servers: [ServerState] = []
     @exclusivity(unchecked) private(set) var connections: [Connection] = []
     private let sharder: Sharder
-    @exclusivity(unchecked) private var table = RequestTable()
+    private let table = RequestTable()
     @exclusivity(unchecked) private var stats: JobStats
     @exclusivity(unchecked) private var ring = ReorderRing()
     /// Connections with output appended during this callback.
     @exclusivity(unchecked) var dirty: [Connection] = []
-    /// Item buffers of answered requests, reused for new batches (a request costs no allocation in steady state).
+    /// Item buffers and command lists of answered requests, reused for new batches: a request costs no
+    /// allocation in steady state, and a burst of answers frees nothing while the clock runs (the job's end
+    /// frees them). At most as many as the windows hold requests (`spareLimit`).
     @exclusivity(unchecked) private var spareItemBuffers: [ByteBuffer] = []
+    @exclusivity(unchecked) private var spareCommandLists: [[PendingCommand]] = []
+    private let spareLimit: Int
 
     @exclusivity(unchecked) private var nextSequence = 0
     /// Commands pulled and routed whose result is not known yet (queued, batching, or in flight).
@@ -74,8 +78,6 @@ final class Engine {
     /// Unsent bytes per connection beyond which no more requests are queued on it: requests are stamped when
     /// queued for writing, so a long queue in user space would count as the server's latency.
     static let outputHighWater = 256 << 10
-    /// Spare item buffers kept for reuse.
-    static let spareItemBuffersMax = 4096
 
     init(configuration: ClientConfiguration, logger: Logger, loop: EventLoop, payload: JobPayload, control: JobControl) {
         self.configuration = configuration
@@ -98,6 +100,7 @@ final class Engine {
         self.stats = JobStats(serverCount: configuration.servers.count)
         let capacity = configuration.servers.count * configuration.connectionsPerServer * configuration.window * configuration.batch
         self.spanLimit = max(4 * capacity, 1024)
+        self.spareLimit = configuration.servers.count * (configuration.connectionsPerServer * configuration.window + 1)
         self.startNanos = EventLoop.monotonicNanos()
     }
 
@@ -282,25 +285,33 @@ final class Engine {
     private func route(device: DeviceAddress, item: UnsafeRawBufferPointer, commandStart: Int, line: Int, entry: CommandEntry?) {
         let sequence = nextSequence
         nextSequence += 1
-        let server: ServerState
+        let s: Int
         if servers.count == 1 && !servers[0].isDown {
             // One server that is not down: no hashing, no routing.
-            server = servers[0]
+            s = 0
         } else {
             let key = Sharder.hash(device)
-            guard let s = sharder.pick(key: key, isAlive: { !self.servers[$0].isDown }) else {
+            guard let picked = sharder.pick(key: key, isAlive: { !self.servers[$0].isDown }) else {
                 fail(sequence: sequence, key: key, device: device, item: item, commandStart: commandStart, line: line, entry: entry)
                 return
             }
-            server = servers[s]
+            s = picked
         }
-        if !server.hasBatch {
-            server.startBatch(items: spareItemBuffers.popLast() ?? server.makeItemsBuffer(), keepingCommands: wantsResults)
+        // `servers` holds the server for the whole call: no retain and release of it per command.
+        Unmanaged.passUnretained(servers[s])._withUnsafeGuaranteedRef { server in
+            if !server.hasBatch {
+                var commands: [PendingCommand] = []
+                if wantsResults {
+                    commands = spareCommandLists.popLast() ?? []
+                    commands.reserveCapacity(server.batch)
+                }
+                server.startBatch(items: spareItemBuffers.popLast() ?? server.makeItemsBuffer(), commands: commands)
+            }
+            let command = wantsResults ? PendingCommand(sequence: sequence, line: line, device: device) : nil
+            let count = server.addToBatch(item: item, command: command, entry: wantsResults ? entry : nil)
+            outstanding += 1
+            if count >= server.batch { closeBatch(server) }
         }
-        let command = wantsResults ? PendingCommand(sequence: sequence, line: line, device: device) : nil
-        let count = server.addToBatch(item: item, command: command, entry: wantsResults ? entry : nil)
-        outstanding += 1
-        if count >= server.batch { closeBatch(server) }
     }
 
     /// No server left for a command: it fails now, naming the server it belongs to.
@@ -316,11 +327,18 @@ final class Engine {
         }
     }
 
-    /// Keeps an answered request's item buffer for a later batch.
-    private func recycle(_ items: ByteBuffer) {
-        guard spareItemBuffers.count < Engine.spareItemBuffersMax, items.capacity <= 64 << 10 else { return }
-        items.clear()
-        spareItemBuffers.append(items)
+    /// Keeps a finished request's item buffer and command list for later batches.
+    private func recycle(_ request: inout Request) {
+        if spareItemBuffers.count < spareLimit && request.items.capacity <= 64 << 10 {
+            request.items.clear()
+            spareItemBuffers.append(request.items)
+        }
+        if request.commands.capacity > 0 && request.commands.capacity <= 4096 && spareCommandLists.count < spareLimit {
+            var commands = request.commands
+            request.commands = []  // `commands` is now the only reference: emptying it keeps its storage
+            commands.removeAll(keepingCapacity: true)
+            spareCommandLists.append(commands)
+        }
     }
 
     /// Turns the server's partial batch into a request at the back of its queue.
@@ -423,7 +441,8 @@ final class Engine {
             badReply(on: c, reason: "RES \(id) has \(c.results.count) results for \(count) items", line: nil)
             return
         }
-        let request = table.remove(slot: slot)
+        var request = table.remove(slot: slot)
+        if wantsResults { table.prefetch(id: id &+ 1) }
         if request.connection >= 0 { connections[request.connection].inFlight -= 1 }
         let now = EventLoop.monotonicNanos()
         let latency = request.firstSentNanos == 0 ? 0 : now &- request.firstSentNanos
@@ -441,11 +460,12 @@ final class Engine {
                                       server: endpoint, latencyNanos: latency))
             }
         }
-        recycle(request.items)
+        recycle(&request)
     }
 
     /// Calls `body(i, entry)` for each command of a request, in item order: the source's own entries when it
     /// handed out entries, else entries rebuilt from the item bytes and the device kept with the command.
+    @inline(__always)
     private func forEachEntry(of request: Request, _ body: (Int, CommandEntry) -> Void) {
         if !request.entries.isEmpty {
             for (i, entry) in request.entries.enumerated() { body(i, entry) }
@@ -514,7 +534,7 @@ final class Engine {
     }
 
     private func failRequest(slot: Int, reason: String) {
-        let request = table.remove(slot: slot)
+        var request = table.remove(slot: slot)
         outstanding -= request.itemCount
         stats.recordFailure(server: request.server, commands: request.itemCount, reason: reason)
         if wantsResults {
@@ -526,7 +546,7 @@ final class Engine {
                                       server: endpoint, latencyNanos: latency))
             }
         }
-        recycle(request.items)
+        recycle(&request)
     }
 
     // MARK: timeouts, losses, failover

@@ -1,4 +1,5 @@
 import AsyncComCore
+import AsyncComEventLoop
 
 /// A command waiting for its result. Kept only when results are delivered per command (a callback, a stream
 /// or ordered output); a job that only wants the summary keeps nothing per command but the wire bytes. The
@@ -37,17 +38,21 @@ struct Request {
 
 /// Requests not yet answered, by id: a slab of slots plus an id index. Ids come from a 64-bit counter, so an id
 /// is never reused and a late reply to a finished request finds nothing.
-struct RequestTable {
-    private var slots: [Request?] = []
-    private var freeSlots: [Int32] = []
-    private var slotByID = IDIndex()
-    private(set) var nextID: UInt64 = 1
-    private(set) var count = 0
+///
+/// A class, not a struct: the engine keeps it in a stored property, and calling a method of a struct held by a
+/// class copies the struct first (retaining every array in it) on each call, for every reply.
+/// Loop thread only (unchecked exclusivity, for the reason given on `Engine`).
+final class RequestTable {
+    @exclusivity(unchecked) private var slots: [Request?] = []
+    @exclusivity(unchecked) private var freeSlots: [Int32] = []
+    @exclusivity(unchecked) private var slotByID = IDIndex()
+    @exclusivity(unchecked) private(set) var nextID: UInt64 = 1
+    @exclusivity(unchecked) private(set) var count = 0
 
     init() {}
 
     /// Creates a request with a fresh id and returns its slot.
-    mutating func insert(items: ByteBuffer, itemCount: Int, commands: [PendingCommand], server: Int) -> Int {
+    func insert(items: ByteBuffer, itemCount: Int, commands: [PendingCommand], server: Int) -> Int {
         let id = nextID
         nextID &+= 1
         let request = Request(id: id, items: items, itemCount: itemCount, commands: commands, server: server, connection: -1)
@@ -80,8 +85,33 @@ struct RequestTable {
         _modify { yield &slots[slot]! }
     }
 
+    /// Starts loading the cache lines a reply to `id` will read: the request's item bytes and its commands.
+    /// (For the request answered next: it was sent long ago, and everything it points to has gone cold.)
+    func prefetch(id: UInt64) {
+        guard let s = slotByID.find(id) else { return }
+        slots.withUnsafeBufferPointer { all in
+            guard let request = all[Int(s)] else { return }
+            let items = request.items
+            var p = UnsafeRawPointer(items.readPointer)
+            let end = p + items.readableBytes
+            while p < end {
+                Prefetch.read(p)
+                p += 64
+            }
+            request.commands.withUnsafeBufferPointer { commands in
+                guard let base = commands.baseAddress else { return }
+                var q = UnsafeRawPointer(base)
+                let stop = UnsafeRawPointer(base + commands.count)
+                while q < stop {
+                    Prefetch.read(q)
+                    q += 64
+                }
+            }
+        }
+    }
+
     @discardableResult
-    mutating func remove(slot: Int) -> Request {
+    func remove(slot: Int) -> Request {
         let request = slots[slot].take()!
         slotByID.remove(request.id)
         freeSlots.append(Int32(slot))

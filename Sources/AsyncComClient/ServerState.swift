@@ -50,15 +50,16 @@ final class ServerState {
 
     var hasBatch: Bool { partialItems != nil }
 
-    /// Starts a batch in `items` (an empty buffer). `keepingCommands`: per-command state will be added.
-    func startBatch(items: ByteBuffer, keepingCommands: Bool) {
+    /// Starts a batch in `items` (an empty buffer); per-command state goes to `commands` (empty).
+    func startBatch(items: ByteBuffer, commands: [PendingCommand]) {
         partialItems = items
-        if keepingCommands { partialCommands.reserveCapacity(batch) }
+        partialCommands = commands
     }
 
     /// Adds a command to the batch being filled (started with `startBatch`); returns the batch size so far.
     @inline(__always) func addToBatch(item: UnsafeRawBufferPointer, command: PendingCommand?, entry: CommandEntry?) -> Int {
-        ClientProtocol.appendItem(item, to: partialItems!)
+        // `partialItems` owns the buffer for the whole call: no need to retain and release it per command.
+        Unmanaged.passUnretained(partialItems!)._withUnsafeGuaranteedRef { ClientProtocol.appendItem(item, to: $0) }
         if let command { partialCommands.append(command) }
         if let entry { partialEntries.append(entry) }
         partialCount += 1

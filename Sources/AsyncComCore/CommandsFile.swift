@@ -166,6 +166,11 @@ public enum CommandsFile {
     /// sends commands without keeping per-command results makes no String per command).
     @inline(__always)
     package static func parseInPlace(line: UnsafeRawBufferPointer) -> LineInPlace {
+        // The common line, a dotted quad item with nothing around it, parses as is: nothing to trim (a blank, a
+        // CR or a leading '#' all fail the fast parse, which then leaves the line to the general path).
+        if let fast = ItemSyntax.parseIPv4Item(line) {
+            return .command(device: fast.device, item: line, commandStart: fast.commandStart)
+        }
         var s = 0
         var e = line.count
         while s < e && (line[s] == 0x20 || line[s] == 0x09) { s += 1 }

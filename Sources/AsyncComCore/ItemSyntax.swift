@@ -32,34 +32,46 @@ public enum ItemSyntax {
     @inline(__always)
     static func parseIPv4Item(_ item: UnsafeRawBufferPointer) -> (device: DeviceAddress, commandStart: Int)? {
         let n = item.count
-        guard n >= 9, let p = item.baseAddress else { return nil }  // the shortest is "0.0.0.0:x"
+        guard n >= 9, let raw = item.baseAddress else { return nil }  // the shortest is "0.0.0.0:x"
+        let p = raw.assumingMemoryBound(to: UInt8.self)
         var value: UInt32 = 0
         var i = 0
-        for k in 0..<4 {
-            let separator = k == 3 ? UInt8(ascii: ":") : UInt8(ascii: ".")
-            // An octet: 1 to 3 digits, no leading zero, at most 255; then its separator.
-            guard i < n else { return nil }
-            var octet = UInt32(p.load(fromByteOffset: i, as: UInt8.self) &- 0x30)
+        var k = 0
+        while true {
+            // An octet: 1 to 3 digits, no leading zero, at most 255; then its separator. Reading one past the
+            // last digit is always in bounds: the item goes on (with a separator) or the octet is rejected.
+            var octet = UInt32(p[i] &- 0x30)
             guard octet < 10 else { return nil }
             i &+= 1
-            if octet != 0 {
-                var more = 0
-                while more < 2 && i < n {
-                    let d = UInt32(p.load(fromByteOffset: i, as: UInt8.self) &- 0x30)
-                    if d >= 10 { break }
-                    octet = octet &* 10 &+ d
+            if octet != 0 && i < n {
+                let d1 = UInt32(p[i] &- 0x30)
+                if d1 < 10 {
+                    octet = octet &* 10 &+ d1
                     i &+= 1
-                    more &+= 1
+                    if i < n {
+                        let d2 = UInt32(p[i] &- 0x30)
+                        if d2 < 10 {
+                            octet = octet &* 10 &+ d2
+                            i &+= 1
+                            guard octet <= 255 else { return nil }
+                        }
+                    }
                 }
-                guard octet <= 255 else { return nil }
             }
-            guard i < n, p.load(fromByteOffset: i, as: UInt8.self) == separator else { return nil }
-            i &+= 1
+            guard i < n else { return nil }
             value = value << 8 | octet
+            let separator = p[i]
+            i &+= 1
+            if k == 3 {
+                guard separator == UInt8(ascii: ":") else { return nil }
+                break
+            }
+            guard separator == UInt8(ascii: "."), i < n else { return nil }
+            k &+= 1
         }
         // No colon can follow (commands have none), so this colon was the last one, as the grammar wants.
         let commandLength = n &- i
-        guard commandLength >= 1 && commandLength <= maxCommandLength && allCommandBytes(p + i, commandLength) else {
+        guard commandLength >= 1 && commandLength <= maxCommandLength && allCommandBytes(raw + i, commandLength) else {
             return nil
         }
         return (DeviceAddress(ipv4: value), i)

@@ -287,7 +287,9 @@ public enum ClientProtocol {
         buffer.append("REQ ")
         buffer.appendDecimal(id)
     }
-    /// ` <item>` where item is `device:command` text as it should go on the wire.
+    /// ` <item>` where item is `device:command` text as it should go on the wire. Inlinable: a client calls it
+    /// once per command, and as a call across modules it cost a retain and a release of the buffer each time.
+    @inlinable @inline(__always)
     public static func appendItem(_ item: UnsafeRawBufferPointer, to buffer: ByteBuffer) {
         buffer.reserveWritable(item.count + 1)
         buffer.append(byte: 0x20)
@@ -353,6 +355,22 @@ public enum ClientProtocol {
         }
     }
 
+    /// 1 to 18 decimal digits, no sign (cannot overflow); nil for anything else.
+    @inline(__always)
+    static func shortDecimal(_ token: UnsafeRawBufferPointer) -> Int64? {
+        let n = token.count
+        guard n > 0 && n <= 18 else { return nil }
+        var value: Int64 = 0
+        var k = 0
+        while k < n {
+            let d = token[k] &- 0x30
+            guard d < 10 else { return nil }
+            value = value &* 10 &+ Int64(d)
+            k &+= 1
+        }
+        return value
+    }
+
     static func parseResults(_ p: UnsafeRawPointer, from start: Int, count n: Int, results: inout [ItemResult]) -> ServerReply {
         var i = start
         // Cleared first, so that no malformed RES (not even one with a bad id) leaves the previous line's results.
@@ -368,7 +386,10 @@ public enum ClientProtocol {
             let s = i
             while i < n && !Wire.isBlank(p, i) { i += 1 }
             let token = UnsafeRawBufferPointer(start: p + s, count: i - s)
-            if token.count == 1 && token[0] == UInt8(ascii: "?") {
+            if let v = shortDecimal(token) {
+                // The common result: a few digits. (The full parser below handles signs and overflow.)
+                results.append(.value(v))
+            } else if token.count == 1 && token[0] == UInt8(ascii: "?") {
                 results.append(.unknown)
             } else if case .success(let v) = ResponseParser.parse(token) {
                 results.append(.value(v))

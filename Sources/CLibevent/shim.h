@@ -29,6 +29,9 @@ static inline struct event *asynccom_evsignal_new(struct event_base *base, int s
 
 static inline int asynccom_errno(void) { return errno; }
 
+// A hint to fetch the cache line holding `p` (no fault, no effect on results). Swift has no way to say this.
+static inline void asynccom_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }
+
 // accept4 is declared only under _GNU_SOURCE, which Swift's Glibc module does not define: bind the symbol.
 extern int asynccom_accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags) __asm__("accept4");
 

@@ -59,7 +59,7 @@ import Testing
 
 @Suite struct RequestTableTests {
     @Test func idsAreUniqueAndLateLookupsFindNothing() {
-        var table = RequestTable()
+        let table = RequestTable()
         let a = table.insert(items: ByteBuffer(), itemCount: 1, commands: [], server: 0)
         let b = table.insert(items: ByteBuffer(), itemCount: 2, commands: [], server: 1)
         let idA = table[a].id

@@ -1,0 +1,11 @@
+import CLibevent
+
+/// Software prefetch: asks the CPU to start loading a cache line that will be needed soon, without waiting for
+/// it. For state that is certainly cold (a request sent a second ago, about to be answered), issued one step
+/// ahead of its use, so that the miss overlaps the work in between instead of stalling it.
+public enum Prefetch {
+    @inlinable @inline(__always)
+    public static func read(_ p: UnsafeRawPointer) {
+        asynccom_prefetch(p)
+    }
+}
