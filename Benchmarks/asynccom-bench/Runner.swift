@@ -6,9 +6,20 @@ import AsyncComCore
 import Logging
 
 /// Per-command latencies, written by the engine's thread during the run and read after it has ended.
+/// A plain buffer: the callback runs once per command on the client's reply path, and an array's
+/// uniqueness and bounds checks there would count as the client's time.
 final class LatencyRecorder: @unchecked Sendable {
-    @exclusivity(unchecked) var nanos: [UInt64]
-    init(count: Int) { nanos = [UInt64](repeating: 0, count: count) }
+    let nanos: UnsafeMutableBufferPointer<UInt64>
+    init(count: Int) {
+        nanos = .allocate(capacity: count)
+        nanos.initialize(repeating: 0)
+    }
+    deinit { nanos.deallocate() }
+
+    @inline(__always) func record(_ result: CommandResult) {
+        precondition(result.sequence >= 0 && result.sequence < nanos.count, "result sequence out of range")
+        nanos[result.sequence] = result.latencyNanos
+    }
 }
 
 /// The figures of one run.
@@ -61,7 +72,7 @@ enum Runner {
         let recorder = scenario.measureLateness ? LatencyRecorder(count: expectation.commands) : nil
         let onResult: ((CommandResult) -> Void)?
         if let recorder {
-            onResult = { result in recorder.nanos[result.sequence] = result.latencyNanos }
+            onResult = { result in recorder.record(result) }
         } else {
             onResult = nil
         }
@@ -89,7 +100,7 @@ enum Runner {
 
         var lateness: (Double, Double, Double)?
         if let recorder {
-            lateness = latenessMillis(recorder.nanos, scenario: scenario, waits: waits)
+            lateness = latenessMillis(Array(recorder.nanos), scenario: scenario, waits: waits)
         }
         let commands = Double(summary.total)
         return RunResult(

@@ -194,7 +194,7 @@ final class Engine {
     /// connection's output has drained since). A connection with unsent output calls back by itself when its
     /// socket takes more, and one with a full window when replies come.
     private var hasMoreToDo: Bool {
-        if pullCut { return true }
+        if pullCut || !dirty.isEmpty { return true }
         for s in servers where !s.queue.isEmpty && s.isUp {
             for c in s.connections where c.state == .ready && c.inFlight < c.window && c.output.isEmpty { return true }
         }
@@ -202,9 +202,12 @@ final class Engine {
     }
 
     private func flushDirty() {
-        // A flush can lose a connection, whose requests then go back to a queue: pump and flush again (bounded).
+        // A flush can lose a connection, whose requests then go back to a queue, and a flush that emptied an
+        // output leaves room under the high-water mark: pump and flush again (bounded). The loop always ends
+        // with a flush: requests appended to an output and never written would wait for the next event, which
+        // with every reply a second away stalled the job for that second.
         var rounds = 0
-        while !dirty.isEmpty && rounds < 4 {
+        while !dirty.isEmpty {
             let batch = dirty
             dirty.removeAll(keepingCapacity: true)
             for c in batch {
@@ -212,6 +215,7 @@ final class Engine {
                 c.flush()
             }
             rounds += 1
+            if rounds == 4 { break }
             for s in servers where !s.queue.isEmpty && s.isUp { pump(s) }
         }
     }
@@ -450,17 +454,42 @@ final class Engine {
         outstanding -= count
         if wantsResults {
             let endpoint = c.server.endpoint
-            forEachEntry(of: request) { i, entry in
-                let outcome: CommandOutcome
-                switch c.results[i] {
-                case .value(let v): outcome = .value(v)
-                case .unknown: outcome = .unknown
+            if request.entries.isEmpty {
+                deliverFromWire(request, results: c.results, server: endpoint, latency: latency)
+            } else {
+                for (i, entry) in request.entries.enumerated() {
+                    deliver(CommandResult(sequence: request.commands[i].sequence, entry: entry, outcome: CommandOutcome(c.results[i]),
+                                          server: endpoint, latencyNanos: latency))
                 }
-                deliver(CommandResult(sequence: request.commands[i].sequence, entry: entry, outcome: outcome,
-                                      server: endpoint, latencyNanos: latency))
             }
         }
         recycle(&request)
+    }
+
+    /// Delivers a request's results, their items taken from the request's item bytes (see `InlineItem`).
+    /// The items are ` item item ...`, one space before each (see ClientProtocol.appendItem); the command
+    /// starts after the item's last colon, as ItemSyntax split it when the command was pulled.
+    @inline(__always)
+    private func deliverFromWire(_ request: Request, results: [ItemResult], server: Endpoint, latency: UInt64) {
+        let base = UnsafeRawPointer(request.items.readPointer)
+        let end = request.items.readableBytes
+        var start = 0
+        for i in request.commands.indices {
+            start += 1
+            var stop = start
+            var lastColon = start
+            while stop < end {
+                let byte = base.load(fromByteOffset: stop, as: UInt8.self)
+                if byte == 0x20 { break }
+                if byte == UInt8(ascii: ":") { lastColon = stop }
+                stop += 1
+            }
+            let command = request.commands[i]
+            deliver(CommandResult(sequence: command.sequence, item: UnsafeRawBufferPointer(start: base + start, count: stop - start),
+                                  commandStart: lastColon + 1 - start, device: command.device, line: command.line,
+                                  outcome: CommandOutcome(results[i]), server: server, latencyNanos: latency))
+            start = stop
+        }
     }
 
     /// Calls `body(i, entry)` for each command of a request, in item order: the source's own entries when it

@@ -76,7 +76,7 @@ final class ResultWriter: @unchecked Sendable {
 
     /// `<item> <value|unknown|failed reason>`
     private func appendText(_ r: CommandResult) {
-        buffer.append(string: r.entry.item)
+        r.withItemBytes { item, _ in buffer.append(item) }
         switch r.outcome {
         case .value(let v):
             buffer.append(" ")
@@ -92,14 +92,13 @@ final class ResultWriter: @unchecked Sendable {
 
     private func appendJSON(_ r: CommandResult) {
         buffer.append("{\"line\":")
-        buffer.appendDecimal(Int64(r.entry.line))
-        var item = r.entry.item
-        item.withUTF8 { bytes in
-            let split = max(0, min(bytes.count, r.entry.commandStart - 1))
+        buffer.appendDecimal(Int64(r.line))
+        r.withItemBytes { bytes, commandStart in
+            let split = max(0, min(bytes.count, commandStart - 1))
             buffer.append(",\"device\":")
-            appendJSONString(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: bytes[..<split])))
+            appendJSONString(UnsafeRawBufferPointer(rebasing: bytes[..<split]))
             buffer.append(",\"command\":")
-            appendJSONString(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: bytes[min(bytes.count, r.entry.commandStart)...])))
+            appendJSONString(UnsafeRawBufferPointer(rebasing: bytes[min(bytes.count, commandStart)...]))
         }
         switch r.outcome {
         case .value(let v):
