@@ -4,6 +4,10 @@
 /// deadlines are already sorted: each delay gets a plain FIFO, and only the FIFO heads are kept in a min-heap.
 /// A reactor therefore needs one timer for all its pending requests, re-armed at `nextDeadline`, and inserting
 /// or popping an item costs O(1) plus O(log g) for g distinct delays in use, never O(log n) for n items.
+///
+/// A map may have thousands of distinct waits, though, and a FIFO per delay would then cost an allocation per
+/// item. So at most `maxGroups` delays have a FIFO at a time (an emptied one is taken over by the next new
+/// delay); items of any other delay go to one plain binary heap (`overflow`), O(log n) each.
 public struct DeadlineQueue<Payload> {
     @usableFromInline struct Entry {
         @usableFromInline var deadline: UInt64
@@ -15,6 +19,8 @@ public struct DeadlineQueue<Payload> {
         @usableFromInline var delay: UInt64
         @usableFromInline var items: [Entry] = []
         @usableFromInline var head = 0
+        /// Whether the group's index is in `idleGroups` (listed once however often it empties).
+        @usableFromInline var listedIdle = false
         @inlinable var isEmpty: Bool { head == items.count }
         @inlinable var headDeadline: UInt64 { items[head].deadline }
         @inlinable init(delay: UInt64) { self.delay = delay }
@@ -28,7 +34,14 @@ public struct DeadlineQueue<Payload> {
     @usableFromInline var lastDelay: UInt64 = 0
     @usableFromInline var lastGroup = -1
     @usableFromInline var storedCount = 0
+    /// Items whose delay has no group, a min-heap on their deadline.
+    @usableFromInline var overflow: [Entry] = []
+    /// Groups that are empty, so a new delay can take one over (may hold stale indices: checked on use).
+    @usableFromInline var idleGroups: [Int] = []
     public var count: Int { storedCount }
+
+    /// Delays that have their own FIFO at a time.
+    public static var maxGroups: Int { 64 }
 
     // The methods are inlinable so that a user in another module (the server's reactor) gets them specialised
     // for its payload: called generically, every insert and pop looked up type metadata at run time.
@@ -38,25 +51,58 @@ public struct DeadlineQueue<Payload> {
 
     /// The earliest deadline, if anything is pending.
     @inlinable public var nextDeadline: UInt64? {
-        guard let top = heap.first else { return nil }
-        return groups[top].headDeadline
+        let fromGroups = heap.first.map { groups[$0].headDeadline }
+        guard let top = overflow.first else { return fromGroups }
+        return min(top.deadline, fromGroups ?? .max)
     }
 
     /// Adds `payload`, due at `deadline`, which is `now + delay` for a monotonic `now`. Deadlines within one
     /// delay must not go backwards; a deadline earlier than the group's last one is treated as equal to it.
     @inlinable public mutating func insert(deadline: UInt64, delay: UInt64, payload: Payload) {
+        insert(deadline: deadline, group: group(forDelay: delay), payload: payload)
+    }
+
+    /// The FIFO group for `delay`, set up if there is room (a new group, or an emptied one taken over); nil
+    /// when every group is busy with other delays: such items go to the overflow heap. A caller that keeps
+    /// per-group state (a byte ring per group) keys it by this index and inserts with `insert(deadline:group:)`.
+    @inlinable public mutating func group(forDelay delay: UInt64) -> Int? {
+        if lastGroup >= 0 && delay == lastDelay { return lastGroup }
         let g: Int
-        if lastGroup >= 0 && delay == lastDelay {
-            g = lastGroup
-        } else if let existing = groupIndexByDelay[delay] {
+        if let existing = groupIndexByDelay[delay] {
             g = existing
-        } else {
+        } else if groups.count < Self.maxGroups {
             g = groups.count
             groups.append(Group(delay: delay))
             groupIndexByDelay[delay] = g
+        } else if let idle = takeIdleGroup() {
+            groupIndexByDelay[groups[idle].delay] = nil
+            groups[idle].delay = delay
+            groupIndexByDelay[delay] = idle
+            g = idle
+        } else {
+            return nil
         }
         lastDelay = delay
         lastGroup = g
+        return g
+    }
+
+    @inlinable mutating func takeIdleGroup() -> Int? {
+        while let g = idleGroups.popLast() {
+            groups[g].listedIdle = false
+            if groups[g].isEmpty { return g }
+        }
+        return nil
+    }
+
+    /// Adds `payload` to `group` (from `group(forDelay:)`, nothing inserted since), or to the overflow heap.
+    @inlinable public mutating func insert(deadline: UInt64, group: Int?, payload: Payload) {
+        guard let g = group else {
+            overflow.append(Entry(deadline: deadline, payload: payload))
+            storedCount += 1
+            overflowSiftUp(overflow.count - 1)
+            return
+        }
         let wasEmpty = groups[g].isEmpty
         var d = deadline
         if !wasEmpty, let last = groups[g].items.last, last.deadline > d { d = last.deadline }
@@ -68,11 +114,20 @@ public struct DeadlineQueue<Payload> {
     /// Removes every item due at `now` or earlier, in deadline order (ties in any order), handing each to `body`
     /// with its deadline.
     @inlinable public mutating func popDue(now: UInt64, _ body: (Payload, UInt64) -> Void) {
-        while let top = heap.first {
+        while true {
+            let overflowHead = overflow.first?.deadline ?? .max
+            guard let top = heap.first, groups[top].headDeadline <= overflowHead else {
+                // The overflow heap holds the earliest item (or there are no groups).
+                guard !overflow.isEmpty && overflowHead <= now else { return }
+                let entry = overflowPopTop()
+                storedCount -= 1
+                body(entry.payload, entry.deadline)
+                continue
+            }
             guard groups[top].headDeadline <= now else { return }
             // Drain this group while it stays the earliest (its head only moves later) and is due, then fix the
-            // heap once. Stopping at the next group's head keeps the whole batch in deadline order.
-            let bound = min(now, secondSmallestKey())
+            // heap once. Stopping at the next group's (or overflow's) head keeps the batch in deadline order.
+            let bound = min(now, secondSmallestKey(), overflowHead)
             repeat {
                 let entry = groups[top].items[groups[top].head]
                 groups[top].head += 1
@@ -95,14 +150,19 @@ public struct DeadlineQueue<Payload> {
             for i in groups[g].head..<groups[g].items.count { body(groups[g].items[i].payload) }
             groups[g].items.removeAll()
             groups[g].head = 0
+            groups[g].listedIdle = true
         }
+        for entry in overflow { body(entry.payload) }
+        overflow.removeAll()
         heap.removeAll()
+        idleGroups = Array(groups.indices)
         storedCount = 0
     }
 
     /// Removes every item for which `shouldRemove` is true, keeping the others in order; returns how many went.
-    /// Visits the items delay by delay, each delay's items in insertion order (callers that keep per-delay state
-    /// in step with the queue, such as a byte ring per delay, rely on it). O(n + g log g).
+    /// Visits the items group by group, each group's items in insertion order (callers that keep per-group
+    /// state in step with the queue, such as a byte ring per group, rely on it), then the overflow heap's items
+    /// in no particular order. O(n + g log g).
     @discardableResult
     public mutating func removeItems(where shouldRemove: (Payload) -> Bool) -> Int {
         var removed = 0
@@ -129,6 +189,20 @@ public struct DeadlineQueue<Payload> {
                 groups[g].items = fresh
             }
         }
+        var kept = 0
+        for i in overflow.indices {
+            if shouldRemove(overflow[i].payload) {
+                removed += 1
+            } else {
+                overflow[kept] = overflow[i]
+                kept += 1
+            }
+        }
+        overflow.removeSubrange(kept...)
+        if overflow.capacity > 4096 && overflow.count * 4 < overflow.capacity { overflow = Array(overflow) }
+        if overflow.count > 1 {
+            for i in stride(from: overflow.count / 2 - 1, through: 0, by: -1) { overflowSiftDown(i) }
+        }
         storedCount -= removed
         // Head deadlines moved and groups emptied: rebuild the heap over the non-empty groups.
         heap = groups.indices.filter { !groups[$0].isEmpty }
@@ -138,21 +212,64 @@ public struct DeadlineQueue<Payload> {
         return removed
     }
 
-    /// Storage kept by an emptied group: enough for steady traffic when there are few delays. With many
-    /// distinct delays (a map with many waits), keeping each group's high-water mark would add up without
-    /// bound, so an emptied group then gives its storage back.
-    @usableFromInline static var keptEntries: Int { 4096 }
-    @usableFromInline static var groupsKeepingStorage: Int { 64 }
+    /// Storage kept by an emptied group, so steady traffic does not reallocate; a bigger one is given back.
+    /// There are at most `maxGroups` groups, so what is kept is bounded whatever the waits.
+    @usableFromInline static var keptEntries: Int { 1024 }
 
     @inlinable mutating func releaseEmptied(_ g: Int) {
-        let keep = groups.count <= Self.groupsKeepingStorage && groups[g].items.capacity <= Self.keptEntries
-        groups[g].items.removeAll(keepingCapacity: keep)
+        groups[g].items.removeAll(keepingCapacity: groups[g].items.capacity <= Self.keptEntries)
         groups[g].head = 0
+        if !groups[g].listedIdle {
+            groups[g].listedIdle = true
+            idleGroups.append(g)
+        }
     }
 
     /// Bytes of storage held for items, used or not (for memory accounting and tests).
     public var storageCapacity: Int {
-        groups.reduce(0) { $0 + $1.items.capacity } * MemoryLayout<Entry>.stride
+        (groups.reduce(0) { $0 + $1.items.capacity } + overflow.capacity) * MemoryLayout<Entry>.stride
+    }
+
+    // MARK: the overflow heap
+
+    @inlinable mutating func overflowPopTop() -> Entry {
+        let top = overflow[0]
+        let last = overflow.removeLast()
+        if !overflow.isEmpty {
+            overflow[0] = last
+            overflowSiftDown(0)
+        } else if overflow.capacity > 4096 {
+            overflow = []
+        }
+        return top
+    }
+
+    @inlinable mutating func overflowSiftUp(_ start: Int) {
+        var i = start
+        let entry = overflow[i]
+        while i > 0 {
+            let parent = (i - 1) / 2
+            if overflow[parent].deadline <= entry.deadline { break }
+            overflow[i] = overflow[parent]
+            i = parent
+        }
+        overflow[i] = entry
+    }
+
+    @inlinable mutating func overflowSiftDown(_ start: Int) {
+        var i = start
+        let n = overflow.count
+        let entry = overflow[i]
+        while true {
+            let l = 2 * i + 1
+            if l >= n { break }
+            var child = l
+            if l + 1 < n && overflow[l + 1].deadline < overflow[l].deadline { child = l + 1 }
+            if entry.deadline <= overflow[child].deadline { break }
+            overflow[i] = overflow[child]
+            i = child
+        }
+        overflow[i] = entry
     }
 
     @inlinable mutating func compact(_ g: Int) {

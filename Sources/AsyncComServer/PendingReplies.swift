@@ -5,19 +5,25 @@ import Glibc
 #endif
 
 /// Where a pending reply goes: its connection's slot and generation (a closed connection's replies become stale
-/// and are skipped when due), the byte ring holding its text, and how many commands it answers.
+/// and are skipped when due), where its text is (a byte ring, or with `overflowFlag` a slot of its own), and
+/// how many commands it answers.
 struct PendingRef {
     var slot: UInt32
     var generation: UInt32
     var ring: UInt32
     var commands: UInt32
+
+    static let overflowFlag: UInt32 = 1 << 31
 }
 
 /// Every reply of one reactor that is not due yet, in about 24 bytes of bookkeeping plus the reply text.
 ///
-/// The `DeadlineQueue` keeps one FIFO per delay; the reply texts of one delay are kept in the same order in one
-/// byte ring (a `ByteBuffer` used as a FIFO), so popping an entry pops exactly the next line of its ring. No
-/// per-reply allocation, no per-reply object: 1,000,000 pending one-command replies cost tens of MiB.
+/// The `DeadlineQueue` keeps one FIFO per delay (for up to `DeadlineQueue.maxGroups` delays at a time); the
+/// reply texts of one group are kept in the same order in one byte ring (a `ByteBuffer` used as a FIFO), so
+/// popping an entry pops exactly the next line of its ring. No per-reply allocation, no per-reply object:
+/// 1,000,000 pending one-command replies cost tens of MiB. A reply whose delay has no group (a map with many
+/// distinct waits) goes to the queue's overflow heap, which pops in deadline order rather than insertion order,
+/// so its text gets an allocation of its own.
 ///
 /// A closed connection's replies become stale. They are skipped when due, but a peer must not be able to pin
 /// memory by queueing long waits and hanging up, so stale replies are also reclaimed in bulk: once they are
@@ -26,11 +32,11 @@ struct PendingRef {
 /// stale memory never exceeds the live memory plus `reclaimFloor`.
 final class PendingReplies {
     private var queue = DeadlineQueue<PendingRef>()
+    /// `rings[g]` holds the texts of the queue's group `g`.
     private var rings: [ByteBuffer] = []
-    private var ringByDelay: [UInt64: UInt32] = [:]
-    // Most requests share a handful of delays: skip the dictionary when the delay repeats.
-    private var lastDelay: UInt64 = 0
-    private var lastRing: UInt32 = 0
+    /// Texts of overflow replies, by the index in their `PendingRef.ring`; freed slots are reused.
+    private var overflowTexts: [UnsafeMutableRawPointer?] = []
+    private var freeTextSlots: [UInt32] = []
     /// Reply bytes in the rings, stale ones included.
     private(set) var storedBytes = 0
     /// Replies of closed connections still stored, and their bytes.
@@ -38,11 +44,9 @@ final class PendingReplies {
     private(set) var staleBytes = 0
     private(set) var isPopping = false
 
-    /// A ring keeps up to this much capacity when it empties, so steady traffic does not reallocate; with many
-    /// delays in use (each has a ring) an emptied ring shrinks to `ringKeepMany`.
+    /// A ring keeps up to this much capacity when it empties, so steady traffic does not reallocate (there are
+    /// at most `DeadlineQueue.maxGroups` rings).
     private static let ringKeep = 64 * 1024
-    private static let ringKeepMany = 256
-    private static let ringsKeepingCapacity = 64
     /// Approximate bookkeeping bytes per queued reply (deadline + `PendingRef`), for the reclaim trigger.
     private static let entryCost = 24
     /// Stale memory below this is left to expire on its own: not worth a pass over everything.
@@ -54,11 +58,39 @@ final class PendingReplies {
     /// Queues `line` (one complete reply line, LF included) for `slot`/`generation`, due at `deadline`.
     func insert(line: UnsafeRawBufferPointer, deadline: UInt64, delay: UInt64,
                 slot: UInt32, generation: UInt32, commands: Int) {
-        let ring = ringIndex(delay: delay)
-        rings[Int(ring)].append(line)
+        let group = queue.group(forDelay: delay)
+        let ring: UInt32
+        if let group {
+            while rings.count <= group { rings.append(ByteBuffer(capacity: 256)) }
+            rings[group].append(line)
+            ring = UInt32(group)
+        } else {
+            let text = malloc(line.count)!
+            text.copyMemory(from: line.baseAddress!, byteCount: line.count)
+            if let free = freeTextSlots.popLast() {
+                overflowTexts[Int(free)] = text
+                ring = PendingRef.overflowFlag | free
+            } else {
+                ring = PendingRef.overflowFlag | UInt32(overflowTexts.count)
+                overflowTexts.append(text)
+            }
+        }
         storedBytes += line.count
-        queue.insert(deadline: deadline, delay: delay,
+        queue.insert(deadline: deadline, group: group,
                      payload: PendingRef(slot: slot, generation: generation, ring: ring, commands: UInt32(commands)))
+    }
+
+    deinit {
+        for text in overflowTexts { free(text) }
+    }
+
+    /// Takes an overflow reply's text out of its slot; the caller frees it.
+    private func takeText(_ ref: PendingRef) -> UnsafeMutableRawPointer {
+        let index = Int(ref.ring & ~PendingRef.overflowFlag)
+        let text = overflowTexts[index]!
+        overflowTexts[index] = nil
+        freeTextSlots.append(UInt32(index))
+        return text
     }
 
     /// Removes every reply due at `now` or earlier, in deadline order, handing each to `body` with its deadline
@@ -66,8 +98,18 @@ final class PendingReplies {
     func popDue(now: UInt64, _ body: (PendingRef, UInt64, UnsafeRawBufferPointer) -> Bool) {
         isPopping = true
         defer { isPopping = false }
-        let keep = rings.count <= Self.ringsKeepingCapacity ? Self.ringKeep : Self.ringKeepMany
         queue.popDue(now: now) { ref, deadline in
+            if ref.ring & PendingRef.overflowFlag != 0 {
+                let text = takeText(ref)
+                let length = Self.lineLength(UnsafeRawPointer(text))
+                if !body(ref, deadline, UnsafeRawBufferPointer(start: text, count: length)) {
+                    staleCount -= 1
+                    staleBytes -= length
+                }
+                storedBytes -= length
+                free(text)
+                return
+            }
             let ring = rings[Int(ref.ring)]
             let length = Self.lineLength(ring, at: 0)
             if !body(ref, deadline, UnsafeRawBufferPointer(start: ring.readPointer, count: length)) {
@@ -76,7 +118,7 @@ final class PendingReplies {
             }
             storedBytes -= length
             ring.consume(length)
-            if ring.isEmpty { ring.shrinkIfEmpty(limit: keep) }
+            if ring.isEmpty { ring.shrinkIfEmpty(limit: Self.ringKeep) }
         }
     }
 
@@ -100,7 +142,17 @@ final class PendingReplies {
         // move towards the front, so compacting in place is safe.
         var read = [Int](repeating: 0, count: rings.count)
         var write = [Int](repeating: 0, count: rings.count)
+        var overflowBytes = 0
         queue.removeItems { ref in
+            if ref.ring & PendingRef.overflowFlag != 0 {
+                let index = Int(ref.ring & ~PendingRef.overflowFlag)
+                guard isLive(ref) else {
+                    free(takeText(ref))
+                    return true
+                }
+                overflowBytes += Self.lineLength(UnsafeRawPointer(overflowTexts[index]!))
+                return false
+            }
             let r = Int(ref.ring)
             let ring = rings[r]
             let start = read[r]
@@ -111,14 +163,14 @@ final class PendingReplies {
             write[r] += length
             return false
         }
-        storedBytes = 0
+        storedBytes = overflowBytes
         for r in rings.indices {
             let ring = rings[r]
             precondition(read[r] == ring.readableBytes, "pending reply ring out of step with its deadline queue")
             ring.truncate(readableBytes: write[r])
             storedBytes += write[r]
             if ring.isEmpty {
-                ring.shrinkIfEmpty(limit: rings.count <= Self.ringsKeepingCapacity ? Self.ringKeep : Self.ringKeepMany)
+                ring.shrinkIfEmpty(limit: Self.ringKeep)
             } else if ring.capacity > Self.ringKeep && ring.capacity > 4 * ring.readableBytes {
                 let smaller = ByteBuffer(capacity: 2 * ring.readableBytes)
                 smaller.append(ring.readableView)
@@ -129,6 +181,13 @@ final class PendingReplies {
         staleBytes = 0
     }
 
+    /// The length, LF included, of an overflow reply's text (one line, like every reply).
+    @inline(__always) private static func lineLength(_ text: UnsafeRawPointer) -> Int {
+        var n = 0
+        while text.load(fromByteOffset: n, as: UInt8.self) != 0x0A { n += 1 }
+        return n + 1
+    }
+
     /// The length, LF included, of the line starting `offset` bytes into `ring`'s readable bytes.
     @inline(__always) private static func lineLength(_ ring: ByteBuffer, at offset: Int) -> Int {
         let start = ring.readPointer + offset
@@ -137,20 +196,5 @@ final class PendingReplies {
             preconditionFailure("pending reply ring out of step with its deadline queue")
         }
         return UnsafeRawPointer(start).distance(to: UnsafeRawPointer(lf)) + 1
-    }
-
-    private func ringIndex(delay: UInt64) -> UInt32 {
-        if delay == lastDelay && !rings.isEmpty { return lastRing }
-        let ring: UInt32
-        if let existing = ringByDelay[delay] {
-            ring = existing
-        } else {
-            ring = UInt32(rings.count)
-            rings.append(ByteBuffer(capacity: 256))
-            ringByDelay[delay] = ring
-        }
-        lastDelay = delay
-        lastRing = ring
-        return ring
     }
 }

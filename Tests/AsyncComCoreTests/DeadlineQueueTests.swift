@@ -199,4 +199,74 @@ import Testing
         #expect(few.storageCapacity > 0)
         #expect(few.storageCapacity <= 4 * 4096 * 16)
     }
+
+    @Test func manyDistinctDelaysOverflowAndStayInDeadlineOrder() {
+        // 1,000 distinct delays: 64 get FIFO groups, the rest go to the overflow heap. Popped in deadline order
+        // whatever the mix, FIFO within a grouped delay, every item once.
+        var rng = SplitMix(seed: 7)
+        var q = DeadlineQueue<Int>()
+        var pending: [Int: (deadline: UInt64, delay: UInt64)] = [:]
+        var now: UInt64 = 0
+        var lastPopped: UInt64 = 0
+        var seq = 0
+        var popped = 0
+        for round in 0..<200 {
+            for _ in 0..<100 {
+                now += rng.next() % 3
+                let delay = 1 + rng.next() % 1_000
+                q.insert(deadline: now + delay, delay: delay, payload: seq)
+                pending[seq] = (now + delay, delay)
+                seq += 1
+            }
+            #expect(q.nextDeadline == pending.values.map(\.deadline).min())
+            let upTo = round == 199 ? UInt64.max : now
+            q.popDue(now: upTo) { payload, deadline in
+                #expect(deadline >= lastPopped, "deadline order")
+                lastPopped = deadline
+                #expect(pending.removeValue(forKey: payload)?.deadline == deadline)
+                #expect(deadline <= upTo)
+                popped += 1
+            }
+            #expect(!pending.values.contains { $0.deadline <= upTo }, "everything due was popped")
+            #expect(q.count == pending.count)
+        }
+        #expect(popped == seq && q.isEmpty && q.nextDeadline == nil)
+        #expect(q.groups.count == DeadlineQueue<Int>.maxGroups)
+    }
+
+    @Test func emptiedGroupsAreTakenOverByNewDelays() {
+        var q = DeadlineQueue<Int>()
+        let max = DeadlineQueue<Int>.maxGroups
+        for d in 1...max { q.insert(deadline: UInt64(d), delay: UInt64(d), payload: d) }
+        q.insert(deadline: 100, delay: 1, payload: 0)  // delay 1 keeps its group busy
+        #expect(q.group(forDelay: 1_000) == nil, "every group is set up for another delay")
+        // Draining empties the others: a new delay takes one over, the busy one is never taken.
+        q.popDue(now: UInt64(max)) { _, _ in }
+        #expect(q.count == 1)
+        let g = q.group(forDelay: 1_000)
+        #expect(g != nil && g != q.group(forDelay: 1))
+        q.popDue(now: .max) { _, _ in }
+        // A delay that empties and refills forever lists its group as idle once, not once per emptying.
+        for i in 0..<10_000 {
+            q.insert(deadline: UInt64(i), delay: 5, payload: i)
+            q.popDue(now: UInt64(i)) { _, _ in }
+        }
+        #expect(q.idleGroups.count <= max)
+    }
+
+    @Test func removeItemsCoversTheOverflowHeap() {
+        var q = DeadlineQueue<Int>()
+        for i in 0..<5_000 { q.insert(deadline: UInt64(i % 977) * 3, delay: UInt64(i % 500), payload: i) }
+        #expect(q.overflow.count > 0)
+        var seen = Set<Int>()
+        let removed = q.removeItems { p in
+            #expect(seen.insert(p).inserted, "each item visited once")
+            return p % 2 == 1
+        }
+        #expect(seen.count == 5_000 && removed == 2_500 && q.count == 2_500)
+        var out: [(Int, UInt64)] = []
+        q.popDue(now: .max) { out.append(($0, $1)) }
+        #expect(out.count == 2_500 && out.allSatisfy { $0.0 % 2 == 0 })
+        #expect(zip(out, out.dropFirst()).allSatisfy { $0.1 <= $1.1 })
+    }
 }

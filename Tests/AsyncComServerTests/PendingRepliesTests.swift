@@ -79,4 +79,37 @@ struct PendingRepliesTests {
         pending.abandon(replies: 30_000, bytes: third)
         #expect(pending.shouldReclaim)
     }
+
+    @Test("replies of many distinct waits (overflow texts) come back intact, in due order, and reclaim frees them")
+    func manyDelays() {
+        let pending = PendingReplies()
+        var lines: [String: UInt64] = [:]
+        var doomedBytes = 0
+        for i in 0..<20_000 {
+            let delay = UInt64(1 + (i * 7919) % 5_000)  // thousands of distinct waits
+            let slot: UInt32 = i % 4 == 0 ? 1 : 2
+            var line = "RES \(i) \(String(repeating: "7", count: i % 9 + 1))\n"
+            if slot == 1 { lines[line] = UInt64(i) + delay } else { doomedBytes += line.utf8.count }
+            line.withUTF8 { bytes in
+                pending.insert(line: UnsafeRawBufferPointer(bytes), deadline: UInt64(i) + delay, delay: delay,
+                               slot: slot, generation: 0, commands: 1)
+            }
+        }
+        pending.abandon(replies: 15_000, bytes: doomedBytes)
+        #expect(pending.shouldReclaim)
+        pending.reclaim { $0.slot == 1 }
+        #expect(pending.count == 5_000)
+        #expect(pending.storedBytes == lines.keys.reduce(0) { $0 + $1.utf8.count })
+        var last: UInt64 = 0
+        var seen = 0
+        pending.popDue(now: .max) { ref, deadline, line in
+            let text = String(decoding: line, as: UTF8.self)
+            #expect(lines[text] == deadline, "\(text) came back with deadline \(deadline)")
+            #expect(deadline >= last)
+            last = deadline
+            seen += 1
+            return true
+        }
+        #expect(seen == 5_000 && pending.count == 0 && pending.storedBytes == 0)
+    }
 }
