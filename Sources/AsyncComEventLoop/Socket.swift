@@ -224,6 +224,21 @@ public enum Socket {
         _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &on, socklen_t(MemoryLayout<Int32>.size))
     }
 
+    /// SO_RCVBUF (the kernel doubles it for its bookkeeping and turns receive-buffer autotuning off for the
+    /// socket). Best effort: a failure leaves the kernel's default.
+    public static func setReceiveBuffer(fd: Int32, bytes: Int) {
+        var size = Int32(clamping: bytes)
+        _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+    }
+
+    /// SO_RCVBUF as the kernel reports it (twice what was set), or nil.
+    public static func receiveBuffer(fd: Int32) -> Int? {
+        var size: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        guard getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, &length) == 0 else { return nil }
+        return Int(size)
+    }
+
     /// read(2) into the buffer's writable space (grows it to at least `chunk`). Returns bytes read (0 = EOF),
     /// or nil on EAGAIN; throws on errors such as ECONNRESET.
     public static func read(fd: Int32, into buffer: ByteBuffer, chunk: Int) throws(SystemError) -> Int? {

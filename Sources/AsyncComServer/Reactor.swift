@@ -36,6 +36,9 @@ final class Reactor {
     private var replyTimer: Timer!
     /// The deadline `replyTimer` is armed for; 0 when it is not armed.
     private var armedDeadline: UInt64 = 0
+    /// When the reply timer last fired, and the least gap to its next firing (`replyCoalescing`).
+    private var lastReplyFire: UInt64 = 0
+    private let coalescingNanos: UInt64
     private var sweepTimer: Timer!
     private var sweepNanos: UInt64
     private var acceptTimer: Timer!
@@ -68,6 +71,7 @@ final class Reactor {
         logger[metadataKey: "reactor"] = "\(index)"
         self.logger = logger
         self.idleNanos = UInt64(config.idleTimeout * 1e9)
+        self.coalescingNanos = UInt64(config.replyCoalescing * 1e9)
         // Sweep often enough that an idle connection goes within a quarter of the timeout of its time.
         self.sweepNanos = idleNanos > 0 ? min(1_000_000_000, max(50_000_000, idleNanos / 4)) : 1_000_000_000
         self.helloInfo = HelloInfo(
@@ -173,7 +177,10 @@ final class Reactor {
             counters.rejected.add(1)
             return
         }
-        if tcp { Socket.setNoDelay(fd: fd) }
+        if tcp {
+            Socket.setNoDelay(fd: fd)
+            if config.receiveBuffer > 0 { Socket.setReceiveBuffer(fd: fd, bytes: config.receiveBuffer) }
+        }
         let (slot, generation) = table.reserve()
         let c = Connection(fd: fd, slot: slot, generation: generation, now: EventLoop.monotonicNanos())
         let watcher = IOWatcher(loop: loop, fd: fd) { [unowned self] readable, writable in
@@ -202,7 +209,10 @@ final class Reactor {
     /// Re-arms the reply timer when the earliest deadline changed.
     func rearmReplyTimer() {
         publishPending()
-        guard let next = pending.nextDeadline else { return }
+        guard let due = pending.nextDeadline else { return }
+        // Never sooner than `replyCoalescing` after the last firing: under a stream of distinct deadlines this
+        // bounds the timer's rate and batches the replies into fewer writes, for at most that much lateness.
+        let next = max(due, lastReplyFire &+ coalescingNanos)
         if next != armedDeadline {
             armedDeadline = next
             replyTimer.schedule(atMonotonicNanos: next)
@@ -213,6 +223,7 @@ final class Reactor {
         retired.removeAll()
         armedDeadline = 0
         let now = EventLoop.monotonicNanos()
+        lastReplyFire = now
         pending.popDue(now: now) { ref, deadline, line in
             // A closed connection's replies are stale: its slot's generation has moved on.
             guard let c = table.get(ref.slot, ref.generation) else { return false }

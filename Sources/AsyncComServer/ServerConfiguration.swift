@@ -24,6 +24,16 @@ public struct ServerConfiguration: Sendable {
     public var idleTimeout: Double
     /// Unsent reply bytes on one connection before the server stops reading from it.
     public var outputHighWater: Int
+    /// SO_RCVBUF of each TCP connection in bytes; 0 keeps the kernel's autotuning. A request's wait starts
+    /// when a reactor reads it, so requests a client has sent but the kernel still holds are late before they
+    /// start: with autotuning a fast client can queue megabytes (hundreds of thousands of commands, tens of
+    /// milliseconds) ahead of a busy reactor. A small buffer makes the client wait instead, before it stamps
+    /// its requests. Raise it for clients far away (the window must cover bandwidth x round trip).
+    public var receiveBuffer: Int
+    /// Least time in seconds between two firings of a reactor's reply timer. Replies falling due closer
+    /// together than this go out together, up to this much late: with many distinct waits a timer firing (and
+    /// a write) per reply would cost a few microseconds of system calls each. 0 fires at every deadline.
+    public var replyCoalescing: Double
     /// Advertised in HELLO as `server=asynccom/<serverVersion>`.
     public var serverVersion: String
 
@@ -33,6 +43,8 @@ public struct ServerConfiguration: Sendable {
     public static let defaultMaxItems = 1024
     public static let defaultIdleTimeout: Double = 300
     public static let defaultOutputHighWater = 4 << 20
+    public static let defaultReplyCoalescing: Double = 0.000_1
+    public static let defaultReceiveBuffer = 128 << 10
     public static let defaultServerVersion = "1.0.0"
 
     /// The number of processors online, at least 1.
@@ -51,6 +63,8 @@ public struct ServerConfiguration: Sendable {
         maxItems: Int = ServerConfiguration.defaultMaxItems,
         idleTimeout: Double = ServerConfiguration.defaultIdleTimeout,
         outputHighWater: Int = ServerConfiguration.defaultOutputHighWater,
+        replyCoalescing: Double = ServerConfiguration.defaultReplyCoalescing,
+        receiveBuffer: Int = ServerConfiguration.defaultReceiveBuffer,
         serverVersion: String = ServerConfiguration.defaultServerVersion
     ) {
         self.map = map
@@ -62,6 +76,8 @@ public struct ServerConfiguration: Sendable {
         self.maxItems = maxItems
         self.idleTimeout = idleTimeout
         self.outputHighWater = outputHighWater
+        self.replyCoalescing = replyCoalescing
+        self.receiveBuffer = receiveBuffer
         self.serverVersion = serverVersion
     }
 
@@ -80,6 +96,10 @@ public struct ServerConfiguration: Sendable {
         try check(maxLine >= 64 && maxLine <= 1 << 30, "max line must be 64...\(1 << 30) bytes (got \(maxLine))")
         try check(maxItems >= 1 && maxItems <= 1 << 20, "max items must be 1...\(1 << 20) (got \(maxItems))")
         try check(idleTimeout >= 0 && idleTimeout <= 86_400 * 365, "idle timeout must be 0 (off) or a positive number of seconds")
+        try check(replyCoalescing >= 0 && replyCoalescing <= 1,
+                  "reply coalescing must be 0...1 seconds (got \(replyCoalescing))")
+        try check(receiveBuffer == 0 || (receiveBuffer >= 4096 && receiveBuffer <= 1 << 30),
+                  "receive buffer must be 0 (kernel autotuning) or 4096...\(1 << 30) bytes (got \(receiveBuffer))")
         try check(outputHighWater >= 1024, "output high water must be at least 1024 bytes (got \(outputHighWater))")
     }
 }

@@ -67,6 +67,12 @@ struct ServerCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Unsent reply bytes per connection before the server stops reading from it until half have been sent.", valueName: "bytes"))
     var outputHighWater: Int = ServerConfiguration.defaultOutputHighWater
 
+    @Option(name: .long, help: ArgumentHelp("Kernel receive buffer (SO_RCVBUF) per TCP connection. A request's wait starts when a reactor reads it; a small buffer keeps a fast client from queueing tens of milliseconds of requests in the kernel. Raise it for distant clients (bandwidth x round trip); 0 keeps the kernel's autotuning.", valueName: "bytes"))
+    var receiveBuffer: Int = ServerConfiguration.defaultReceiveBuffer
+
+    @Option(name: .long, help: ArgumentHelp("Least seconds between two firings of a reactor's reply timer: replies due closer together go out in one write, at most this late. 0 answers at every deadline exactly.", valueName: "seconds"))
+    var replyCoalescing: Double = ServerConfiguration.defaultReplyCoalescing
+
     @Option(name: .long, help: ArgumentHelp("Log level on stderr.", valueName: "level"))
     var logLevel: LogLevel = .info
 
@@ -102,7 +108,8 @@ struct ServerCommand: ParsableCommand {
         let configuration = ServerConfiguration(
             map: deviceMap, endpoints: try endpoints(), reactors: reactors ?? ServerConfiguration.defaultReactors,
             maxConnections: maxConnections, maxInflightCommands: maxInflight, maxLine: maxLine,
-            maxItems: maxItems, idleTimeout: idleTimeout, outputHighWater: outputHighWater)
+            maxItems: maxItems, idleTimeout: idleTimeout, outputHighWater: outputHighWater,
+            replyCoalescing: replyCoalescing, receiveBuffer: receiveBuffer)
         do {
             try configuration.validate()
         } catch {

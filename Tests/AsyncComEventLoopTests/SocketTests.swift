@@ -124,6 +124,16 @@ private final class EchoExchange {
 }
 
 @Suite("Socket") struct SocketTests {
+    @Test func receiveBufferIsSetAndReadBack() throws {
+        let fd = try Socket.listen(.tcp(host: "127.0.0.1", port: 0), reusePort: false)
+        defer { Socket.close(fd: fd) }
+        let before = try #require(Socket.receiveBuffer(fd: fd))
+        let wanted = before == 64 << 10 ? 96 << 10 : 64 << 10
+        Socket.setReceiveBuffer(fd: fd, bytes: wanted)
+        // Linux doubles the value for its bookkeeping.
+        #expect(Socket.receiveBuffer(fd: fd) == 2 * wanted)
+    }
+
     @Test func listenOnPortZeroReadsBackThePort() throws {
         let fd = try Socket.listen(.tcp(host: "127.0.0.1", port: 0), reusePort: false)
         defer { Socket.close(fd: fd) }

@@ -132,6 +132,40 @@ struct ServerLimitTests {
             #expect(try observer.request("REQ 1 10.0.0.1:fast") == "RES 1 7")
         }
     }
+
+    @Test("reply coalescing: a reply falling due soon after the timer fired waits out the coalescing gap")
+    func replyCoalescing() async throws {
+        try await blocking {
+            let map = "10.0.0.1:a:1:0.2\n10.0.0.1:b:2:0.01\n"
+            let server = try TestServer(map: map, reactors: 1) { $0.replyCoalescing = 1 }
+            defer { server.stop() }
+            let client = try server.client()
+            #expect(try client.request("REQ 1 10.0.0.1:a") == "RES 1 1")
+            // The timer fired for REQ 1 just before its reply came; REQ 2 falls due 10 ms later but the timer
+            // may not fire again until 1 s after that firing (without coalescing it would answer in ~10 ms).
+            let start = monotonicSeconds()
+            #expect(try client.request("REQ 2 10.0.0.1:b") == "RES 2 2")
+            let elapsed = monotonicSeconds() - start
+            #expect(elapsed >= 0.5, "answered after \(elapsed) s")
+            #expect(elapsed < 10)
+            // Nothing is ever early, coalesced or not.
+            let again = monotonicSeconds()
+            #expect(try client.request("REQ 3 10.0.0.1:a") == "RES 3 1")
+            #expect(monotonicSeconds() - again >= 0.2)
+        }
+    }
+
+    @Test("out-of-range coalescing and receive-buffer settings are rejected")
+    func timingSettingsValidated() throws {
+        let map = try TestServer.map(smallMap)
+        for bad in [-0.1, 1.5] {
+            #expect(throws: ServerError.self) { try ServerConfiguration(map: map, replyCoalescing: bad).validate() }
+        }
+        for bad in [-1, 100, 2 << 30] {
+            #expect(throws: ServerError.self) { try ServerConfiguration(map: map, receiveBuffer: bad).validate() }
+        }
+        #expect(throws: Never.self) { try ServerConfiguration(map: map, replyCoalescing: 0, receiveBuffer: 0).validate() }
+    }
 }
 
 /// Sends `text` without blocking until it is all sent or the socket has accepted nothing for 1.5 s in a row.
