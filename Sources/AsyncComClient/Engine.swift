@@ -77,7 +77,7 @@ final class Engine {
     static let pullBudget = 2048
     /// Unsent bytes per connection beyond which no more requests are queued on it: requests are stamped when
     /// queued for writing, so a long queue in user space would count as the server's latency.
-    static let outputHighWater = 256 << 10
+    static let outputHighWater = 64 << 10
 
     init(configuration: ClientConfiguration, logger: Logger, loop: EventLoop, payload: JobPayload, control: JobControl) {
         self.configuration = configuration
@@ -311,7 +311,9 @@ final class Engine {
                 }
                 server.startBatch(items: spareItemBuffers.popLast() ?? server.makeItemsBuffer(), commands: commands)
             }
-            let command = wantsResults ? PendingCommand(sequence: sequence, line: line, device: device) : nil
+            let command = wantsResults
+                ? PendingCommand(sequence: sequence, line: line, device: device, itemLength: item.count, commandStart: commandStart)
+                : nil
             let count = server.addToBatch(item: item, command: command, entry: wantsResults ? entry : nil)
             outstanding += 1
             if count >= server.batch { closeBatch(server) }
@@ -467,28 +469,27 @@ final class Engine {
     }
 
     /// Delivers a request's results, their items taken from the request's item bytes (see `InlineItem`).
-    /// The items are ` item item ...`, one space before each (see ClientProtocol.appendItem); the command
-    /// starts after the item's last colon, as ItemSyntax split it when the command was pulled.
+    /// The items are ` item item ...`, one space before each (see ClientProtocol.appendItem).
     @inline(__always)
     private func deliverFromWire(_ request: Request, results: [ItemResult], server: Endpoint, latency: UInt64) {
+        // Bound once: reading the optional closure per result would retain and release its context each time.
+        guard let onResult else { return }
         let base = UnsafeRawPointer(request.items.readPointer)
-        let end = request.items.readableBytes
         var start = 0
         for i in request.commands.indices {
-            start += 1
-            var stop = start
-            var lastColon = start
-            while stop < end {
-                let byte = base.load(fromByteOffset: stop, as: UInt8.self)
-                if byte == 0x20 { break }
-                if byte == UInt8(ascii: ":") { lastColon = stop }
-                stop += 1
-            }
             let command = request.commands[i]
-            deliver(CommandResult(sequence: command.sequence, item: UnsafeRawBufferPointer(start: base + start, count: stop - start),
-                                  commandStart: lastColon + 1 - start, device: command.device, line: command.line,
-                                  outcome: CommandOutcome(results[i]), server: server, latencyNanos: latency))
-            start = stop
+            start += 1
+            let result = CommandResult(
+                sequence: command.sequence, item: UnsafeRawBufferPointer(start: base + start, count: command.itemLength),
+                commandStart: command.commandStart, device: command.device, line: command.line,
+                outcome: CommandOutcome(results[i]), server: server, latencyNanos: latency)
+            if ordered {
+                ring.insert(result)
+                ring.drain(onResult)
+            } else {
+                onResult(result)
+            }
+            start += command.itemLength
         }
     }
 
@@ -501,22 +502,15 @@ final class Engine {
             return
         }
         // The items are ` item item ...`, one space before each (see ClientProtocol.appendItem).
-        let view = request.items.readableView
+        let base = UnsafeRawPointer(request.items.readPointer)
         var start = 0
         for i in request.commands.indices {
-            start += 1
-            var end = start
-            var lastColon = start
-            while end < view.count && view[end] != 0x20 {
-                if view[end] == UInt8(ascii: ":") { lastColon = end }
-                end += 1
-            }
-            let item = UnsafeRawBufferPointer(rebasing: view[start..<end])
-            // The command starts after the last colon, as ItemSyntax split it when the command was pulled.
             let command = request.commands[i]
+            start += 1
+            let item = UnsafeRawBufferPointer(start: base + start, count: command.itemLength)
             body(i, CommandEntry(device: command.device, item: String(decoding: item, as: UTF8.self),
-                                 commandStart: lastColon + 1 - start, line: command.line))
-            start = end
+                                 commandStart: command.commandStart, line: command.line))
+            start += command.itemLength
         }
     }
 

@@ -3,12 +3,26 @@ import AsyncComEventLoop
 
 /// A command waiting for its result. Kept only when results are delivered per command (a callback, a stream
 /// or ordered output); a job that only wants the summary keeps nothing per command but the wire bytes. The
-/// command's text is in the request's item bytes: its `CommandEntry` is rebuilt from them when the result is
-/// delivered, so a command in flight costs 32 bytes and no String.
+/// command's text is in the request's item bytes: the result is built from them when it is delivered, so a
+/// command in flight costs 32 bytes and no String. The item's length and the command's offset in it are packed
+/// with the line number, so that delivering does not scan the bytes again.
 struct PendingCommand {
     var sequence: Int
-    var line: Int
+    /// line << 16 | item length << 8 | command start (an item is at most 106 bytes; a line number below 2^47).
+    private var packed: UInt64
     var device: DeviceAddress
+
+    @inline(__always)
+    init(sequence: Int, line: Int, device: DeviceAddress, itemLength: Int, commandStart: Int) {
+        precondition(itemLength <= 255 && commandStart <= itemLength && line >= 0 && line < 1 << 47, "command out of range")
+        self.sequence = sequence
+        self.packed = UInt64(line) << 16 | UInt64(itemLength) << 8 | UInt64(commandStart)
+        self.device = device
+    }
+
+    @inline(__always) var line: Int { Int(packed >> 16) }
+    @inline(__always) var itemLength: Int { Int((packed >> 8) & 0xFF) }
+    @inline(__always) var commandStart: Int { Int(packed & 0xFF) }
 }
 
 /// One request: a batch of items for one server, with a unique id kept across re-sends.
@@ -44,6 +58,16 @@ struct Request {
 /// Loop thread only (unchecked exclusivity, for the reason given on `Engine`).
 final class RequestTable {
     @exclusivity(unchecked) private var slots: [Request?] = []
+    /// Where each slot's request keeps its item bytes and commands, for `prefetch`: plain pointers, so that
+    /// hinting the next request costs no copy of it (a `Request` copy retains its buffers).
+    @exclusivity(unchecked) private var hints: [PrefetchHint] = []
+
+    private struct PrefetchHint {
+        var items: UnsafeRawPointer?
+        var itemBytes: Int32
+        var commandBytes: Int32
+        var commands: UnsafeRawPointer?
+    }
     @exclusivity(unchecked) private var freeSlots: [Int32] = []
     @exclusivity(unchecked) private var slotByID = IDIndex()
     @exclusivity(unchecked) private(set) var nextID: UInt64 = 1
@@ -56,13 +80,21 @@ final class RequestTable {
         let id = nextID
         nextID &+= 1
         let request = Request(id: id, items: items, itemCount: itemCount, commands: commands, server: server, connection: -1)
+        // The buffers are not written while the request lives (re-sends send the same bytes), so the pointers
+        // stay valid; a stale one would only make a prefetch useless, never a fault.
+        let hint = PrefetchHint(
+            items: UnsafeRawPointer(items.readPointer), itemBytes: Int32(clamping: items.readableBytes),
+            commandBytes: Int32(clamping: commands.count * MemoryLayout<PendingCommand>.stride),
+            commands: commands.withUnsafeBufferPointer { UnsafeRawPointer($0.baseAddress) })
         let slot: Int
         if let free = freeSlots.popLast() {
             slot = Int(free)
             slots[slot] = request
+            hints[slot] = hint
         } else {
             slot = slots.count
             slots.append(request)
+            hints.append(hint)
         }
         slotByID.insert(id, slot: Int32(slot))
         count += 1
@@ -89,23 +121,19 @@ final class RequestTable {
     /// (For the request answered next: it was sent long ago, and everything it points to has gone cold.)
     func prefetch(id: UInt64) {
         guard let s = slotByID.find(id) else { return }
-        slots.withUnsafeBufferPointer { all in
-            guard let request = all[Int(s)] else { return }
-            let items = request.items
-            var p = UnsafeRawPointer(items.readPointer)
-            let end = p + items.readableBytes
-            while p < end {
-                Prefetch.read(p)
-                p += 64
+        let hint = hints[Int(s)]
+        if let items = hint.items {
+            var offset = 0
+            while offset < Int(hint.itemBytes) {
+                Prefetch.read(items + offset)
+                offset += 64
             }
-            request.commands.withUnsafeBufferPointer { commands in
-                guard let base = commands.baseAddress else { return }
-                var q = UnsafeRawPointer(base)
-                let stop = UnsafeRawPointer(base + commands.count)
-                while q < stop {
-                    Prefetch.read(q)
-                    q += 64
-                }
+        }
+        if let commands = hint.commands {
+            var offset = 0
+            while offset < Int(hint.commandBytes) {
+                Prefetch.read(commands + offset)
+                offset += 64
             }
         }
     }
