@@ -7,7 +7,8 @@
 ///
 /// A map may have thousands of distinct waits, though, and a FIFO per delay would then cost an allocation per
 /// item. So at most `maxGroups` delays have a FIFO at a time (an emptied one is taken over by the next new
-/// delay); items of any other delay go to one plain binary heap (`overflow`), O(log n) each.
+/// delay); items of any other delay go to one 4-ary min-heap (`overflow`), O(log n) each: four children share
+/// a cache line or two, so a sift touches half the lines a binary heap would.
 public struct DeadlineQueue<Payload> {
     @usableFromInline struct Entry {
         @usableFromInline var deadline: UInt64
@@ -201,7 +202,7 @@ public struct DeadlineQueue<Payload> {
         overflow.removeSubrange(kept...)
         if overflow.capacity > 4096 && overflow.count * 4 < overflow.capacity { overflow = Array(overflow) }
         if overflow.count > 1 {
-            for i in stride(from: overflow.count / 2 - 1, through: 0, by: -1) { overflowSiftDown(i) }
+            for i in stride(from: (overflow.count - 2) / 4, through: 0, by: -1) { overflowSiftDown(i) }
         }
         storedCount -= removed
         // Head deadlines moved and groups emptied: rebuild the heap over the non-empty groups.
@@ -248,7 +249,7 @@ public struct DeadlineQueue<Payload> {
         var i = start
         let entry = overflow[i]
         while i > 0 {
-            let parent = (i - 1) / 2
+            let parent = (i - 1) / 4
             if overflow[parent].deadline <= entry.deadline { break }
             overflow[i] = overflow[parent]
             i = parent
@@ -261,10 +262,15 @@ public struct DeadlineQueue<Payload> {
         let n = overflow.count
         let entry = overflow[i]
         while true {
-            let l = 2 * i + 1
-            if l >= n { break }
-            var child = l
-            if l + 1 < n && overflow[l + 1].deadline < overflow[l].deadline { child = l + 1 }
+            let first = 4 * i + 1
+            if first >= n { break }
+            var child = first
+            var k = first + 1
+            let last = min(first + 4, n)
+            while k < last {
+                if overflow[k].deadline < overflow[child].deadline { child = k }
+                k += 1
+            }
             if entry.deadline <= overflow[child].deadline { break }
             overflow[i] = overflow[child]
             i = child

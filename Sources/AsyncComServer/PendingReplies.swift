@@ -23,7 +23,7 @@ struct PendingRef {
 /// popping an entry pops exactly the next line of its ring. No per-reply allocation, no per-reply object:
 /// 1,000,000 pending one-command replies cost tens of MiB. A reply whose delay has no group (a map with many
 /// distinct waits) goes to the queue's overflow heap, which pops in deadline order rather than insertion order,
-/// so its text gets an allocation of its own.
+/// so its text is kept in a `TextSlab` instead.
 ///
 /// A closed connection's replies become stale. They are skipped when due, but a peer must not be able to pin
 /// memory by queueing long waits and hanging up, so stale replies are also reclaimed in bulk: once they are
@@ -34,9 +34,8 @@ final class PendingReplies {
     private var queue = DeadlineQueue<PendingRef>()
     /// `rings[g]` holds the texts of the queue's group `g`.
     private var rings: [ByteBuffer] = []
-    /// Texts of overflow replies, by the index in their `PendingRef.ring`; freed slots are reused.
-    private var overflowTexts: [UnsafeMutableRawPointer?] = []
-    private var freeTextSlots: [UInt32] = []
+    /// Texts of overflow replies, by the handle in their `PendingRef.ring`.
+    private let overflowTexts = TextSlab()
     /// Reply bytes in the rings, stale ones included.
     private(set) var storedBytes = 0
     /// Replies of closed connections still stored, and their bytes.
@@ -65,32 +64,11 @@ final class PendingReplies {
             rings[group].append(line)
             ring = UInt32(group)
         } else {
-            let text = malloc(line.count)!
-            text.copyMemory(from: line.baseAddress!, byteCount: line.count)
-            if let free = freeTextSlots.popLast() {
-                overflowTexts[Int(free)] = text
-                ring = PendingRef.overflowFlag | free
-            } else {
-                ring = PendingRef.overflowFlag | UInt32(overflowTexts.count)
-                overflowTexts.append(text)
-            }
+            ring = PendingRef.overflowFlag | overflowTexts.store(line)
         }
         storedBytes += line.count
         queue.insert(deadline: deadline, group: group,
                      payload: PendingRef(slot: slot, generation: generation, ring: ring, commands: UInt32(commands)))
-    }
-
-    deinit {
-        for text in overflowTexts { free(text) }
-    }
-
-    /// Takes an overflow reply's text out of its slot; the caller frees it.
-    private func takeText(_ ref: PendingRef) -> UnsafeMutableRawPointer {
-        let index = Int(ref.ring & ~PendingRef.overflowFlag)
-        let text = overflowTexts[index]!
-        overflowTexts[index] = nil
-        freeTextSlots.append(UInt32(index))
-        return text
     }
 
     /// Removes every reply due at `now` or earlier, in deadline order, handing each to `body` with its deadline
@@ -100,14 +78,14 @@ final class PendingReplies {
         defer { isPopping = false }
         queue.popDue(now: now) { ref, deadline in
             if ref.ring & PendingRef.overflowFlag != 0 {
-                let text = takeText(ref)
-                let length = Self.lineLength(UnsafeRawPointer(text))
-                if !body(ref, deadline, UnsafeRawBufferPointer(start: text, count: length)) {
+                let handle = ref.ring & ~PendingRef.overflowFlag
+                let text = overflowTexts.text(handle)
+                if !body(ref, deadline, text) {
                     staleCount -= 1
-                    staleBytes -= length
+                    staleBytes -= text.count
                 }
-                storedBytes -= length
-                free(text)
+                storedBytes -= text.count
+                overflowTexts.release(handle)
                 return
             }
             let ring = rings[Int(ref.ring)]
@@ -145,12 +123,12 @@ final class PendingReplies {
         var overflowBytes = 0
         queue.removeItems { ref in
             if ref.ring & PendingRef.overflowFlag != 0 {
-                let index = Int(ref.ring & ~PendingRef.overflowFlag)
+                let handle = ref.ring & ~PendingRef.overflowFlag
                 guard isLive(ref) else {
-                    free(takeText(ref))
+                    overflowTexts.release(handle)
                     return true
                 }
-                overflowBytes += Self.lineLength(UnsafeRawPointer(overflowTexts[index]!))
+                overflowBytes += overflowTexts.text(handle).count
                 return false
             }
             let r = Int(ref.ring)
@@ -179,13 +157,6 @@ final class PendingReplies {
         }
         staleCount = 0
         staleBytes = 0
-    }
-
-    /// The length, LF included, of an overflow reply's text (one line, like every reply).
-    @inline(__always) private static func lineLength(_ text: UnsafeRawPointer) -> Int {
-        var n = 0
-        while text.load(fromByteOffset: n, as: UInt8.self) != 0x0A { n += 1 }
-        return n + 1
     }
 
     /// The length, LF included, of the line starting `offset` bytes into `ring`'s readable bytes.
