@@ -25,6 +25,11 @@ public struct ClientConfiguration: Sendable, Equatable {
     /// even when one request is slow. When false, results are delivered as replies arrive. No effect without
     /// per-command results.
     public var ordered: Bool
+    /// TCP_NOTSENT_LOWAT of each TCP connection in bytes; 0 keeps the kernel's default (unlimited). Requests
+    /// are stamped when handed to the socket, and a server's wait starts when it reads them: written bytes the
+    /// kernel cannot send yet (the server reads slower than this client writes) would count as lateness. A small
+    /// limit keeps them in the engine's queue, unstamped, instead. Bytes already sent are not limited by it.
+    public var sendLowWater: Int
 
     public init(
         servers: [Endpoint] = [.default],
@@ -34,7 +39,8 @@ public struct ClientConfiguration: Sendable, Equatable {
         requestTimeout: Double = 30,
         retries: Int = 3,
         connectTimeout: Double = 10,
-        ordered: Bool = false
+        ordered: Bool = false,
+        sendLowWater: Int = ClientConfiguration.defaultSendLowWater
     ) {
         self.servers = servers
         self.batch = batch
@@ -44,7 +50,10 @@ public struct ClientConfiguration: Sendable, Equatable {
         self.retries = retries
         self.connectTimeout = connectTimeout
         self.ordered = ordered
+        self.sendLowWater = sendLowWater
     }
+
+    public static let defaultSendLowWater = 16 << 10
 
     /// Upper bounds that keep one job's memory and file descriptors sane whatever the caller passes.
     public static let maxBatch = 65_536
@@ -72,6 +81,9 @@ public struct ClientConfiguration: Sendable, Equatable {
         if retries < 0 || retries > Self.maxRetries { throw bad("retries must be 0...\(Self.maxRetries), got \(retries)") }
         if !(requestTimeout > 0 && requestTimeout <= Self.maxSeconds) {
             throw bad("request timeout must be > 0 and <= \(Int(Self.maxSeconds)) seconds, got \(requestTimeout)")
+        }
+        if sendLowWater < 0 || sendLowWater > 1 << 30 {
+            throw bad("send low water must be 0 (kernel default)...\(1 << 30) bytes, got \(sendLowWater)")
         }
         if !(connectTimeout >= 0 && connectTimeout <= Self.maxSeconds) {
             throw bad("connect timeout must be 0...\(Int(Self.maxSeconds)) seconds, got \(connectTimeout)")

@@ -85,6 +85,7 @@ final class Connection {
             return
         }
         Socket.setNoDelay(fd: fd)
+        if engine.sendLowWater > 0, case .tcp = server.endpoint { Socket.setNotSentLowWater(fd: fd, bytes: engine.sendLowWater) }
         state = .handshaking
         ClientProtocol.appendHello(to: output)
         timer?.schedule(afterNanos: engine.requestTimeoutNanos)

@@ -231,6 +231,20 @@ public enum Socket {
         _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
     }
 
+    /// TCP_NOTSENT_LOWAT: the socket takes no more writes (and is not writable) while more than `bytes` of what
+    /// was written is not sent yet. Bytes in flight are not counted. Best effort; ignored on Unix sockets.
+    public static func setNotSentLowWater(fd: Int32, bytes: Int) {
+        var size = Int32(clamping: bytes)
+        _ = setsockopt(fd, Int32(IPPROTO_TCP), Int32(TCP_NOTSENT_LOWAT), &size, socklen_t(MemoryLayout<Int32>.size))
+    }
+
+    public static func notSentLowWater(fd: Int32) -> Int? {
+        var size: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        guard getsockopt(fd, Int32(IPPROTO_TCP), Int32(TCP_NOTSENT_LOWAT), &size, &length) == 0 else { return nil }
+        return Int(size)
+    }
+
     /// SO_RCVBUF as the kernel reports it (twice what was set), or nil.
     public static func receiveBuffer(fd: Int32) -> Int? {
         var size: Int32 = 0

@@ -44,7 +44,7 @@ public struct ServerConfiguration: Sendable {
     public static let defaultIdleTimeout: Double = 300
     public static let defaultOutputHighWater = 4 << 20
     public static let defaultReplyCoalescing: Double = 0.000_1
-    public static let defaultReceiveBuffer = 128 << 10
+    public static let defaultReceiveBuffer = 64 << 10
     public static let defaultServerVersion = "1.0.0"
 
     /// The number of processors online, at least 1.

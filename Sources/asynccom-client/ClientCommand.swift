@@ -83,6 +83,10 @@ struct ClientCommand: AsyncParsableCommand {
             help: ArgumentHelp("Seconds to keep reconnecting (backoff 50 ms doubling to 1 s) to a server that is not up, from the start or from when it was last up; then it counts as down.", valueName: "SECONDS"))
     var connectTimeout: Double = 10
 
+    @Option(name: .customLong("send-low-water"),
+            help: ArgumentHelp("Unsent bytes a TCP connection's kernel buffer may hold (TCP_NOTSENT_LOWAT); more waits in the client, unstamped, so a server that reads slower than the client writes does not make replies look late. 0 keeps the kernel's default.", valueName: "BYTES"))
+    var sendLowWater: Int = ClientConfiguration.defaultSendLowWater
+
     @Option(help: ArgumentHelp("Write one line per command to FILE; `-` for stdout (default: none).", valueName: "FILE"))
     var output: String?
 
@@ -128,7 +132,7 @@ struct ClientCommand: AsyncParsableCommand {
     func clientConfiguration(endpoints: [Endpoint]) -> ClientConfiguration {
         ClientConfiguration(servers: endpoints, batch: batch, window: window, connectionsPerServer: connections,
                             requestTimeout: timeout, retries: retries, connectTimeout: connectTimeout,
-                            ordered: output != nil && format == .text)
+                            ordered: output != nil && format == .text, sendLowWater: sendLowWater)
     }
 
     /// ArgumentParser exits 64 on usage errors; asynccom's contract is 2.

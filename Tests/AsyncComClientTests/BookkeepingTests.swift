@@ -212,10 +212,12 @@ import Testing
 
     @Test func configurationValidation() {
         #expect(throws: Never.self) { try ClientConfiguration().validate() }
+        #expect(throws: Never.self) { try ClientConfiguration(sendLowWater: 0).validate() }
         for bad in [ClientConfiguration(servers: []), ClientConfiguration(batch: 0), ClientConfiguration(window: 0),
                     ClientConfiguration(connectionsPerServer: 0), ClientConfiguration(requestTimeout: 0),
                     ClientConfiguration(retries: -1), ClientConfiguration(connectTimeout: -1),
-                    ClientConfiguration(requestTimeout: .nan)] {
+                    ClientConfiguration(requestTimeout: .nan), ClientConfiguration(sendLowWater: -1),
+                    ClientConfiguration(sendLowWater: 2 << 30)] {
             #expect(throws: ClientError.self) { try bad.validate() }
         }
     }

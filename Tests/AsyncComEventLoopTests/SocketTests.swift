@@ -124,6 +124,13 @@ private final class EchoExchange {
 }
 
 @Suite("Socket") struct SocketTests {
+    @Test func notSentLowWaterIsSetAndReadBack() throws {
+        let fd = try Socket.listen(.tcp(host: "127.0.0.1", port: 0), reusePort: false)
+        defer { Socket.close(fd: fd) }
+        Socket.setNotSentLowWater(fd: fd, bytes: 16 << 10)
+        #expect(Socket.notSentLowWater(fd: fd) == 16 << 10)
+    }
+
     @Test func receiveBufferIsSetAndReadBack() throws {
         let fd = try Socket.listen(.tcp(host: "127.0.0.1", port: 0), reusePort: false)
         defer { Socket.close(fd: fd) }
