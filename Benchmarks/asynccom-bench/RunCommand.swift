@@ -36,6 +36,13 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(help: "Print the results as one JSON document instead of a table.")
     var json = false
 
+    @Flag(help: "Measure lateness through a CommandResult per command (onResult) instead of one call per answered request (onAnswer): shows what a per-command consumer costs the client's reply path.")
+    var perCommandResults = false
+
+    @Option(name: .customLong("server-arg"), parsing: .unconditionalSingleValue,
+            help: ArgumentHelp("An extra argument for asynccom-server, to compare its settings; repeatable (e.g. --server-arg=--reply-coalescing --server-arg=0.001).", valueName: "arg"))
+    var serverArguments: [String] = []
+
     func run() async throws {
         let all = Scenarios.all()
         let names = Set(all.map(\.name))
@@ -68,7 +75,8 @@ struct RunCommand: AsyncParsableCommand {
                 } else {
                     results.append(try await Runner.runOnce(
                         scenario, mapPath: dir + "/map.txt", commandsPath: dir + "/commands.txt",
-                        expectation: expectation, waits: waits))
+                        expectation: expectation, waits: waits, serverArguments: serverArguments,
+                        perCommandResults: perCommandResults))
                 }
             }
             let report = ScenarioReport(scenario, commands: expectation.commands, results: results)

@@ -5,9 +5,10 @@ import AsyncComClient
 import AsyncComCore
 import Logging
 
-/// Per-command latencies, written by the engine's thread during the run and read after it has ended.
-/// A plain buffer: the callback runs once per command on the client's reply path, and an array's
-/// uniqueness and bounds checks there would count as the client's time.
+/// Per-command latencies, written by the engine's thread during the run and read after it has ended. Fed from
+/// `onAnswer` (one call per answered request), not from a `CommandResult` per command: the observer must not
+/// slow down the client's reply path it is measuring (a per-command callback costs about as much per command
+/// as the rest of the reply path; `--per-command-results` measures with it).
 final class LatencyRecorder: @unchecked Sendable {
     let nanos: UnsafeMutableBufferPointer<UInt64>
     init(count: Int) {
@@ -17,8 +18,16 @@ final class LatencyRecorder: @unchecked Sendable {
     deinit { nanos.deallocate() }
 
     @inline(__always) func record(_ result: CommandResult) {
-        precondition(result.sequence >= 0 && result.sequence < nanos.count, "result sequence out of range")
-        nanos[result.sequence] = result.latencyNanos
+        store(sequence: result.sequence, latency: result.latencyNanos)
+    }
+
+    @inline(__always) func record(_ answer: AnsweredRequest) {
+        for i in 0..<answer.count { store(sequence: answer.sequence(at: i), latency: answer.latencyNanos) }
+    }
+
+    @inline(__always) private func store(sequence: Int, latency: UInt64) {
+        precondition(sequence >= 0 && sequence < nanos.count, "result sequence out of range")
+        nanos[sequence] = latency
     }
 }
 
@@ -59,8 +68,8 @@ enum Runner {
     }
 
     static func runOnce(_ scenario: Scenario, mapPath: String, commandsPath: String, expectation: Expectation,
-                        waits: [UInt64]) async throws -> RunResult {
-        let server = try ServerProcess(map: mapPath, reactors: scenario.reactors)
+                        waits: [UInt64], serverArguments: [String] = [], perCommandResults: Bool = false) async throws -> RunResult {
+        let server = try ServerProcess(map: mapPath, reactors: scenario.reactors, extraArguments: serverArguments)
         defer { try? server.stop() }
         let configuration = ClientConfiguration(
             servers: [server.endpoint], batch: scenario.batch, window: scenario.window,
@@ -70,18 +79,21 @@ enum Runner {
         let client = AsyncComClient(configuration: configuration, logger: logger)
 
         let recorder = scenario.measureLateness ? LatencyRecorder(count: expectation.commands) : nil
-        let onResult: ((CommandResult) -> Void)?
+        var onResult: ((CommandResult) -> Void)?
+        var onAnswer: ((AnsweredRequest) -> Void)?
         if let recorder {
-            onResult = { result in recorder.record(result) }
-        } else {
-            onResult = nil
+            if perCommandResults {
+                onResult = { result in recorder.record(result) }
+            } else {
+                onAnswer = { answer in recorder.record(answer) }
+            }
         }
 
         ProcessMetrics.resetPeakRSS(pid: getpid())
         let cpuBefore = server.cpuSeconds
         // The generated commands file, streamed as the CLI streams it (it is in the page cache by now).
         let source = try FileCommandSource(path: commandsPath)
-        let summary = try await client.run(source: source, onResult: onResult)
+        let summary = try await client.run(source: source, onResult: onResult, onAnswer: onAnswer)
         let serverCPU = server.cpuSeconds - cpuBefore
         let serverRSS = server.peakRSS
         let clientRSS = ProcessMetrics.peakRSS(pid: getpid()) ?? 0

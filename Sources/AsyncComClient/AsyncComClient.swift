@@ -31,6 +31,10 @@ public final class AsyncComClient: Sendable {
     ///   - onResult: called once per well-formed command, on the engine's thread; in input order when
     ///     `configuration.ordered`, else as replies arrive. Pass nil when only the summary matters: the engine
     ///     then keeps no per-command state and runs fastest.
+    ///   - onAnswer: called once per answered request (a batch of commands), on the engine's thread, as replies
+    ///     arrive: each command's sequence and outcome and the request's latency, without a `CommandResult`
+    ///     per command. For metrics and benchmarks that must not slow the reply path down. Failed commands have
+    ///     no answer (see `onResult` and the summary).
     ///   - onProgress: called about four times a second on the engine's thread.
     /// - Returns: the summary; commands that failed are counted in it (`failed`), they do not throw.
     /// - Throws: `ClientError.invalidConfiguration`, `ClientError.source` when the source throws (the job stops at
@@ -38,11 +42,13 @@ public final class AsyncComClient: Sendable {
     public func run(
         source: sending some CommandSource,
         onResult: sending ((CommandResult) -> Void)? = nil,
+        onAnswer: sending ((AnsweredRequest) -> Void)? = nil,
         onProgress: sending ((JobProgress) -> Void)? = nil
     ) async throws -> JobSummary {
         try configuration.validate()
         let control = JobControl(streamHighWater: nil)
-        let payload = UncheckedTransfer(JobPayload(source: source, onResult: onResult, onFlush: nil, onProgress: onProgress))
+        let payload = UncheckedTransfer(JobPayload(
+            source: source, onResult: onResult, onAnswer: onAnswer, onFlush: nil, onProgress: onProgress))
         let configuration = self.configuration
         let logger = self.logger
         return try await withTaskCancellationHandler {
@@ -155,6 +161,7 @@ final class ResultBuffer {
 struct JobPayload {
     var source: any CommandSource
     var onResult: ((CommandResult) -> Void)?
+    var onAnswer: ((AnsweredRequest) -> Void)? = nil
     /// Called at the end of each loop callback that delivered results (the stream yields there).
     var onFlush: (() -> Void)?
     var onProgress: ((JobProgress) -> Void)?

@@ -129,6 +129,33 @@ struct InlineItem: Sendable {
     }
 }
 
+/// The answer to one request (a batch of commands sent together): each command's sequence and outcome, and
+/// the request's latency. Lighter than a `CommandResult` per command: it shares the engine's arrays (copied
+/// only if kept past the callback and the engine reuses them).
+public struct AnsweredRequest: Sendable {
+    /// Nanoseconds from the first send of the request to its answer.
+    public let latencyNanos: UInt64
+    public let server: Endpoint
+    let commands: [PendingCommand]
+    let results: [ItemResult]
+
+    /// Commands in the request.
+    @inlinable public var count: Int { _count }
+    @usableFromInline let _count: Int
+
+    init(latencyNanos: UInt64, server: Endpoint, commands: [PendingCommand], results: [ItemResult]) {
+        self.latencyNanos = latencyNanos
+        self.server = server
+        self.commands = commands
+        self.results = results
+        self._count = commands.count
+    }
+
+    /// The 0-based input position of command `i` (as `CommandResult.sequence`).
+    public func sequence(at i: Int) -> Int { commands[i].sequence }
+    public func outcome(at i: Int) -> CommandOutcome { CommandOutcome(results[i]) }
+}
+
 /// A snapshot of a running job, delivered about four times a second to `onProgress`.
 public struct JobProgress: Sendable, Equatable {
     /// Commands with a result (ok, unknown or failed).

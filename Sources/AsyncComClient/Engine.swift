@@ -29,6 +29,8 @@ final class Engine {
     /// The source, when it can hand out commands in place (then `source` is nil).
     @exclusivity(unchecked) private var inPlaceSource: (any InPlaceCommandSource)?
     private let onResult: ((CommandResult) -> Void)?
+    private let onAnswer: ((AnsweredRequest) -> Void)?
+    let sendLowWater: Int
     private let onFlush: (() -> Void)?
     private let onProgress: ((JobProgress) -> Void)?
     private let control: JobControl
@@ -91,10 +93,12 @@ final class Engine {
             self.source = payload.source
         }
         self.onResult = payload.onResult
+        self.onAnswer = payload.onAnswer
+        self.sendLowWater = configuration.sendLowWater
         self.onFlush = payload.onFlush
         self.onProgress = payload.onProgress
         self.control = control
-        self.wantsResults = payload.onResult != nil
+        self.wantsResults = payload.onResult != nil || payload.onAnswer != nil
         self.ordered = configuration.ordered && payload.onResult != nil
         self.sharder = Sharder(serverCount: configuration.servers.count)
         self.stats = JobStats(serverCount: configuration.servers.count)
@@ -325,7 +329,7 @@ final class Engine {
                       line: Int, entry: CommandEntry?) {
         let home = servers[sharder.home(key: key)]
         stats.recordFailure(server: home.index, commands: 1, reason: home.unreachableReason)
-        if wantsResults {
+        if onResult != nil {
             let entry = entry ?? CommandEntry(device: device, item: String(decoding: item, as: UTF8.self),
                                               commandStart: commandStart, line: line)
             deliver(CommandResult(sequence: sequence, entry: entry, outcome: .failed(reason: home.unreachableReason),
@@ -456,7 +460,12 @@ final class Engine {
         outstanding -= count
         if wantsResults {
             let endpoint = c.server.endpoint
-            if request.entries.isEmpty {
+            if let onAnswer {
+                onAnswer(AnsweredRequest(latencyNanos: latency, server: endpoint, commands: request.commands, results: c.results))
+            }
+            if onResult == nil {
+                // Answers only.
+            } else if request.entries.isEmpty {
                 deliverFromWire(request, results: c.results, server: endpoint, latency: latency)
             } else {
                 for (i, entry) in request.entries.enumerated() {
@@ -560,7 +569,7 @@ final class Engine {
         var request = table.remove(slot: slot)
         outstanding -= request.itemCount
         stats.recordFailure(server: request.server, commands: request.itemCount, reason: reason)
-        if wantsResults {
+        if onResult != nil {
             let endpoint = servers[request.server].endpoint
             let now = EventLoop.monotonicNanos()
             let latency = request.firstSentNanos == 0 ? 0 : now &- request.firstSentNanos

@@ -93,6 +93,42 @@ func mapCommands(devices: Int, rounds: Int = 1) -> (lines: [String], sum: Int128
         #expect(r.stderr.contains("asynccom-client: \(path):514: "))
     }
 
+    @Test(arguments: [false, true]) func answersCoverEveryCommandOnceAndAgreeWithResults(alsoResults: Bool) async throws {
+        let dir = try makeScratchDirectory()
+        defer { removeScratchDirectory(dir) }
+        let map = try writeMap(in: dir, devices: 300) { i in "0.0\(i % 5)" }
+        let server = try InProcessServer(map: map)
+        defer { server.stop() }
+        var (lines, sum) = mapCommands(devices: 300)
+        lines.append("10.250.0.1:foo")  // unknown device
+        let answers = AnswerLog()
+        let results = ResultLog()
+        let client = AsyncComClient.quiet(ClientConfiguration(servers: [server.endpoint], batch: 7))
+        let summary = try await client.run(
+            source: ArrayCommandSource(lines: lines), onResult: alsoResults ? { results.append($0) } : nil,
+            onAnswer: { answers.append($0) })
+        #expect(summary.sum == sum && summary.ok == 600 && summary.unknown == 1 && summary.failed == 0)
+        // Every command exactly once, with the outcome the map implies.
+        var seen = [CommandOutcome?](repeating: nil, count: lines.count)
+        for answer in answers.answers {
+            #expect(answer.count >= 1 && answer.count <= 7)
+            for i in 0..<answer.count {
+                let s = answer.sequence(at: i)
+                #expect(seen[s] == nil, "sequence \(s) answered twice")
+                seen[s] = answer.outcome(at: i)
+            }
+        }
+        for (s, line) in lines.enumerated() {
+            let d = Int64(line.split(separator: ":")[0].split(separator: ".")[3])!
+            let expected: CommandOutcome = line.hasPrefix("10.250.") ? .unknown : .value(line.hasSuffix(":foo") ? d : -d)
+            #expect(seen[s] == expected, "\(line)")
+        }
+        if alsoResults {
+            #expect(results.results.count == lines.count)
+            for r in results.results { #expect(seen[r.sequence] == r.outcome) }
+        }
+    }
+
     @Test func outOfOrderRepliesMatchTheMap() async throws {
         let dir = try makeScratchDirectory()
         defer { removeScratchDirectory(dir) }

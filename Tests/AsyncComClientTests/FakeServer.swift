@@ -269,3 +269,11 @@ extension AsyncComClient {
 }
 
 func tcp(_ port: UInt16) -> Endpoint { .tcp(host: "127.0.0.1", port: port) }
+
+/// Answers collected from the engine's thread, read after the job.
+final class AnswerLog: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: [AnsweredRequest] = []
+    func append(_ a: AnsweredRequest) { lock.lock(); stored.append(a); lock.unlock() }
+    var answers: [AnsweredRequest] { lock.lock(); defer { lock.unlock() }; return stored }
+}
