@@ -95,9 +95,11 @@ final class TextSlab {
         }
         fresh = 0
         freeSlots.removeAll(keepingCapacity: freeSlots.capacity <= Self.initialSlots)
-        if big.count > 64 { big = [] }
-        freeBig.removeAll(keepingCapacity: big.count > 0)
-        if !big.isEmpty { freeBig = Array((0..<UInt32(big.count)).reversed()) }
+        // Every long text was released, so every index of `big` is in `freeBig` already.
+        if big.count > 64 {
+            big = []
+            freeBig = []
+        }
     }
 
     private func grow() {

@@ -40,6 +40,11 @@ struct TextSlabTests {
         for (handle, line) in live { #expect(read(slab, handle) == line) }
         for handle in Array(live.keys) { slab.release(handle) }
         #expect(slab.count == 0)
+        // Usable again after everything was released (and its memory reset).
+        let long = "RES 1 " + String(repeating: "9", count: 200) + "\n"
+        let a = store(slab, long)
+        let b = store(slab, "RES 2 3\n")
+        #expect(read(slab, a) == long && read(slab, b) == "RES 2 3\n")
     }
 
     @Test("a burst's slots are given back once everything is released")
