@@ -43,7 +43,7 @@ public struct ServerConfiguration: Sendable {
     public static let defaultMaxItems = 1024
     public static let defaultIdleTimeout: Double = 300
     public static let defaultOutputHighWater = 4 << 20
-    public static let defaultReplyCoalescing: Double = 0.000_1
+    public static let defaultReplyCoalescing: Double = 0.000_5
     public static let defaultReceiveBuffer = 64 << 10
     public static let defaultServerVersion = "1.0.0"
 
