@@ -140,16 +140,7 @@ public struct AnsweredRequest: Sendable {
     let results: [ItemResult]
 
     /// Commands in the request.
-    @inlinable public var count: Int { _count }
-    @usableFromInline let _count: Int
-
-    init(latencyNanos: UInt64, server: Endpoint, commands: [PendingCommand], results: [ItemResult]) {
-        self.latencyNanos = latencyNanos
-        self.server = server
-        self.commands = commands
-        self.results = results
-        self._count = commands.count
-    }
+    public var count: Int { commands.count }
 
     /// The 0-based input position of command `i` (as `CommandResult.sequence`).
     public func sequence(at i: Int) -> Int { commands[i].sequence }

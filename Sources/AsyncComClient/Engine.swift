@@ -460,65 +460,38 @@ final class Engine {
         outstanding -= count
         if wantsResults {
             let endpoint = c.server.endpoint
+            let results = c.results
             if let onAnswer {
-                onAnswer(AnsweredRequest(latencyNanos: latency, server: endpoint, commands: request.commands, results: c.results))
+                onAnswer(AnsweredRequest(latencyNanos: latency, server: endpoint, commands: request.commands, results: results))
             }
-            if onResult == nil {
-                // Answers only.
-            } else if request.entries.isEmpty {
-                deliverFromWire(request, results: c.results, server: endpoint, latency: latency)
-            } else {
-                for (i, entry) in request.entries.enumerated() {
-                    deliver(CommandResult(sequence: request.commands[i].sequence, entry: entry, outcome: CommandOutcome(c.results[i]),
-                                          server: endpoint, latencyNanos: latency))
-                }
-            }
+            deliverResults(of: request, server: endpoint, latency: latency) { CommandOutcome(results[$0]) }
         }
         recycle(&request)
     }
 
-    /// Delivers a request's results, their items taken from the request's item bytes (see `InlineItem`).
-    /// The items are ` item item ...`, one space before each (see ClientProtocol.appendItem).
+    /// Delivers a `CommandResult` per command of `request` to `onResult`, command `i` with `outcome(i)`: from the
+    /// source's own entries when it handed out entries, else from the request's item bytes (short items inline,
+    /// see `InlineItem`; the items are ` item item ...`, one space before each, see ClientProtocol.appendItem).
     @inline(__always)
-    private func deliverFromWire(_ request: Request, results: [ItemResult], server: Endpoint, latency: UInt64) {
+    private func deliverResults(of request: Request, server: Endpoint, latency: UInt64, outcome: (Int) -> CommandOutcome) {
         // Bound once: reading the optional closure per result would retain and release its context each time.
         guard let onResult else { return }
-        let base = UnsafeRawPointer(request.items.readPointer)
-        var start = 0
-        for i in request.commands.indices {
-            let command = request.commands[i]
-            start += 1
-            let result = CommandResult(
-                sequence: command.sequence, item: UnsafeRawBufferPointer(start: base + start, count: command.itemLength),
-                commandStart: command.commandStart, device: command.device, line: command.line,
-                outcome: CommandOutcome(results[i]), server: server, latencyNanos: latency)
-            if ordered {
-                ring.insert(result)
-                ring.drain(onResult)
-            } else {
-                onResult(result)
-            }
-            start += command.itemLength
-        }
-    }
-
-    /// Calls `body(i, entry)` for each command of a request, in item order: the source's own entries when it
-    /// handed out entries, else entries rebuilt from the item bytes and the device kept with the command.
-    @inline(__always)
-    private func forEachEntry(of request: Request, _ body: (Int, CommandEntry) -> Void) {
         if !request.entries.isEmpty {
-            for (i, entry) in request.entries.enumerated() { body(i, entry) }
+            for (i, entry) in request.entries.enumerated() {
+                deliver(CommandResult(sequence: request.commands[i].sequence, entry: entry, outcome: outcome(i),
+                                      server: server, latencyNanos: latency), to: onResult)
+            }
             return
         }
-        // The items are ` item item ...`, one space before each (see ClientProtocol.appendItem).
         let base = UnsafeRawPointer(request.items.readPointer)
         var start = 0
         for i in request.commands.indices {
             let command = request.commands[i]
             start += 1
-            let item = UnsafeRawBufferPointer(start: base + start, count: command.itemLength)
-            body(i, CommandEntry(device: command.device, item: String(decoding: item, as: UTF8.self),
-                                 commandStart: command.commandStart, line: command.line))
+            deliver(CommandResult(
+                sequence: command.sequence, item: UnsafeRawBufferPointer(start: base + start, count: command.itemLength),
+                commandStart: command.commandStart, device: command.device, line: command.line,
+                outcome: outcome(i), server: server, latencyNanos: latency), to: onResult)
             start += command.itemLength
         }
     }
@@ -557,6 +530,11 @@ final class Engine {
 
     private func deliver(_ result: CommandResult) {
         guard let onResult else { return }
+        deliver(result, to: onResult)
+    }
+
+    @inline(__always)
+    private func deliver(_ result: CommandResult, to onResult: (CommandResult) -> Void) {
         if ordered {
             ring.insert(result)
             ring.drain(onResult)
@@ -573,10 +551,7 @@ final class Engine {
             let endpoint = servers[request.server].endpoint
             let now = EventLoop.monotonicNanos()
             let latency = request.firstSentNanos == 0 ? 0 : now &- request.firstSentNanos
-            forEachEntry(of: request) { i, entry in
-                deliver(CommandResult(sequence: request.commands[i].sequence, entry: entry, outcome: .failed(reason: reason),
-                                      server: endpoint, latencyNanos: latency))
-            }
+            deliverResults(of: request, server: endpoint, latency: latency) { _ in .failed(reason: reason) }
         }
         recycle(&request)
     }

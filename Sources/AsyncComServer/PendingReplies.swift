@@ -5,7 +5,7 @@ import Glibc
 #endif
 
 /// Where a pending reply goes: its connection's slot and generation (a closed connection's replies become stale
-/// and are skipped when due), where its text is (a byte ring, or with `overflowFlag` a slot of its own), and
+/// and are skipped when due), where its text is (a byte ring, or with `overflowFlag` a `TextSlab` handle), and
 /// how many commands it answers.
 struct PendingRef {
     var slot: UInt32
@@ -36,7 +36,7 @@ final class PendingReplies {
     private var rings: [ByteBuffer] = []
     /// Texts of overflow replies, by the handle in their `PendingRef.ring`.
     private let overflowTexts = TextSlab()
-    /// Reply bytes in the rings, stale ones included.
+    /// Reply bytes stored (rings and overflow texts), stale ones included.
     private(set) var storedBytes = 0
     /// Replies of closed connections still stored, and their bytes.
     private(set) var staleCount = 0
@@ -77,26 +77,21 @@ final class PendingReplies {
         isPopping = true
         defer { isPopping = false }
         queue.popDue(now: now) { ref, deadline in
-            if ref.ring & PendingRef.overflowFlag != 0 {
-                let handle = ref.ring & ~PendingRef.overflowFlag
-                let text = overflowTexts.text(handle)
-                if !body(ref, deadline, text) {
-                    staleCount -= 1
-                    staleBytes -= text.count
-                }
-                storedBytes -= text.count
-                overflowTexts.release(handle)
-                return
-            }
-            let ring = rings[Int(ref.ring)]
-            let length = Self.lineLength(ring, at: 0)
-            if !body(ref, deadline, UnsafeRawBufferPointer(start: ring.readPointer, count: length)) {
+            let overflow = ref.ring & PendingRef.overflowFlag != 0
+            let ring = overflow ? nil : rings[Int(ref.ring)]
+            let text = ring.map { UnsafeRawBufferPointer(start: $0.readPointer, count: Self.lineLength($0, at: 0)) }
+                ?? overflowTexts.text(ref.ring & ~PendingRef.overflowFlag)
+            if !body(ref, deadline, text) {
                 staleCount -= 1
-                staleBytes -= length
+                staleBytes -= text.count
             }
-            storedBytes -= length
-            ring.consume(length)
-            if ring.isEmpty { ring.shrinkIfEmpty(limit: Self.ringKeep) }
+            storedBytes -= text.count
+            if let ring {
+                ring.consume(text.count)
+                if ring.isEmpty { ring.shrinkIfEmpty(limit: Self.ringKeep) }
+            } else {
+                overflowTexts.release(ref.ring & ~PendingRef.overflowFlag)
+            }
         }
     }
 

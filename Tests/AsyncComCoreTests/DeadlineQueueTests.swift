@@ -85,7 +85,7 @@ import Testing
     }
 
     @Test func randomisedAgainstSortedReference() {
-        var rng = SplitMix(seed: 42)
+        var rng = SplitMix64(seed: 42)
         let delays: [UInt64] = [0, 1, 5, 10, 250, 1000, 1_000_000]
         var q = DeadlineQueue<Int>()
         var pending: [(deadline: UInt64, seq: Int, delay: UInt64)] = []
@@ -203,7 +203,7 @@ import Testing
     @Test func manyDistinctDelaysOverflowAndStayInDeadlineOrder() {
         // 1,000 distinct delays: 64 get FIFO groups, the rest go to the overflow heap. Popped in deadline order
         // whatever the mix, FIFO within a grouped delay, every item once.
-        var rng = SplitMix(seed: 7)
+        var rng = SplitMix64(seed: 7)
         var q = DeadlineQueue<Int>()
         var pending: [Int: (deadline: UInt64, delay: UInt64)] = [:]
         var now: UInt64 = 0

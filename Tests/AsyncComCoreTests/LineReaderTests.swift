@@ -46,7 +46,7 @@ private func readError(_ path: String, maxLine: Int = 1 << 20) -> InputFileError
         // ~3.5 MiB of lines of varying length, so lines straddle every 1 MiB read.
         var expected: [String] = []
         var text = ""
-        var rng = SplitMix(seed: 7)
+        var rng = SplitMix64(seed: 7)
         var size = 0
         while size < 3_500_000 {
             let line = String(repeating: Character(UnicodeScalar(UInt8(97 + expected.count % 26))), count: Int(rng.next() % 300))
@@ -158,15 +158,3 @@ extension CommandsFile.Line {
     var isMalformed: Bool { if case .malformed = self { return true } else { return false } }
 }
 
-/// A small deterministic generator for randomised tests.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}

@@ -4,7 +4,7 @@ import Testing
 /// Client encoding -> LineFramer -> ServerProtocol.handle -> LineFramer -> ClientProtocol.parse, on random input.
 @Suite struct ProtocolRoundTripTests {
     @Test func randomRequestsAgainstAMap() throws {
-        var rng = SplitMix(seed: 2024)
+        var rng = SplitMix64(seed: 2024)
         var text = ""
         var truth: [String: (Int64, UInt64)] = [:]
         for i in 0..<300 {

@@ -33,7 +33,7 @@ struct ServerBadInputTests {
         try await blocking {
             let server = try TestServer(map: hardeningMap, reactors: 2)
             let client = try server.client()
-            var rng = SeededGenerator(seed: 0xA5C0_11)
+            var rng = SplitMix64(seed: 0xA5C0_11)
             var garbage = [UInt8](repeating: 0, count: 256 * 1024)
             for i in garbage.indices { garbage[i] = UInt8.random(in: 0...255, using: &rng) }
             try client.send(bytes: garbage)

@@ -56,30 +56,13 @@ final class ServerProcess {
         posix_spawn_file_actions_adddup2(&actions, pipeFDs[1], 1)
         posix_spawn_file_actions_addopen(&actions, 2, stderrPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
 
-        // A clean signal state whatever the test runner's threads block or ignore.
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
-        defer { posix_spawnattr_destroy(&attr) }
-        var mask = sigset_t()
-        sigemptyset(&mask)
-        for s in blockedSignals { sigaddset(&mask, s) }
-        posix_spawnattr_setsigmask(&attr, &mask)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for s in [SIGINT, SIGTERM, SIGPIPE] { sigaddset(&defaults, s) }
-        posix_spawnattr_setsigdefault(&attr, &defaults)
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-
-        let argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) } + [nil]
-        defer { for p in argv { free(p) } }
-        var child: pid_t = 0
-        let rc = posix_spawn(&child, path, &actions, &attr, argv, environ)
-        Glibc.close(pipeFDs[1])
-        guard rc == 0 else {
-            Glibc.close(pipeFDs[0])
-            throw TestFailure("posix_spawn \(path): \(rc)")
+        do {
+            pid = try spawnChild(path, arguments, actions: &actions, blockedSignals: blockedSignals)
+        } catch {
+            for fd in pipeFDs { Glibc.close(fd) }
+            throw error
         }
-        pid = child
+        Glibc.close(pipeFDs[1])
         stdoutFD = pipeFDs[0]
     }
 
@@ -156,4 +139,29 @@ struct TempFile {
         fclose(f)
     }
     func remove() { unlink(path) }
+}
+
+/// posix_spawn of `path` with `arguments` and the given file actions, with a clean signal state whatever the
+/// test runner's threads block or ignore: SIGINT, SIGTERM and SIGPIPE at their defaults, and only
+/// `blockedSignals` blocked (as a parent that blocks them in its spawning thread would leave them).
+func spawnChild(_ path: String, _ arguments: [String], actions: inout posix_spawn_file_actions_t,
+                blockedSignals: [Int32] = []) throws -> pid_t {
+    var attr = posix_spawnattr_t()
+    posix_spawnattr_init(&attr)
+    defer { posix_spawnattr_destroy(&attr) }
+    var mask = sigset_t()
+    sigemptyset(&mask)
+    for s in blockedSignals { sigaddset(&mask, s) }
+    posix_spawnattr_setsigmask(&attr, &mask)
+    var defaults = sigset_t()
+    sigemptyset(&defaults)
+    for s in [SIGINT, SIGTERM, SIGPIPE] { sigaddset(&defaults, s) }
+    posix_spawnattr_setsigdefault(&attr, &defaults)
+    posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+    let argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) } + [nil]
+    defer { for p in argv { free(p) } }
+    var child: pid_t = 0
+    let rc = posix_spawn(&child, path, &actions, &attr, argv, environ)
+    guard rc == 0 else { throw TestFailure("posix_spawn \(path): \(rc)") }
+    return child
 }
