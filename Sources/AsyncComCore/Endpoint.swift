@@ -45,6 +45,20 @@ public enum Endpoint: Hashable, Sendable, CustomStringConvertible {
         self = .tcp(host: String(host), port: port)
     }
 
+    /// Whether only this machine can reach it: a Unix socket, `localhost`, 127.0.0.0/8 or `::1` (also as
+    /// `::ffff:127.x.x.x`). Any other host, names included, counts as reachable from outside.
+    public var isLoopback: Bool {
+        switch self {
+        case .unix:
+            return true
+        case .tcp(let host, _):
+            if host.lowercased() == "localhost" { return true }
+            guard let address = DeviceAddress.parse(host) else { return false }
+            if address.isIPv4 { return (address.low >> 24) & 0xFF == 127 }
+            return address.high == 0 && address.low == 1
+        }
+    }
+
     public var description: String {
         switch self {
         case .tcp(let host, let port):

@@ -10,6 +10,9 @@ public enum ProtocolErrorCode: String, Sendable, CaseIterable {
     case lineTooLong = "LINE_TOO_LONG"
     case busy = "BUSY"
     case idleTimeout = "IDLE_TIMEOUT"
+    case authRequired = "AUTH_REQUIRED"
+    case authFailed = "AUTH_FAILED"
+    case authTimeout = "AUTH_TIMEOUT"
 }
 
 /// What the server advertises in its HELLO reply.

@@ -257,8 +257,15 @@ public enum Socket {
     /// or nil on EAGAIN; throws on errors such as ECONNRESET.
     public static func read(fd: Int32, into buffer: ByteBuffer, chunk: Int) throws(SystemError) -> Int? {
         buffer.reserveWritable(max(chunk, 1))
+        return try read(fd: fd, into: buffer, atMost: buffer.writableBytes)
+    }
+
+    /// read(2) of at most `count` bytes (at least 1) into the buffer; returns like `read(fd:into:chunk:)`.
+    /// For peers that may send only a little (a connection that has not authenticated yet).
+    public static func read(fd: Int32, into buffer: ByteBuffer, atMost count: Int) throws(SystemError) -> Int? {
+        buffer.reserveWritable(max(count, 1))
         while true {
-            let n = Glibc.read(fd, buffer.writePointer, buffer.writableBytes)
+            let n = Glibc.read(fd, buffer.writePointer, max(count, 1))
             if n >= 0 {
                 buffer.didWrite(n)
                 return n

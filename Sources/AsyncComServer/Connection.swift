@@ -42,6 +42,8 @@ final class Connection {
     var queuedForFlush = false
     /// The BYE line of a QUIT, held until the replies in flight have been sent.
     var byeLine: [UInt8]?
+    /// Set until the connection has authenticated (servers that require it): see `Reactor+Gate.swift`.
+    var gate: ConnectionGate?
 
     init(fd: Int32, slot: UInt32, generation: UInt32, now: UInt64) {
         self.fd = fd

@@ -16,6 +16,10 @@ extension Reactor {
         case .open, .finishing:
             break
         }
+        if let gate = c.gate, case .hello = gate.phase {
+            gateEvent(c, gate, readable: readable)
+            return
+        }
         if writable && !flush(c) { return }
         if readable && c.isOpen && !c.paused {
             readInput(c)
@@ -238,7 +242,7 @@ extension Reactor {
         table.release(c)
         retired.append(c)  // the watcher may be inside its own callback right now
         counters.connections.subtract(1)
-        shared.releaseConnection()
+        if c.gate != nil { dropGate(c) } else { shared.releaseConnection() }
         // Out of the table first, so that the reclaim sees this connection's replies as stale.
         if abandoned > 0 { reclaimStaleReplies() }
         stopIfDrained()

@@ -31,7 +31,7 @@ final class Reactor {
     var logger: Logger
 
     private var listenerSockets: [ListenerSocket]
-    private var loop: EventLoop!
+    private(set) var loop: EventLoop!
     private var listenerWatchers: [IOWatcher] = []
     private var replyTimer: Timer!
     /// The deadline `replyTimer` is armed for; 0 when it is not armed.
@@ -60,6 +60,7 @@ final class Reactor {
     let idleNanos: UInt64
     let helloInfo: HelloInfo
     private let busyLine: [UInt8]
+    private let unauthenticatedBusyLine: [UInt8]
 
     init(index: Int, shared: ServerShared, listeners: [ListenerSocket], logger: Logger) {
         self.index = index
@@ -81,6 +82,11 @@ final class Reactor {
         ServerProtocol.appendError(
             id: nil, code: .busy, message: "too many connections (max \(config.maxConnections))", to: busy)
         self.busyLine = Array(busy.readableView)
+        busy.clear()
+        ServerProtocol.appendError(
+            id: nil, code: .busy,
+            message: "too many connections waiting to authenticate (max \(config.maxUnauthenticated))", to: busy)
+        self.unauthenticatedBusyLine = Array(busy.readableView)
     }
 
     // MARK: - Thread body
@@ -170,11 +176,14 @@ final class Reactor {
     }
 
     private func admit(fd: Int32, tcp: Bool) {
-        guard shared.claimConnection() else {
+        // A connection that must authenticate first takes an unauthenticated slot, not a real client's.
+        let gated = config.requiresAuthentication
+        guard gated ? shared.claimUnauthenticated() : shared.claimConnection() else {
             // Best effort: the socket is non-blocking and fresh, so this fits in its send buffer or is dropped.
-            _ = busyLine.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+            let line = gated ? unauthenticatedBusyLine : busyLine
+            _ = line.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
             Socket.close(fd: fd)
-            counters.rejected.add(1)
+            if gated { counters.authRejected.add(1) } else { counters.rejected.add(1) }
             return
         }
         if tcp {
@@ -188,6 +197,7 @@ final class Reactor {
         }
         c.watcher = watcher
         table.install(c)
+        if gated { openGate(c) }
         watcher.setInterest(read: true, write: false)
         counters.connections.add(1)
         counters.connectionsTotal.add(1)

@@ -76,6 +76,17 @@ public final class Server: Sendable {
         for t in threads { pthread_join(t, nil) }
     }
 
+    /// Replaces the tokens that new connections are checked against (reloading the token file); connections
+    /// already admitted stay. False (and nothing changes) on a server started without tokens.
+    @discardableResult
+    public func replaceTokens(_ tokens: AuthTokens) -> Bool {
+        shared.tokens.withLock { current in
+            guard current != nil else { return false }
+            current = tokens
+            return true
+        }
+    }
+
     /// Counters per reactor and in total, readable from any thread while the server runs.
     public func stats() -> ServerStats { shared.stats }
 

@@ -25,6 +25,10 @@ final class ServerShared: Sendable {
     let counters: [ReactorCounters]
     /// Open connections over all reactors (the only counter with several writers).
     let openConnections = Atomic<Int>(0)
+    /// Connections still authenticating, over all reactors (capped by `maxUnauthenticated`).
+    let openUnauthenticated = Atomic<Int>(0)
+    /// The tokens HELLO is checked against; replaced whole by `Server.replaceTokens` (read once per HELLO).
+    let tokens: Locked<AuthTokens?>
     let control: Locked<Control>
     /// Signalled once by each reactor when it is running or has failed to start.
     let started = DispatchSemaphore(value: 0)
@@ -33,25 +37,33 @@ final class ServerShared: Sendable {
         self.configuration = configuration
         self.counters = (0..<configuration.reactors).map { _ in ReactorCounters() }
         self.control = Locked(Control(notifiers: Array(repeating: nil, count: configuration.reactors)))
+        self.tokens = Locked(configuration.authTokens)
     }
 
     var stats: ServerStats { ServerStats(reactors: counters.map { $0.snapshot }) }
 
     /// Claims one connection under `maxConnections`; false when the server is full.
-    func claimConnection() -> Bool {
-        let limit = configuration.maxConnections
-        var current = openConnections.load(ordering: .relaxed)
+    func claimConnection() -> Bool { Self.claim(openConnections, limit: configuration.maxConnections) }
+
+    func releaseConnection() {
+        openConnections.subtract(1, ordering: .relaxed)
+    }
+
+    /// Claims one not-yet-authenticated connection under `maxUnauthenticated`; false when that many wait.
+    func claimUnauthenticated() -> Bool { Self.claim(openUnauthenticated, limit: configuration.maxUnauthenticated) }
+
+    func releaseUnauthenticated() {
+        openUnauthenticated.subtract(1, ordering: .relaxed)
+    }
+
+    private static func claim(_ count: borrowing Atomic<Int>, limit: Int) -> Bool {
+        var current = count.load(ordering: .relaxed)
         while current < limit {
-            let (exchanged, original) = openConnections.compareExchange(
-                expected: current, desired: current + 1, ordering: .relaxed)
+            let (exchanged, original) = count.compareExchange(expected: current, desired: current + 1, ordering: .relaxed)
             if exchanged { return true }
             current = original
         }
         return false
-    }
-
-    func releaseConnection() {
-        openConnections.subtract(1, ordering: .relaxed)
     }
 
     /// A reactor is up: its notifier may now be used to stop it. Returns true when a shutdown was already

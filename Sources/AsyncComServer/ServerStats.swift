@@ -32,6 +32,18 @@ public struct ReactorStats: Sendable, Equatable {
     public var pendingReplies: UInt64 = 0
     /// Bytes of reply text those replies hold.
     public var pendingBytes: UInt64 = 0
+    /// Connections that authenticated with a token.
+    public var authOK: UInt64 = 0
+    /// Connections refused `AUTH_FAILED`: a wrong, empty, binary or too long token (or first line).
+    public var authFailed: UInt64 = 0
+    /// Connections refused `AUTH_REQUIRED`: their first line was not `HELLO 1 token=...`.
+    public var authRequired: UInt64 = 0
+    /// Connections closed `AUTH_TIMEOUT`: not authenticated within the auth timeout.
+    public var authTimeouts: UInt64 = 0
+    /// Connections refused at once because `maxUnauthenticated` were already waiting to authenticate.
+    public var authRejected: UInt64 = 0
+    /// Connections not yet authenticated, now (included in `connections`).
+    public var unauthenticated: UInt64 = 0
 
     public init() {}
 
@@ -44,6 +56,8 @@ public struct ReactorStats: Sendable, Equatable {
             ("bytes_in", bytesIn), ("bytes_out", bytesOut),
             ("late_max_us", lateMaxMicros), ("late_over_1ms", lateOver1ms), ("late_over_10ms", lateOver10ms),
             ("late_over_100ms", lateOver100ms), ("pending_replies", pendingReplies), ("pending_bytes", pendingBytes),
+            ("auth_ok", authOK), ("auth_failed", authFailed), ("auth_required", authRequired),
+            ("auth_timeouts", authTimeouts), ("auth_rejected", authRejected), ("unauthenticated", unauthenticated),
         ]
     }
 
@@ -67,6 +81,12 @@ public struct ReactorStats: Sendable, Equatable {
         s.lateOver100ms = a.lateOver100ms &+ b.lateOver100ms
         s.pendingReplies = a.pendingReplies &+ b.pendingReplies
         s.pendingBytes = a.pendingBytes &+ b.pendingBytes
+        s.authOK = a.authOK &+ b.authOK
+        s.authFailed = a.authFailed &+ b.authFailed
+        s.authRequired = a.authRequired &+ b.authRequired
+        s.authTimeouts = a.authTimeouts &+ b.authTimeouts
+        s.authRejected = a.authRejected &+ b.authRejected
+        s.unauthenticated = a.unauthenticated &+ b.unauthenticated
         return s
     }
 }
@@ -112,6 +132,12 @@ final class ReactorCounters: Sendable {
     let lateOver100ms = Atomic<UInt64>(0)
     let pendingReplies = Atomic<UInt64>(0)
     let pendingBytes = Atomic<UInt64>(0)
+    let authOK = Atomic<UInt64>(0)
+    let authFailed = Atomic<UInt64>(0)
+    let authRequired = Atomic<UInt64>(0)
+    let authTimeouts = Atomic<UInt64>(0)
+    let authRejected = Atomic<UInt64>(0)
+    let unauthenticated = Atomic<UInt64>(0)
 
     init() {}
 
@@ -134,6 +160,12 @@ final class ReactorCounters: Sendable {
         s.lateOver100ms = lateOver100ms.load(ordering: .relaxed)
         s.pendingReplies = pendingReplies.load(ordering: .relaxed)
         s.pendingBytes = pendingBytes.load(ordering: .relaxed)
+        s.authOK = authOK.load(ordering: .relaxed)
+        s.authFailed = authFailed.load(ordering: .relaxed)
+        s.authRequired = authRequired.load(ordering: .relaxed)
+        s.authTimeouts = authTimeouts.load(ordering: .relaxed)
+        s.authRejected = authRejected.load(ordering: .relaxed)
+        s.unauthenticated = unauthenticated.load(ordering: .relaxed)
         return s
     }
 

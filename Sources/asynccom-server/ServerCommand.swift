@@ -29,10 +29,15 @@ struct ServerCommand: ParsableCommand {
               asynccom-server --map map.txt --listen tcp://[::]:5557 --listen unix:///tmp/ac.sock
               printf 'HELLO 1\\nREQ 1 137.72.95.0:foo\\nQUIT\\n' | nc 127.0.0.1 5557
 
+            Security: with --auth-token-file every connection must first send HELLO 1 token=<token>; \
+            anything else gets ERR AUTH_REQUIRED, a wrong token ERR AUTH_FAILED after a short delay, and the \
+            connection closes. Protected mode: a non-loopback --listen address needs --auth-token-file \
+            (or --insecure), or the server refuses to start.
+
             Signals: SIGINT or SIGTERM stops accepting, sends every in-flight reply when due, closes the \
             connections and exits 0. A second SIGINT/SIGTERM exits at once with status 130.
-            Exit status: 0 after a clean shutdown, 1 when an endpoint cannot be bound, 2 for a bad map, \
-            64 for bad options, 130 after a second signal.
+            Exit status: 0 after a clean shutdown, 1 when an endpoint cannot be bound, 2 for a bad map or \
+            token file, 64 for bad options (protected mode included), 130 after a second signal.
             """
     )
 
@@ -73,6 +78,18 @@ struct ServerCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Least seconds between two firings of a reactor's reply timer: replies due closer together go out in one write, at most this late. 0 answers at every deadline exactly.", valueName: "seconds"))
     var replyCoalescing: Double = ServerConfiguration.defaultReplyCoalescing
 
+    @Option(name: .long, help: ArgumentHelp("Require authentication: a file of tokens, one per line, optionally name:token (16-256 printable characters; # comments). Each connection must then send HELLO 1 token=<token> as its first line.", valueName: "file"))
+    var authTokenFile: String?
+
+    @Option(name: .long, help: ArgumentHelp("Seconds a new connection has to authenticate before ERR AUTH_TIMEOUT and close.", valueName: "seconds"))
+    var authTimeout: Double = ServerConfiguration.defaultAuthTimeout
+
+    @Option(name: .long, help: ArgumentHelp("Connections still authenticating, over all reactors; they do not count against --max-connections, and more are refused at once.", valueName: "n"))
+    var maxUnauthenticated: Int = ServerConfiguration.defaultMaxUnauthenticated
+
+    @Flag(name: .long, help: ArgumentHelp("Allow listening on a non-loopback address without authentication (protected mode refuses it otherwise)."))
+    var insecure = false
+
     @Option(name: .long, help: ArgumentHelp("Log level on stderr.", valueName: "level"))
     var logLevel: LogLevel = .info
 
@@ -105,14 +122,24 @@ struct ServerCommand: ParsableCommand {
         } catch {
             fail("\(error)", status: 2)
         }
+        var tokens: AuthTokens?
+        if let authTokenFile {
+            do {
+                tokens = try AuthTokens(contentsOfFile: authTokenFile)
+            } catch {
+                fail("\(error)", status: 2)
+            }
+        }
         let configuration = ServerConfiguration(
             map: deviceMap, endpoints: try endpoints(), reactors: reactors ?? ServerConfiguration.defaultReactors,
             maxConnections: maxConnections, maxInflightCommands: maxInflight, maxLine: maxLine,
             maxItems: maxItems, idleTimeout: idleTimeout, outputHighWater: outputHighWater,
-            replyCoalescing: replyCoalescing, receiveBuffer: receiveBuffer)
+            replyCoalescing: replyCoalescing, receiveBuffer: receiveBuffer, authTokens: tokens,
+            authTimeout: authTimeout, maxUnauthenticated: maxUnauthenticated, insecure: insecure)
         do {
             try configuration.validate()
         } catch {
+            if case .unprotected = error { fail(error.description, status: 64) }
             throw ValidationError(error.description)
         }
 
