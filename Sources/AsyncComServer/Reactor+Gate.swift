@@ -35,7 +35,7 @@ extension Reactor {
         let timer = Timer(loop: loop) { [unowned self] in self.gateTimerFired(slot: slot, generation: generation) }
         c.gate = ConnectionGate(timer: timer)
         timer.schedule(afterNanos: UInt64(config.authTimeout * 1e9))
-        counters.unauthenticated.add(1)
+        counters.add(.unauthenticated)
     }
 
     /// Releases the gate's claim (the connection is authenticated or closing).
@@ -44,7 +44,7 @@ extension Reactor {
         gate.timer.cancel()
         c.gate = nil
         shared.releaseUnauthenticated()
-        counters.unauthenticated.subtract(1)
+        counters.subtract(.unauthenticated)
     }
 
     /// Readiness of a connection still waiting for its `HELLO 1 token=...`.
@@ -64,7 +64,7 @@ extension Reactor {
             close(c)
             return
         }
-        counters.bytesIn.add(UInt64(n))
+        counters.add(.bytesIn, UInt64(n))
         let now = EventLoop.monotonicNanos()
         c.lastActivity = now
         switch LineFramer.next(in: c.input.readableView, maxLine: Self.preAuthMaxLine) {
@@ -81,11 +81,11 @@ extension Reactor {
             case .failed:
                 reject(c, gate)
             case .required:
-                counters.authRequired.add(1)
+                counters.add(.authRequired)
                 refuse(c, gate, code: .authRequired,
                        message: "authenticate first: HELLO 1 token=<token> must be the first line")
             case .unsupportedVersion:
-                counters.authRequired.add(1)
+                counters.add(.authRequired)
                 refuse(c, gate, code: .unsupportedVersion, message: "this server speaks version 1")
             }
         }
@@ -95,12 +95,12 @@ extension Reactor {
     private func admitAuthenticated(_ c: Connection, name: String, now: UInt64) {
         guard let gate = c.gate else { return }
         guard shared.claimConnection() else {
-            counters.rejected.add(1)
+            counters.add(.rejected)
             refuse(c, gate, code: .busy, message: "too many connections (max \(config.maxConnections))")
             return
         }
         dropGate(c)
-        counters.authOK.add(1)
+        counters.add(.authOK)
         logger.debug("authenticated", metadata: ["token": "\(name)"])
         ServerProtocol.appendHello(helloInfo, to: c.output)
         // Requests pipelined behind the HELLO are answered now.
@@ -114,7 +114,7 @@ extension Reactor {
     /// A wrong token (or an overlong first line): read nothing more, answer `AUTH_FAILED` only after the
     /// failure delay, then close. The answer itself is late, so a guesser gains nothing by hanging up early.
     private func reject(_ c: Connection, _ gate: ConnectionGate) {
-        counters.authFailed.add(1)
+        counters.add(.authFailed)
         gate.phase = .rejecting
         c.state = .finishing
         c.input.clear()
@@ -128,7 +128,7 @@ extension Reactor {
         gate.timer.cancel()
         c.state = .finishing
         c.input.clear()
-        counters.errors.add(1)
+        counters.add(.errors)
         ServerProtocol.appendError(id: nil, code: code, message: message, to: c.output)
         settle(c)
     }
@@ -139,7 +139,7 @@ extension Reactor {
         switch gate.phase {
         case .hello:
             guard c.isOpen else { return }
-            counters.authTimeouts.add(1)
+            counters.add(.authTimeouts)
             refuse(c, gate, code: .authTimeout, message: "not authenticated within \(formatSeconds(config.authTimeout)) seconds")
         case .rejecting:
             refuse(c, gate, code: .authFailed, message: "wrong token")

@@ -27,7 +27,7 @@ final class Reactor {
     let index: Int
     let shared: ServerShared
     let config: ServerConfiguration
-    let counters: ReactorCounters
+    let counters: StatCounters
     var logger: Logger
 
     private var listenerSockets: [ListenerSocket]
@@ -183,7 +183,7 @@ final class Reactor {
             let line = gated ? unauthenticatedBusyLine : busyLine
             _ = line.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
             Socket.close(fd: fd)
-            if gated { counters.authRejected.add(1) } else { counters.rejected.add(1) }
+            counters.add(gated ? .authRejected : .rejected)
             return
         }
         if tcp {
@@ -199,8 +199,8 @@ final class Reactor {
         table.install(c)
         if gated { openGate(c) }
         watcher.setInterest(read: true, write: false)
-        counters.connections.add(1)
-        counters.connectionsTotal.add(1)
+        counters.add(.connections)
+        counters.add(.connectionsTotal)
     }
 
     private func closeListeners() {
@@ -241,8 +241,8 @@ final class Reactor {
             c.inflightRequests -= 1
             c.inflightCommands -= Int(ref.commands)
             c.pendingBytes -= line.count
-            counters.inflightRequests.subtract(1)
-            counters.inflightCommands.subtract(UInt64(ref.commands))
+            counters.subtract(.inflightRequests)
+            counters.subtract(.inflightCommands, UInt64(ref.commands))
             counters.recordLateness(now &- deadline)
             c.lastActivity = now
             if !c.queuedForFlush {
@@ -272,8 +272,8 @@ final class Reactor {
 
     /// Publishes the pending-reply gauges for STATS (after each batch, not per reply).
     func publishPending() {
-        counters.pendingReplies.store(UInt64(pending.count), ordering: .relaxed)
-        counters.pendingBytes.store(UInt64(pending.storedBytes), ordering: .relaxed)
+        counters.store(.pendingReplies, UInt64(pending.count))
+        counters.store(.pendingBytes, UInt64(pending.storedBytes))
     }
 
     // MARK: - Idle sweep and lingering closes
