@@ -179,11 +179,12 @@ final class Reactor {
         // A connection that must authenticate first takes an unauthenticated slot, not a real client's.
         let gated = config.requiresAuthentication
         guard gated ? shared.claimUnauthenticated() : shared.claimConnection() else {
+            // Counted before the peer can see BUSY, so a STATS sent after it always includes this rejection.
+            counters.add(gated ? .authRejected : .rejected)
             // Best effort: the socket is non-blocking and fresh, so this fits in its send buffer or is dropped.
             let line = gated ? unauthenticatedBusyLine : busyLine
             _ = line.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
             Socket.close(fd: fd)
-            counters.add(gated ? .authRejected : .rejected)
             return
         }
         if tcp {
