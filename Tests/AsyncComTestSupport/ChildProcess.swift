@@ -57,17 +57,27 @@ public func spawnChild(_ path: String, _ arguments: [String], actions: inout pos
     return child
 }
 
-/// Polls waitpid until `pid` exits; returns its exit code (128 + signal when killed by one), or nil after
-/// `seconds`.
-func waitForExitCode(_ pid: pid_t, seconds: Double) -> Int32? {
-    let deadline = monotonicSeconds() + seconds
-    while true {
-        var status: Int32 = 0
-        if waitpid(pid, &status, WNOHANG) == pid {
-            return (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
+/// A spawned child's pid and, once reaped, its exit code (128 + signal when killed by one).
+struct Reaped {
+    let pid: pid_t
+    private(set) var exitStatus: Int32?
+
+    init(_ pid: pid_t) { self.pid = pid }
+
+    /// Polls waitpid until the child exits; throws `failure()` after `seconds`.
+    mutating func wait(seconds: Double, failure: () -> TestFailure) throws -> Int32 {
+        if let exitStatus { return exitStatus }
+        let deadline = monotonicSeconds() + seconds
+        while true {
+            var status: Int32 = 0
+            if waitpid(pid, &status, WNOHANG) == pid {
+                let code = (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
+                exitStatus = code
+                return code
+            }
+            if monotonicSeconds() > deadline { throw failure() }
+            usleep(20_000)
         }
-        if monotonicSeconds() > deadline { return nil }
-        usleep(20_000)
     }
 }
 
@@ -90,13 +100,14 @@ public final class ChildProcess {
         case pipe
     }
 
-    public let pid: pid_t
+    public var pid: pid_t { child.pid }
+    private var child: Reaped
     public let stdoutPath: String
     public let stderrPath: String
     private let stdinPath: String?
     private var inputFD: Int32 = -1
     private let started = monotonicSeconds()
-    public private(set) var exitStatus: Int32?
+    public var exitStatus: Int32? { child.exitStatus }
 
     public convenience init(_ name: String, _ arguments: [String], stdin: String? = nil) throws {
         try self.init(name, arguments, input: stdin.map { .text($0) } ?? .null)
@@ -130,7 +141,7 @@ public final class ChildProcess {
         posix_spawn_file_actions_addopen(&actions, 1, stdoutPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         posix_spawn_file_actions_addopen(&actions, 2, stderrPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         do {
-            pid = try spawnChild(path, arguments, actions: &actions)
+            child = Reaped(try spawnChild(path, arguments, actions: &actions))
         } catch {
             for fd in pipeFDs where fd >= 0 { close(fd) }
             throw error
@@ -183,19 +194,13 @@ public final class ChildProcess {
 
     /// Whether the process has exited (reaps it if so).
     public var hasExited: Bool {
-        if exitStatus == nil, let code = waitForExitCode(pid, seconds: 0) { exitStatus = code }
-        return exitStatus != nil
+        (try? child.wait(seconds: 0) { TestFailure("running") }) != nil
     }
 
     /// Waits for the exit; returns the exit code (128 + signal when killed by one). Throws after `seconds`.
     @discardableResult
     public func wait(seconds: Double) throws -> Int32 {
-        if let exitStatus { return exitStatus }
-        guard let code = waitForExitCode(pid, seconds: seconds) else {
-            throw TestFailure("process \(pid) did not exit within \(seconds) s; stderr: \(stderr)")
-        }
-        exitStatus = code
-        return code
+        try child.wait(seconds: seconds) { TestFailure("process \(pid) did not exit within \(seconds) s; stderr: \(stderr)") }
     }
 
     /// Waits for the exit and returns the exit code with everything the process wrote. Throws after `seconds`.

@@ -4,11 +4,12 @@ import Glibc
 
 /// The built `asynccom-server` executable, spawned with its stdout on a pipe and its stderr in a file.
 public final class ServerProcess {
-    public let pid: pid_t
+    public var pid: pid_t { child.pid }
+    private var child: Reaped
     private let stdoutFD: Int32
     public let stderrPath: String
     private var stdoutBuffer: [UInt8] = []
-    public private(set) var exitStatus: Int32?
+    public var exitStatus: Int32? { child.exitStatus }
 
     /// Spawns the server with `arguments`. `blockedSignals` are blocked in the child's initial signal mask, as
     /// a parent that blocks them in its spawning thread (Foundation's Process, Swift concurrency threads) leaves
@@ -28,7 +29,7 @@ public final class ServerProcess {
         posix_spawn_file_actions_addopen(&actions, 2, stderrPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
 
         do {
-            pid = try spawnChild(path, arguments, actions: &actions, blockedSignals: blockedSignals)
+            child = Reaped(try spawnChild(path, arguments, actions: &actions, blockedSignals: blockedSignals))
         } catch {
             for fd in pipeFDs { Glibc.close(fd) }
             throw error
@@ -87,12 +88,7 @@ public final class ServerProcess {
 
     /// Waits for the process to exit; returns its exit code (128 + signal when killed by one).
     public func waitForExit(seconds: Double) throws -> Int32 {
-        if let exitStatus { return exitStatus }
-        guard let code = waitForExitCode(pid, seconds: seconds) else {
-            throw TestFailure("server did not exit within \(seconds) s")
-        }
-        exitStatus = code
-        return code
+        try child.wait(seconds: seconds) { TestFailure("server did not exit within \(seconds) s") }
     }
 
     public func stderr() -> String {
