@@ -1,5 +1,6 @@
 import AsyncComCore
 import AsyncComServer
+import AsyncComTestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -73,22 +74,32 @@ struct ServerAuthTests {
         }
     }
 
+    /// A first line sent by a client that does not know a token (named for the test log).
+    struct Attempt: CustomTestStringConvertible, Sendable {
+        let name: String
+        let bytes: [UInt8]
+        var testDescription: String { name }
+    }
+
+    static let wrongAttempts: [Attempt] = [
+        Attempt(name: "one character too many", bytes: Array("HELLO 1 token=\(alice)x\n".utf8)),
+        Attempt(name: "one character short", bytes: Array("HELLO 1 token=\(bob.dropLast())\n".utf8)),
+        Attempt(name: "binary", bytes: Array("HELLO 1 token=".utf8) + [0x00, 0x01, 0xFF, 0xFE] + Array(alice.utf8) + [0x0A]),
+        Attempt(name: "empty", bytes: Array("HELLO 1 token=\n".utf8)),
+        Attempt(name: "300 characters", bytes: Array("HELLO 1 token=\(String(repeating: "a", count: 300))\n".utf8)),
+        // A first line over 1 KiB: nothing more is buffered, it fails like a wrong token.
+        Attempt(name: "line over 1 KiB", bytes: Array("HELLO 1 token=\(String(repeating: alice, count: 60))\n".utf8)),
+        Attempt(name: "4000 bytes without LF", bytes: Array(repeating: UInt8(ascii: "x"), count: 4000)),
+    ]
+
     @Test("wrong, binary, empty and too-long tokens get AUTH_FAILED only after the delay, and are counted",
-          arguments: [
-            Array("HELLO 1 token=\(alice)x\n".utf8), Array("HELLO 1 token=\(bob.dropLast())\n".utf8),
-            Array("HELLO 1 token=".utf8) + [0x00, 0x01, 0xFF, 0xFE] + Array(alice.utf8) + [0x0A],
-            Array("HELLO 1 token=\n".utf8),
-            Array("HELLO 1 token=\(String(repeating: "a", count: 300))\n".utf8),
-            // A first line over 1 KiB: nothing more is buffered, it fails like a wrong token.
-            Array("HELLO 1 token=\(String(repeating: alice, count: 60))\n".utf8),
-            Array(repeating: UInt8(ascii: "x"), count: 4000),
-          ])
-    func wrongToken(bytes: [UInt8]) async throws {
+          arguments: wrongAttempts)
+    func wrongToken(attempt: Attempt) async throws {
         try await blocking {
             let server = try Self.server { $0.authFailureDelay = 0.3 }
             let c = try server.client()
             let start = monotonicSeconds()
-            try c.send(bytes: bytes)
+            try c.send(bytes: attempt.bytes)
             try c.send("REQ 9 10.0.0.1:fast\n")
             #expect(try c.line() == Self.failed)
             #expect(monotonicSeconds() - start >= 0.29, "the failure was answered before the delay")
