@@ -13,6 +13,7 @@ public enum ProtocolErrorCode: String, Sendable, CaseIterable {
     case authRequired = "AUTH_REQUIRED"
     case authFailed = "AUTH_FAILED"
     case authTimeout = "AUTH_TIMEOUT"
+    case tlsRequired = "TLS_REQUIRED"
 }
 
 /// What the server advertises in its HELLO reply.

@@ -15,7 +15,7 @@ public enum Socket {
     /// does not apply, so reactors must share one Unix listener). Returns the fd.
     public static func listen(_ endpoint: Endpoint, reusePort: Bool, backlog: Int32 = 1024) throws(SystemError) -> Int32 {
         switch endpoint {
-        case .tcp(let host, let port):
+        case .tcp(let host, let port), .tls(let host, let port):
             return try listenTCP(host: host, port: port, reusePort: reusePort, backlog: backlog)
         case .unix(let path):
             return try listenUnix(path: path, backlog: backlog)
@@ -177,7 +177,7 @@ public enum Socket {
     /// complete at once (EAGAIN: backlog full), a missing path or a refused connection throw.
     public static func connect(_ endpoint: Endpoint) throws(SystemError) -> Int32 {
         switch endpoint {
-        case .tcp(let host, let port):
+        case .tcp(let host, let port), .tls(let host, let port):
             let where_ = "\(host):\(port)"
             let addresses = try resolve(host: host, port: port, passive: false)
             defer { freeaddrinfo(addresses) }

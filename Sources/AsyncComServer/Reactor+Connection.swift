@@ -16,8 +16,8 @@ extension Reactor {
         case .open, .finishing:
             break
         }
-        if let gate = c.gate, case .hello = gate.phase {
-            gateEvent(c, gate, readable: readable)
+        if let gate = c.gate, gate.isWaiting {
+            gateEvent(c, gate, readable: readable, writable: writable)
             return
         }
         if writable && !flush(c) { return }
@@ -40,7 +40,11 @@ extension Reactor {
             let target = c.input.isEmpty ? readBuffer : c.input
             let n: Int
             do {
-                guard let got = try Socket.read(fd: c.fd, into: target, chunk: Self.readChunk) else { break }
+                // Plaintext keeps its one direct read(2); TLS decrypts at most a record (16 KiB) per call.
+                let read = c.tls == nil
+                    ? try Socket.read(fd: c.fd, into: target, chunk: Self.readChunk)
+                    : try c.receive(into: target, atMost: Self.readChunk)
+                guard let got = read else { break }
                 n = got
             } catch {
                 abort(c, error)
@@ -137,7 +141,7 @@ extension Reactor {
         while !c.output.isEmpty {
             let n: Int
             do {
-                n = try Socket.write(fd: c.fd, from: c.output)
+                n = try c.send(from: c.output)
             } catch {
                 abort(c, error)
                 return false
@@ -194,6 +198,7 @@ extension Reactor {
 
     /// Everything is sent: half-close, then discard what the peer still sends until it closes (or 2 s pass).
     private func beginLinger(_ c: Connection) {
+        c.tls?.close()
         Socket.shutdownWrite(fd: c.fd)
         c.state = .lingering(deadline: EventLoop.monotonicNanos() &+ Self.lingerNanos)
         c.input.clear()

@@ -146,7 +146,7 @@ final class Reactor {
                 acceptFailed(error)
                 return
             }
-            admit(fd: fd, tcp: listener.isTCP)
+            admit(fd: fd, listener: listener)
         }
     }
 
@@ -175,19 +175,23 @@ final class Reactor {
         for w in listenerWatchers { w.setInterest(read: true, write: false) }
     }
 
-    private func admit(fd: Int32, tcp: Bool) {
-        // A connection that must authenticate first takes an unauthenticated slot, not a real client's.
-        let gated = config.requiresAuthentication
+    private func admit(fd: Int32, listener: ListenerSocket) {
+        // A connection that must authenticate first (a token, a TLS handshake) takes an unauthenticated slot,
+        // not a real client's.
+        let gated = config.requiresAuthentication || listener.tls != nil
         guard gated ? shared.claimUnauthenticated() : shared.claimConnection() else {
             // Counted before the peer can see BUSY, so a STATS sent after it always includes this rejection.
             counters.add(gated ? .authRejected : .rejected)
             // Best effort: the socket is non-blocking and fresh, so this fits in its send buffer or is dropped.
+            // (Not on a TLS port: the peer expects a handshake, and a plaintext line would only confuse it.)
             let line = gated ? unauthenticatedBusyLine : busyLine
-            _ = line.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+            if listener.tls == nil {
+                _ = line.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+            }
             Socket.close(fd: fd)
             return
         }
-        if tcp {
+        if listener.isTCP {
             Socket.setNoDelay(fd: fd)
             if config.receiveBuffer > 0 { Socket.setReceiveBuffer(fd: fd, bytes: config.receiveBuffer) }
         }
@@ -198,7 +202,7 @@ final class Reactor {
         }
         c.watcher = watcher
         table.install(c)
-        if gated { openGate(c) }
+        if gated && !openGate(c, tls: listener.tls) { return }
         watcher.setInterest(read: true, write: false)
         counters.add(.connections)
         counters.add(.connectionsTotal)

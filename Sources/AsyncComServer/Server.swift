@@ -1,5 +1,6 @@
 import AsyncComCore
 import AsyncComEventLoop
+import AsyncComTLS
 import Logging
 
 #if canImport(Glibc)
@@ -103,32 +104,47 @@ public final class Server: Sendable {
                 throw .listen(endpoint: endpoint.description, reason: error.description)
             }
         }
+        // One TLS context for every tls:// listener (OpenSSL allows SSL_new on it from every reactor thread).
+        var tlsContext: TLSContext?
+        if let tls = configuration.tls {
+            do {
+                tlsContext = try TLSContext.server(
+                    certificateFile: tls.certificateFile, keyFile: tls.keyFile, clientCAFile: tls.clientCAFile)
+            } catch {
+                throw .tls(error.description)
+            }
+        }
         do throws(ServerError) {
             for endpoint in configuration.endpoints {
                 switch endpoint {
-                case .tcp(let host, let port):
+                case .tcp(_, let port), .tls(_, let port):
+                    let context = endpoint.isTLS ? tlsContext : nil
                     if port != 0 {
                         // SO_REUSEPORT would let us silently share a port with another server of the same
                         // user: bind once without it to make sure the port is really free.
                         Socket.close(fd: try listen(endpoint, reusePort: false))
                     }
                     let first = try listen(endpoint, reusePort: true)
-                    perReactor[0].append(ListenerSocket(fd: first, endpoint: endpoint))
-                    let actual: Endpoint
+                    perReactor[0].append(ListenerSocket(fd: first, endpoint: endpoint, tls: context))
+                    var actual: Endpoint
                     do {
                         actual = try Socket.localEndpoint(fd: first)
                     } catch {
                         throw .listen(endpoint: endpoint.description, reason: error.description)
                     }
+                    if endpoint.isTLS, case .tcp(let h, let p) = actual { actual = .tls(host: h, port: p) }
                     // Port 0: the other reactors join the port the kernel picked for the first.
                     let shared: Endpoint
                     if case .tcp(_, let actualPort) = actual, port == 0 {
-                        shared = .tcp(host: host, port: actualPort)
+                        shared = endpoint.withPort(actualPort)
+                    } else if case .tls(_, let actualPort) = actual, port == 0 {
+                        shared = endpoint.withPort(actualPort)
                     } else {
                         shared = endpoint
                     }
                     for k in 1..<n {
-                        perReactor[k].append(ListenerSocket(fd: try listen(shared, reusePort: true), endpoint: shared))
+                        perReactor[k].append(
+                            ListenerSocket(fd: try listen(shared, reusePort: true), endpoint: shared, tls: context))
                     }
                     bound.append(actual)
                 case .unix:

@@ -49,6 +49,23 @@ public struct ServerConfiguration: Sendable {
     public var maxUnauthenticated: Int
     /// Allows listening on a non-loopback address without authentication (protected mode off).
     public var insecure: Bool
+    /// Certificates for the `tls://` endpoints (required when there is one).
+    public var tls: TLSSettings?
+
+    /// PEM files for TLS listeners.
+    public struct TLSSettings: Sendable, Equatable {
+        /// The server's certificate chain.
+        public var certificateFile: String
+        public var keyFile: String
+        /// When set, clients must present a certificate signed by one of these CAs (mutual TLS).
+        public var clientCAFile: String?
+
+        public init(certificateFile: String, keyFile: String, clientCAFile: String? = nil) {
+            self.certificateFile = certificateFile
+            self.keyFile = keyFile
+            self.clientCAFile = clientCAFile
+        }
+    }
 
     public static let defaultMaxConnections = 4096
     public static let defaultMaxInflightCommands = 1_048_576
@@ -86,7 +103,8 @@ public struct ServerConfiguration: Sendable {
         authTimeout: Double = ServerConfiguration.defaultAuthTimeout,
         authFailureDelay: Double = ServerConfiguration.defaultAuthFailureDelay,
         maxUnauthenticated: Int = ServerConfiguration.defaultMaxUnauthenticated,
-        insecure: Bool = false
+        insecure: Bool = false,
+        tls: TLSSettings? = nil
     ) {
         self.map = map
         self.endpoints = endpoints
@@ -105,6 +123,7 @@ public struct ServerConfiguration: Sendable {
         self.authFailureDelay = authFailureDelay
         self.maxUnauthenticated = maxUnauthenticated
         self.insecure = insecure
+        self.tls = tls
     }
 
     /// Whether a connection must prove who it is before it may send requests.
@@ -135,8 +154,16 @@ public struct ServerConfiguration: Sendable {
                   "auth failure delay must be 0...60 seconds (got \(authFailureDelay))")
         try check(maxUnauthenticated >= 1 && maxUnauthenticated <= 1 << 24,
                   "max unauthenticated connections must be 1...\(1 << 24) (got \(maxUnauthenticated))")
-        // Protected mode (as Redis): a server reachable from other machines must check who connects.
-        if !insecure && !requiresAuthentication, let open = endpoints.first(where: { !$0.isLoopback }) {
+        let tlsEndpoints = endpoints.filter(\.isTLS)
+        try check(tlsEndpoints.isEmpty || tls != nil,
+                  "a tls:// endpoint needs a certificate and a key (--tls-cert, --tls-key)")
+        try check(tls == nil || !tlsEndpoints.isEmpty, "TLS certificates were given but no tls:// endpoint")
+        // Protected mode (as Redis): a server reachable from other machines must check who connects, by token
+        // or by client certificate.
+        let checksClients = { (e: Endpoint) in
+            self.requiresAuthentication || (e.isTLS && self.tls?.clientCAFile != nil)
+        }
+        if !insecure, let open = endpoints.first(where: { !$0.isLoopback && !checksClients($0) }) {
             throw .unprotected(endpoint: open.description)
         }
     }
@@ -151,6 +178,8 @@ public enum ServerError: Error, CustomStringConvertible, Sendable {
     case alreadyStarted
     /// Protected mode: a non-loopback endpoint without tokens or TLS client certificates.
     case unprotected(endpoint: String)
+    /// The TLS certificate, key or client CA file could not be used.
+    case tls(String)
 
     public var description: String {
         switch self {
@@ -160,8 +189,9 @@ public enum ServerError: Error, CustomStringConvertible, Sendable {
         case .alreadyStarted: return "the server was already started"
         case .unprotected(let endpoint):
             return "refusing to listen on \(endpoint) without authentication (protected mode): anyone who reaches it "
-                + "could query the whole device map. Give --auth-token-file FILE, listen on 127.0.0.1 or a Unix "
-                + "socket, or add --insecure if the network is trusted"
+                + "could query the whole device map. Give --auth-token-file FILE (or listen on tls:// with "
+                + "--tls-client-ca), listen on 127.0.0.1 or a Unix socket, or add --insecure if the network is trusted"
+        case .tls(let reason): return "TLS: \(reason)"
         }
     }
 }

@@ -1,5 +1,6 @@
 import AsyncComCore
 import AsyncComEventLoop
+import AsyncComTLS
 import Dispatch
 import Synchronization
 
@@ -7,7 +8,9 @@ import Synchronization
 struct ListenerSocket: Sendable {
     let fd: Int32
     let endpoint: Endpoint
-    var isTCP: Bool { if case .tcp = endpoint { return true } else { return false } }
+    /// The context of a `tls://` listener's sessions.
+    var tls: TLSContext? = nil
+    var isTCP: Bool { if case .unix = endpoint { return false } else { return true } }
 }
 
 /// What the reactors of one server share: the read-only configuration, every reactor's published counters,

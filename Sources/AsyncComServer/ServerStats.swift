@@ -11,6 +11,7 @@ public enum StatKey: Int, CaseIterable, Sendable {
     case lateMaxMicros, lateOver1ms, lateOver10ms, lateOver100ms
     case pendingReplies, pendingBytes
     case authOK, authFailed, authRequired, authTimeouts, authRejected, unauthenticated
+    case tlsHandshakes, tlsFailed, tlsTimeouts
 
     /// name (the STATS key), kind, scope, unit, help text. STATS lists the keys in case order.
     public var definition: StatDefinition {
@@ -52,6 +53,11 @@ public enum StatKey: Int, CaseIterable, Sendable {
                                   "Connections refused at once because max-unauthenticated were waiting.")
         case .unauthenticated: .init("unauthenticated", .gauge, .reactor,
                                      "Connections not yet authenticated, now (included in connections).")
+        case .tlsHandshakes: .init("tls_handshakes", .counter, .reactor, "TLS handshakes completed.")
+        case .tlsFailed: .init("tls_failed", .counter, .reactor,
+                               "TLS handshakes that failed (plaintext on a TLS port, bad or missing client certificate, ...).")
+        case .tlsTimeouts: .init("tls_timeouts", .counter, .reactor,
+                                 "TLS handshakes not finished within the auth timeout (connection closed).")
         }
     }
 }
@@ -168,7 +174,7 @@ public struct ServerStats: Sendable, Equatable {
 final class StatCounters: Sendable {
     /// One atomic per `StatKey` case (`init` checks the count). Inline in the object: `counters.add(.requests)`
     /// compiles to one `add` to memory (checked in the -O disassembly), as the named properties did.
-    typealias Slots = InlineArray<23, Atomic<UInt64>>
+    typealias Slots = InlineArray<26, Atomic<UInt64>>
     private let slots: Slots
 
     init() {

@@ -32,12 +32,14 @@ struct ServerCommand: ParsableCommand {
             Security: with --auth-token-file every connection must first send HELLO 1 token=<token>; \
             anything else gets ERR AUTH_REQUIRED, a wrong token ERR AUTH_FAILED after a short delay, and the \
             connection closes. Protected mode: a non-loopback --listen address needs --auth-token-file \
-            (or --insecure), or the server refuses to start.
+            (or --insecure, or a tls:// listener with --tls-client-ca), or the server refuses to start. \
+            TLS: --listen tls://HOST:PORT with --tls-cert and --tls-key; --tls-client-ca requires client \
+            certificates (mutual TLS).
 
             Signals: SIGINT or SIGTERM stops accepting, sends every in-flight reply when due, closes the \
             connections and exits 0. A second SIGINT/SIGTERM exits at once with status 130.
-            Exit status: 0 after a clean shutdown, 1 when an endpoint cannot be bound, 2 for a bad map or \
-            token file, 64 for bad options (protected mode included), 130 after a second signal.
+            Exit status: 0 after a clean shutdown, 1 when an endpoint cannot be bound, 2 for a bad map, \
+            token file or TLS certificate/key, 64 for bad options (protected mode included), 130 after a second signal.
             """
     )
 
@@ -47,7 +49,7 @@ struct ServerCommand: ParsableCommand {
     @Option(
         name: .long,
         help: ArgumentHelp(
-            "Endpoint to listen on: tcp://HOST:PORT, tcp://[IPv6]:PORT or unix:///path; repeatable; port 0 picks a free port. (default: \(Endpoint.defaultURL))",
+            "Endpoint to listen on: tcp://HOST:PORT, tcp://[IPv6]:PORT, tls://HOST:PORT (needs --tls-cert and --tls-key) or unix:///path; repeatable; port 0 picks a free port. (default: \(Endpoint.defaultURL))",
             valueName: "url"))
     var listen: [String] = []
 
@@ -90,11 +92,22 @@ struct ServerCommand: ParsableCommand {
     @Flag(name: .long, help: ArgumentHelp("Allow listening on a non-loopback address without authentication (protected mode refuses it otherwise)."))
     var insecure = false
 
+    @Option(name: .long, help: ArgumentHelp("Certificate chain (PEM) for the tls:// listeners.", valueName: "file"))
+    var tlsCert: String?
+
+    @Option(name: .long, help: ArgumentHelp("Private key (PEM) of --tls-cert.", valueName: "file"))
+    var tlsKey: String?
+
+    @Option(name: .long, help: ArgumentHelp("Mutual TLS: CA certificates (PEM); tls:// clients must present a certificate signed by one of them.", valueName: "file"))
+    var tlsClientCa: String?
+
     @Option(name: .long, help: ArgumentHelp("Log level on stderr.", valueName: "level"))
     var logLevel: LogLevel = .info
 
     func validate() throws {
         _ = try endpoints()
+        if (tlsCert == nil) != (tlsKey == nil) { throw ValidationError("--tls-cert and --tls-key go together") }
+        if tlsClientCa != nil && tlsCert == nil { throw ValidationError("--tls-client-ca needs --tls-cert and --tls-key") }
     }
 
     private func endpoints() throws -> [Endpoint] {
@@ -135,7 +148,8 @@ struct ServerCommand: ParsableCommand {
             maxConnections: maxConnections, maxInflightCommands: maxInflight, maxLine: maxLine,
             maxItems: maxItems, idleTimeout: idleTimeout, outputHighWater: outputHighWater,
             replyCoalescing: replyCoalescing, receiveBuffer: receiveBuffer, authTokens: tokens,
-            authTimeout: authTimeout, maxUnauthenticated: maxUnauthenticated, insecure: insecure)
+            authTimeout: authTimeout, maxUnauthenticated: maxUnauthenticated, insecure: insecure,
+            tls: tlsCert.map { .init(certificateFile: $0, keyFile: tlsKey ?? $0, clientCAFile: tlsClientCa) })
         do {
             try configuration.validate()
         } catch {
@@ -162,6 +176,7 @@ struct ServerCommand: ParsableCommand {
         do {
             endpoints = try runner.start()
         } catch {
+            if case .tls = error { fail("\(error)", status: 2) }
             fail("\(error)", status: 1)
         }
         for endpoint in endpoints { print("listening on \(endpoint)") }
