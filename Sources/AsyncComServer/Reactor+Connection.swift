@@ -46,7 +46,7 @@ extension Reactor {
                 peerClosed = true
                 break
             }
-            counters.bytesIn.add(UInt64(n))
+            counters.add(.bytesIn, UInt64(n))
             budget -= n
             c.lastActivity = now
             processLines(c, in: target, now: now)
@@ -74,7 +74,7 @@ extension Reactor {
             case .tooLong:
                 ServerProtocol.appendError(
                     id: nil, code: .lineTooLong, message: "line longer than \(config.maxLine) bytes", to: c.output)
-                counters.errors.add(1)
+                counters.add(.errors)
                 c.state = .finishing
                 buffer.clear()
                 return
@@ -94,9 +94,9 @@ extension Reactor {
         case .empty:
             break
         case .request(_, let waitNanos, let commands, let unknown):
-            counters.requests.add(1)
-            counters.commands.add(UInt64(commands))
-            if unknown > 0 { counters.unknown.add(UInt64(unknown)) }
+            counters.add(.requests)
+            counters.add(.commands, UInt64(commands))
+            if unknown > 0 { counters.add(.unknown, UInt64(unknown)) }
             if waitNanos == 0 {
                 c.output.append(scratch)
             } else {
@@ -106,11 +106,11 @@ extension Reactor {
                 c.inflightRequests += 1
                 c.inflightCommands += commands
                 c.pendingBytes += scratch.readableBytes
-                counters.inflightRequests.add(1)
-                counters.inflightCommands.add(UInt64(commands))
+                counters.add(.inflightRequests)
+                counters.add(.inflightCommands, UInt64(commands))
             }
         case .error(_, let close):
-            counters.errors.add(1)
+            counters.add(.errors)
             c.output.append(scratch)
             if close { c.state = .finishing }
         case .hello:
@@ -140,7 +140,7 @@ extension Reactor {
             }
             if n == 0 { break }
             c.bytesWritten &+= n
-            counters.bytesOut.add(UInt64(n))
+            counters.add(.bytesOut, UInt64(n))
         }
         return true
     }
@@ -205,7 +205,7 @@ extension Reactor {
                     close(c)
                     return
                 }
-                counters.bytesIn.add(UInt64(n))
+                counters.add(.bytesIn, UInt64(n))
                 budget -= n
             } catch {
                 close(c)
@@ -225,8 +225,8 @@ extension Reactor {
         if case .closed = c.state { return }
         let abandoned = c.inflightRequests
         if abandoned > 0 {
-            counters.inflightRequests.subtract(UInt64(c.inflightRequests))
-            counters.inflightCommands.subtract(UInt64(c.inflightCommands))
+            counters.subtract(.inflightRequests, UInt64(c.inflightRequests))
+            counters.subtract(.inflightCommands, UInt64(c.inflightCommands))
             pending.abandon(replies: c.inflightRequests, bytes: c.pendingBytes)
             c.inflightRequests = 0
             c.inflightCommands = 0
@@ -237,7 +237,7 @@ extension Reactor {
         Socket.close(fd: c.fd)
         table.release(c)
         retired.append(c)  // the watcher may be inside its own callback right now
-        counters.connections.subtract(1)
+        counters.subtract(.connections)
         shared.releaseConnection()
         // Out of the table first, so that the reclaim sees this connection's replies as stale.
         if abandoned > 0 { reclaimStaleReplies() }

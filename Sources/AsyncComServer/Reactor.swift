@@ -27,7 +27,7 @@ final class Reactor {
     let index: Int
     let shared: ServerShared
     let config: ServerConfiguration
-    let counters: ReactorCounters
+    let counters: StatCounters
     var logger: Logger
 
     private var listenerSockets: [ListenerSocket]
@@ -174,7 +174,7 @@ final class Reactor {
             // Best effort: the socket is non-blocking and fresh, so this fits in its send buffer or is dropped.
             _ = busyLine.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
             Socket.close(fd: fd)
-            counters.rejected.add(1)
+            counters.add(.rejected)
             return
         }
         if tcp {
@@ -189,8 +189,8 @@ final class Reactor {
         c.watcher = watcher
         table.install(c)
         watcher.setInterest(read: true, write: false)
-        counters.connections.add(1)
-        counters.connectionsTotal.add(1)
+        counters.add(.connections)
+        counters.add(.connectionsTotal)
     }
 
     private func closeListeners() {
@@ -231,8 +231,8 @@ final class Reactor {
             c.inflightRequests -= 1
             c.inflightCommands -= Int(ref.commands)
             c.pendingBytes -= line.count
-            counters.inflightRequests.subtract(1)
-            counters.inflightCommands.subtract(UInt64(ref.commands))
+            counters.subtract(.inflightRequests)
+            counters.subtract(.inflightCommands, UInt64(ref.commands))
             counters.recordLateness(now &- deadline)
             c.lastActivity = now
             if !c.queuedForFlush {
@@ -262,8 +262,8 @@ final class Reactor {
 
     /// Publishes the pending-reply gauges for STATS (after each batch, not per reply).
     func publishPending() {
-        counters.pendingReplies.store(UInt64(pending.count), ordering: .relaxed)
-        counters.pendingBytes.store(UInt64(pending.storedBytes), ordering: .relaxed)
+        counters.store(.pendingReplies, UInt64(pending.count))
+        counters.store(.pendingBytes, UInt64(pending.storedBytes))
     }
 
     // MARK: - Idle sweep and lingering closes

@@ -22,7 +22,9 @@ final class ServerShared: Sendable {
     }
 
     let configuration: ServerConfiguration
-    let counters: [ReactorCounters]
+    /// Each reactor's counters (its reactor-scope keys), and the server's global ones.
+    let counters: [StatCounters]
+    let globalCounters = StatCounters()
     /// Open connections over all reactors (the only counter with several writers).
     let openConnections = Atomic<Int>(0)
     let control: Locked<Control>
@@ -31,11 +33,11 @@ final class ServerShared: Sendable {
 
     init(configuration: ServerConfiguration) {
         self.configuration = configuration
-        self.counters = (0..<configuration.reactors).map { _ in ReactorCounters() }
+        self.counters = (0..<configuration.reactors).map { _ in StatCounters() }
         self.control = Locked(Control(notifiers: Array(repeating: nil, count: configuration.reactors)))
     }
 
-    var stats: ServerStats { ServerStats(reactors: counters.map { $0.snapshot }) }
+    var stats: ServerStats { ServerStats(reactors: counters.map { $0.snapshot }, global: globalCounters.snapshot) }
 
     /// Claims one connection under `maxConnections`; false when the server is full.
     func claimConnection() -> Bool {

@@ -1,155 +1,198 @@
 import Synchronization
 
-/// A snapshot of one reactor's counters (or the sum over all reactors).
-public struct ReactorStats: Sendable, Equatable {
-    /// Open connections now.
-    public var connections: UInt64 = 0
-    /// Connections accepted since start (rejected ones not included).
-    public var connectionsTotal: UInt64 = 0
-    /// Connections refused with `ERR - BUSY`.
-    public var rejected: UInt64 = 0
-    /// REQ lines handled (well-formed ones, answered now or later).
-    public var requests: UInt64 = 0
-    /// Items in those requests.
-    public var commands: UInt64 = 0
-    /// Items answered `?`.
-    public var unknown: UInt64 = 0
-    /// `ERR` replies sent in answer to a line (malformed request, line too long, ...).
-    public var errors: UInt64 = 0
-    /// Requests whose reply is not due yet.
-    public var inflightRequests: UInt64 = 0
-    /// Commands in those requests.
-    public var inflightCommands: UInt64 = 0
-    public var bytesIn: UInt64 = 0
-    public var bytesOut: UInt64 = 0
-    /// The worst delay between a reply's due time and its being queued for sending, in microseconds.
-    public var lateMaxMicros: UInt64 = 0
-    /// Replies queued more than 1 ms / 10 ms / 100 ms after they were due.
-    public var lateOver1ms: UInt64 = 0
-    public var lateOver10ms: UInt64 = 0
-    public var lateOver100ms: UInt64 = 0
-    /// Replies stored until due: those in flight plus those of closed connections not yet reclaimed.
-    public var pendingReplies: UInt64 = 0
-    /// Bytes of reply text those replies hold.
-    public var pendingBytes: UInt64 = 0
+// MARK: - The counter table
 
-    public init() {}
+/// Every counter the server keeps. `definition` below is THE table: STATS, the shutdown log line and `/metrics`
+/// are all generated from it, so a new counter is one case here plus one row there (and `StatCounters.Slots`
+/// grows by one).
+public enum StatKey: Int, CaseIterable, Sendable {
+    case connections, connectionsTotal, rejected, requests, commands, unknown, errors
+    case inflightRequests, inflightCommands, bytesIn, bytesOut
+    case lateMaxMicros, lateOver1ms, lateOver10ms, lateOver100ms
+    case pendingReplies, pendingBytes
 
-    /// The STATS keys in wire order, paired with their values.
-    public var fields: [(String, UInt64)] {
-        [
-            ("connections", connections), ("connections_total", connectionsTotal), ("rejected", rejected),
-            ("requests", requests), ("commands", commands), ("unknown", unknown), ("errors", errors),
-            ("inflight_requests", inflightRequests), ("inflight_commands", inflightCommands),
-            ("bytes_in", bytesIn), ("bytes_out", bytesOut),
-            ("late_max_us", lateMaxMicros), ("late_over_1ms", lateOver1ms), ("late_over_10ms", lateOver10ms),
-            ("late_over_100ms", lateOver100ms), ("pending_replies", pendingReplies), ("pending_bytes", pendingBytes),
-        ]
+    /// name (the STATS key), kind, scope, unit, help text. STATS lists the keys in case order.
+    public var definition: StatDefinition {
+        switch self {
+        case .connections: .init("connections", .gauge, .reactor, "Connections open now.")
+        case .connectionsTotal: .init("connections_total", .counter, .reactor,
+                                      "Connections accepted since start (rejected ones not included).")
+        case .rejected: .init("rejected", .counter, .reactor, "Connections refused with ERR - BUSY.")
+        case .requests: .init("requests", .counter, .reactor,
+                              "Well-formed requests handled (answered or pending).")
+        case .commands: .init("commands", .counter, .reactor, "Items in those requests.")
+        case .unknown: .init("unknown", .counter, .reactor, "Items not in the device map.")
+        case .errors: .init("errors", .counter, .reactor,
+                            "Error replies sent in answer to a request (malformed request, line too long, ...).")
+        case .inflightRequests: .init("inflight_requests", .gauge, .reactor,
+                                      "Requests whose reply is not due yet, now.")
+        case .inflightCommands: .init("inflight_commands", .gauge, .reactor, "Items in those requests, now.")
+        case .bytesIn: .init("bytes_in", .counter, .reactor, "Bytes read from clients.", unit: .bytes)
+        case .bytesOut: .init("bytes_out", .counter, .reactor, "Bytes written to clients.", unit: .bytes)
+        case .lateMaxMicros: .init("late_max_us", .maximum, .reactor,
+                                   "Worst delay between a reply's due time and its being queued for sending.",
+                                   unit: .microseconds)
+        case .lateOver1ms: .init("late_over_1ms", .counter, .reactor, "Replies queued more than 1 ms after due.")
+        case .lateOver10ms: .init("late_over_10ms", .counter, .reactor, "Replies queued more than 10 ms after due.")
+        case .lateOver100ms: .init("late_over_100ms", .counter, .reactor,
+                                   "Replies queued more than 100 ms after due.")
+        case .pendingReplies: .init("pending_replies", .gauge, .reactor,
+                                    "Replies stored until due: those in flight plus those of closed connections not yet reclaimed.")
+        case .pendingBytes: .init("pending_bytes", .gauge, .reactor, "Bytes of reply text those replies hold.",
+                                  unit: .bytes)
+        }
+    }
+}
+
+/// One row of the counter table.
+public struct StatDefinition: Sendable, Equatable {
+    public enum Kind: Sendable, Equatable {
+        /// Only grows; reactors' values are summed.
+        case counter
+        /// A level now; reactors' values are summed.
+        case gauge
+        /// A high-water mark; the total is the largest reactor value.
+        case maximum
     }
 
-    /// Sums counters; `lateMaxMicros` takes the maximum.
+    public enum Scope: Sendable, Equatable {
+        /// One value per reactor, written by that reactor's thread alone; STATS lists the total and `r<k>.<name>`.
+        case reactor
+        /// One value for the whole server, written from any thread (`StatCounters.addFromAnyThread`).
+        case global
+    }
+
+    public enum Unit: Sendable, Equatable {
+        case count, bytes, microseconds
+    }
+
+    /// The STATS key.
+    public let name: String
+    public let kind: Kind
+    public let scope: Scope
+    public let unit: Unit
+    public let help: String
+
+    init(_ name: String, _ kind: Kind, _ scope: Scope, _ help: String, unit: Unit = .count) {
+        self.name = name
+        self.kind = kind
+        self.scope = scope
+        self.unit = unit
+        self.help = help
+    }
+
+    /// Whether the shutdown log line reports it: everything accumulated over the run, not levels (which are 0
+    /// once the server has drained).
+    public var isCumulative: Bool { kind != .gauge }
+}
+
+// MARK: - Snapshots
+
+/// A snapshot of one reactor's counters (or the total over all reactors plus the global counters), indexed by
+/// `StatKey`.
+public struct ReactorStats: Sendable, Equatable {
+    public private(set) var values: [UInt64]
+
+    public init() { values = Array(repeating: 0, count: StatKey.allCases.count) }
+
+    public subscript(key: StatKey) -> UInt64 {
+        get { values[key.rawValue] }
+        set { values[key.rawValue] = newValue }
+    }
+
+    /// `(name, value)` for `keys`, in table order.
+    public func fields(_ keys: some Sequence<StatKey> = StatKey.allCases) -> [(String, UInt64)] {
+        keys.map { ($0.definition.name, self[$0]) }
+    }
+
+    /// Combines two reactors' values as each key's kind says (sum, or maximum).
     public static func + (a: ReactorStats, b: ReactorStats) -> ReactorStats {
         var s = ReactorStats()
-        s.connections = a.connections &+ b.connections
-        s.connectionsTotal = a.connectionsTotal &+ b.connectionsTotal
-        s.rejected = a.rejected &+ b.rejected
-        s.requests = a.requests &+ b.requests
-        s.commands = a.commands &+ b.commands
-        s.unknown = a.unknown &+ b.unknown
-        s.errors = a.errors &+ b.errors
-        s.inflightRequests = a.inflightRequests &+ b.inflightRequests
-        s.inflightCommands = a.inflightCommands &+ b.inflightCommands
-        s.bytesIn = a.bytesIn &+ b.bytesIn
-        s.bytesOut = a.bytesOut &+ b.bytesOut
-        s.lateMaxMicros = max(a.lateMaxMicros, b.lateMaxMicros)
-        s.lateOver1ms = a.lateOver1ms &+ b.lateOver1ms
-        s.lateOver10ms = a.lateOver10ms &+ b.lateOver10ms
-        s.lateOver100ms = a.lateOver100ms &+ b.lateOver100ms
-        s.pendingReplies = a.pendingReplies &+ b.pendingReplies
-        s.pendingBytes = a.pendingBytes &+ b.pendingBytes
+        for key in StatKey.allCases {
+            s[key] = key.definition.kind == .maximum ? max(a[key], b[key]) : a[key] &+ b[key]
+        }
         return s
     }
 }
 
-/// Counters for every reactor and their total.
+/// Counters for every reactor, the global ones, and the total.
 public struct ServerStats: Sendable, Equatable {
     public var reactors: [ReactorStats]
+    /// Reactor keys combined over the reactors; global keys as they are.
     public var total: ReactorStats
 
-    public init(reactors: [ReactorStats]) {
+    public init(reactors: [ReactorStats], global: ReactorStats = ReactorStats()) {
         self.reactors = reactors
-        self.total = reactors.reduce(ReactorStats(), +)
+        var total = reactors.reduce(ReactorStats(), +)
+        for key in StatKey.allCases where key.definition.scope == .global { total[key] = global[key] }
+        self.total = total
     }
 
-    /// The STATS line's pairs: totals, `reactors=<n>`, then every key per reactor as `r<k>.<key>`.
+    /// The keys kept per reactor, in table order.
+    public static let reactorKeys = StatKey.allCases.filter { $0.definition.scope == .reactor }
+
+    /// The STATS line's pairs: every total, `reactors=<n>`, then every per-reactor key of each reactor as
+    /// `r<k>.<name>`.
     public var fields: [(String, UInt64)] {
-        var out = total.fields
+        var out = total.fields()
         out.append(("reactors", UInt64(reactors.count)))
         for (k, r) in reactors.enumerated() {
-            for (key, value) in r.fields { out.append(("r\(k).\(key)", value)) }
+            for (name, value) in r.fields(Self.reactorKeys) { out.append(("r\(k).\(name)", value)) }
         }
         return out
     }
+
+    /// The shutdown log line's metadata: the cumulative totals.
+    public var summary: [(String, UInt64)] {
+        total.fields(StatKey.allCases.filter { $0.definition.isCumulative })
+    }
 }
 
-/// One reactor's live counters. Only the owning reactor thread writes them (plain load + store, no locked
-/// read-modify-write); any thread may read them for STATS or `Server.stats()`.
-final class ReactorCounters: Sendable {
-    let connections = Atomic<UInt64>(0)
-    let connectionsTotal = Atomic<UInt64>(0)
-    let rejected = Atomic<UInt64>(0)
-    let requests = Atomic<UInt64>(0)
-    let commands = Atomic<UInt64>(0)
-    let unknown = Atomic<UInt64>(0)
-    let errors = Atomic<UInt64>(0)
-    let inflightRequests = Atomic<UInt64>(0)
-    let inflightCommands = Atomic<UInt64>(0)
-    let bytesIn = Atomic<UInt64>(0)
-    let bytesOut = Atomic<UInt64>(0)
-    let lateMaxMicros = Atomic<UInt64>(0)
-    let lateOver1ms = Atomic<UInt64>(0)
-    let lateOver10ms = Atomic<UInt64>(0)
-    let lateOver100ms = Atomic<UInt64>(0)
-    let pendingReplies = Atomic<UInt64>(0)
-    let pendingBytes = Atomic<UInt64>(0)
+// MARK: - Live counters
 
-    init() {}
+/// Live counters, one slot per `StatKey`: each reactor has one (its thread is the only writer of its reactor
+/// keys: a plain load + store, no locked read-modify-write), and the server one more for the global keys. Any
+/// thread may read them for STATS, `/metrics` or `Server.stats()`.
+final class StatCounters: Sendable {
+    /// One atomic per `StatKey` case (`init` checks the count). Inline in the object: `counters.add(.requests)`
+    /// compiles to one `add` to memory (checked in the -O disassembly), as the named properties did.
+    typealias Slots = InlineArray<17, Atomic<UInt64>>
+    private let slots: Slots
+
+    init() {
+        precondition(Slots.count == StatKey.allCases.count,
+                     "StatCounters.Slots holds \(Slots.count) counters but StatKey has \(StatKey.allCases.count)")
+        slots = Slots { _ in Atomic(0) }
+    }
+
+    @inline(__always) func load(_ key: StatKey) -> UInt64 { slots[key.rawValue].load(ordering: .relaxed) }
+
+    @inline(__always) func store(_ key: StatKey, _ value: UInt64) {
+        slots[key.rawValue].store(value, ordering: .relaxed)
+    }
+
+    /// Single-writer increment: the owning thread is the only writer, so a load and a store suffice.
+    @inline(__always) func add(_ key: StatKey, _ n: UInt64 = 1) { store(key, load(key) &+ n) }
+    @inline(__always) func subtract(_ key: StatKey, _ n: UInt64 = 1) { store(key, load(key) &- n) }
+
+    /// Increment of a global counter that several threads write.
+    func addFromAnyThread(_ key: StatKey, _ n: UInt64 = 1) {
+        slots[key.rawValue].wrappingAdd(n, ordering: .relaxed)
+    }
 
     var snapshot: ReactorStats {
         var s = ReactorStats()
-        s.connections = connections.load(ordering: .relaxed)
-        s.connectionsTotal = connectionsTotal.load(ordering: .relaxed)
-        s.rejected = rejected.load(ordering: .relaxed)
-        s.requests = requests.load(ordering: .relaxed)
-        s.commands = commands.load(ordering: .relaxed)
-        s.unknown = unknown.load(ordering: .relaxed)
-        s.errors = errors.load(ordering: .relaxed)
-        s.inflightRequests = inflightRequests.load(ordering: .relaxed)
-        s.inflightCommands = inflightCommands.load(ordering: .relaxed)
-        s.bytesIn = bytesIn.load(ordering: .relaxed)
-        s.bytesOut = bytesOut.load(ordering: .relaxed)
-        s.lateMaxMicros = lateMaxMicros.load(ordering: .relaxed)
-        s.lateOver1ms = lateOver1ms.load(ordering: .relaxed)
-        s.lateOver10ms = lateOver10ms.load(ordering: .relaxed)
-        s.lateOver100ms = lateOver100ms.load(ordering: .relaxed)
-        s.pendingReplies = pendingReplies.load(ordering: .relaxed)
-        s.pendingBytes = pendingBytes.load(ordering: .relaxed)
+        for key in StatKey.allCases { s[key] = load(key) }
         return s
     }
 
     /// Records a reply queued `lateNanos` after its due time.
     @inline(__always) func recordLateness(_ lateNanos: UInt64) {
         let micros = lateNanos / 1000
-        if micros > lateMaxMicros.load(ordering: .relaxed) { lateMaxMicros.store(micros, ordering: .relaxed) }
+        if micros > load(.lateMaxMicros) { store(.lateMaxMicros, micros) }
         if lateNanos < 1_000_000 { return }
-        lateOver1ms.add(1)
-        if lateNanos >= 10_000_000 { lateOver10ms.add(1) }
-        if lateNanos >= 100_000_000 { lateOver100ms.add(1) }
+        add(.lateOver1ms)
+        if lateNanos >= 10_000_000 { add(.lateOver10ms) }
+        if lateNanos >= 100_000_000 { add(.lateOver100ms) }
     }
-}
-
-extension Atomic where Value == UInt64 {
-    /// Single-writer increment: the owning thread is the only writer, so a load and a store suffice.
-    @inline(__always) func add(_ n: UInt64) { store(load(ordering: .relaxed) &+ n, ordering: .relaxed) }
-    @inline(__always) func subtract(_ n: UInt64) { store(load(ordering: .relaxed) &- n, ordering: .relaxed) }
 }

@@ -144,11 +144,9 @@ struct ServerCommand: ParsableCommand {
             "endpoints": "\(endpoints.map(\.description).joined(separator: " "))",
         ])
         runner.run()
-        let total = server.stats().total
-        logger.info("asynccom-server stopped", metadata: [
-            "connections_total": "\(total.connectionsTotal)", "requests": "\(total.requests)",
-            "commands": "\(total.commands)", "late_max_us": "\(total.lateMaxMicros)",
-        ])
+        var summary: Logger.Metadata = [:]
+        for (name, value) in server.stats().summary { summary[name] = "\(value)" }
+        logger.info("asynccom-server stopped", metadata: summary)
     }
 }
 

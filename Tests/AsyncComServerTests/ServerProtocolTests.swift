@@ -185,7 +185,7 @@ struct ServerReplyTests {
                 #expect((s["r0.\(key)"] ?? 0) + (s["r1.\(key)"] ?? 0) == s[key], "\(key)")
             }
             let api = server.server.stats()
-            #expect(api.total.requests == 3)
+            #expect(api.total[.requests] == 3)
             #expect(api.reactors.count == 2)
         }
     }
