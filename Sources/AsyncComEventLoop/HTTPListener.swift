@@ -28,7 +28,7 @@ public final class HTTPListener {
     public struct Limits: Sendable {
         /// Largest request body; libevent answers a longer one with its own 413 page and closes.
         public var maxBodyBytes: Int
-        /// Largest request line plus headers; libevent answers a longer one with its own 413 page and closes.
+        /// Largest request line plus headers; libevent answers a longer one with its own 400 page and closes.
         public var maxHeaderBytes: Int
         /// Seconds a connection may take to send a request (or sit idle between requests) before it is closed.
         public var timeoutSeconds: Int
@@ -154,17 +154,28 @@ public struct HTTPExchange: @unchecked Sendable {
         return UnsafeMutableRawBufferPointer(start: p, count: n)
     }
 
+    /// Whether the request announced a body that libevent 2.1 leaves unread: it reads none for HEAD and TRACE,
+    /// so those bytes would be parsed as the next request of a kept-alive connection.
+    public var leavesBodyUnread: Bool {
+        let type = evhttp_request_get_command(request)
+        guard type == EVHTTP_REQ_HEAD || type == EVHTTP_REQ_TRACE else { return false }
+        return withHeader("Transfer-Encoding") { $0 != nil }
+            || withHeader("Content-Length") { value in value.map { !($0.count == 1 && $0[0] == UInt8(ascii: "0")) } ?? false }
+    }
+
     /// Sends the reply; the exchange is finished (and freed by libevent) afterwards. `close` adds
-    /// `Connection: close`, so libevent closes the connection once the reply is written. `headers` are extra
-    /// `(name, value)` pairs.
+    /// `Connection: close`, so libevent closes the connection once the reply is written (always done when the
+    /// request `leavesBodyUnread`). `headers` are extra `(name, value)` pairs.
     public func respond(status: Int, reason: String, contentType: String, body: UnsafeRawBufferPointer,
                         close: Bool = false, headers: [(String, String)] = []) {
         if let out = evhttp_request_get_output_headers(request) {
             evhttp_add_header(out, "Content-Type", contentType)
             for (name, value) in headers { evhttp_add_header(out, name, value) }
-            if close { evhttp_add_header(out, "Connection", "close") }
+            if close || leavesBodyUnread { evhttp_add_header(out, "Connection", "close") }
         }
-        if let output = evhttp_request_get_output_buffer(request), let base = body.baseAddress, body.count > 0 {
+        // HEAD: the headers only (libevent 2.1 would send the body).
+        if evhttp_request_get_command(request) != EVHTTP_REQ_HEAD,
+           let output = evhttp_request_get_output_buffer(request), let base = body.baseAddress, body.count > 0 {
             evbuffer_add(output, base, body.count)
         }
         evhttp_send_reply(request, Int32(status), reason, nil)

@@ -41,7 +41,7 @@ public struct ServerConfiguration: Sendable {
     public var httpEndpoints: [Endpoint] = []
     /// Largest HTTP request body in bytes (a longer one gets 413 and the connection closes).
     public var httpMaxBody: Int = ServerConfiguration.defaultHTTPMaxBody
-    /// Largest HTTP request line plus headers in bytes (longer: 413 and the connection closes).
+    /// Largest HTTP request line plus headers in bytes (longer: 400 and the connection closes).
     public var httpMaxHeaders: Int = ServerConfiguration.defaultHTTPMaxHeaders
 
     public static let defaultMaxConnections = 4096

@@ -91,7 +91,7 @@ struct ServerCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Largest HTTP request body; a longer one gets 413 and the connection is closed.", valueName: "bytes"))
     var httpMaxBody: Int = ServerConfiguration.defaultHTTPMaxBody
 
-    @Option(name: .long, help: ArgumentHelp("Largest HTTP request line plus headers; longer gets 413 and the connection is closed.", valueName: "bytes"))
+    @Option(name: .long, help: ArgumentHelp("Largest HTTP request line plus headers; longer gets 400 and the connection is closed.", valueName: "bytes"))
     var httpMaxHeaders: Int = ServerConfiguration.defaultHTTPMaxHeaders
 
     @Option(name: .long, help: ArgumentHelp("Log level on stderr.", valueName: "level"))
