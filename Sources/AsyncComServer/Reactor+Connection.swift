@@ -153,16 +153,20 @@ extension Reactor {
         case .open, .finishing: break
         }
         if !c.output.isEmpty && !flush(c) { return }
-        if c.paused && c.inflightCommands <= config.maxInflightCommands / 2
+        // Lift backpressure once both have halved, and answer the lines held back while paused: the socket may
+        // have nothing new to say, so no readable event would ever bring them up. Answering them can pause the
+        // connection again, and the flush after it can take all of that output at once (a small high-water mark,
+        // a peer that reads): then nothing is left to wake the connection (no write interest, nothing in flight),
+        // so resume again until a cap really binds or the buffered lines are gone. Each round answers at least
+        // one line, and the buffer holds at most one read budget of them.
+        while c.paused && c.inflightCommands <= config.maxInflightCommands / 2
             && c.output.readableBytes <= config.outputHighWater / 2
         {
             c.paused = false
-            if c.isOpen && !c.input.isEmpty {
-                // Lines held back while paused: the socket may have nothing new to say, so answer them now.
-                processLines(c, in: c.input, now: EventLoop.monotonicNanos())
-                rearmReplyTimer()
-                if !c.output.isEmpty && !flush(c) { return }
-            }
+            guard c.isOpen && !c.input.isEmpty else { break }
+            processLines(c, in: c.input, now: EventLoop.monotonicNanos())
+            rearmReplyTimer()
+            if !c.output.isEmpty && !flush(c) { return }
         }
         if case .finishing = c.state, c.inflightRequests == 0 {
             if let bye = c.byeLine {

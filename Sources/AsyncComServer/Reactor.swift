@@ -180,10 +180,11 @@ final class Reactor {
 
     private func admit(fd: Int32, tcp: Bool) {
         guard shared.claimConnection() else {
+            // Counted before the peer can see BUSY, so a STATS sent after it always includes this rejection.
+            counters.add(.rejected)
             // Best effort: the socket is non-blocking and fresh, so this fits in its send buffer or is dropped.
             _ = busyLine.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
             Socket.close(fd: fd)
-            counters.add(.rejected)
             return
         }
         if tcp {

@@ -1,5 +1,6 @@
 import AsyncComCore
 import AsyncComServer
+import AsyncComTestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -168,9 +169,9 @@ struct ServerLimitTests {
     }
 }
 
-/// Sends `text` without blocking until it is all sent or the socket has accepted nothing for 1.5 s in a row.
-/// Returns the bytes sent.
-func sendUntilStalled(_ client: LineClient, _ text: String) throws -> Int {
+/// Sends `text` without blocking until it is all sent or the socket has accepted nothing for `stallSeconds` in a
+/// row. Returns the bytes sent.
+func sendUntilStalled(_ client: LineClient, _ text: String, stallSeconds: Double = 1.5) throws -> Int {
     var t = text
     return try t.withUTF8 { bytes -> Int in
         var offset = 0
@@ -184,7 +185,7 @@ func sendUntilStalled(_ client: LineClient, _ text: String) throws -> Int {
             } else {
                 let now = monotonicSeconds()
                 if let since = stalledSince {
-                    if now - since > 1.5 { break }
+                    if now - since > stallSeconds { break }
                 } else {
                     stalledSince = now
                 }
