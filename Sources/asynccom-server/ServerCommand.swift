@@ -102,15 +102,12 @@ struct ServerCommand: ParsableCommand {
         _ = try httpEndpoints()
     }
 
-    private func httpEndpoints() throws -> [Endpoint] {
-        try httpListen.map { text in
-            do throws(Endpoint.ParseError) { return try Endpoint(parsing: text) } catch { throw ValidationError(error.description) }
-        }
-    }
+    private func httpEndpoints() throws -> [Endpoint] { try Self.parse(httpListen) }
 
-    private func endpoints() throws -> [Endpoint] {
-        if listen.isEmpty { return [.default] }
-        return try listen.map { text in
+    private func endpoints() throws -> [Endpoint] { listen.isEmpty ? [.default] : try Self.parse(listen) }
+
+    private static func parse(_ urls: [String]) throws -> [Endpoint] {
+        try urls.map { text in
             do throws(Endpoint.ParseError) { return try Endpoint(parsing: text) } catch { throw ValidationError(error.description) }
         }
     }

@@ -1,5 +1,6 @@
 import AsyncComCore
 import AsyncComEventLoop
+import AsyncComTestSupport
 import Foundation
 @testable import AsyncComServer
 import Testing
