@@ -140,6 +140,23 @@ public enum AuthGate {
         case unsupportedVersion
     }
 
+    /// Decides on an HTTP `Authorization` header value (nil when absent): `Bearer <token>` ("Bearer" in any
+    /// case, blanks around the token ignored) with a known token is accepted, another token fails, anything
+    /// else (no header, another scheme) is `.required`.
+    public static func checkBearer(_ header: UnsafeRawBufferPointer?, tokens: AuthTokens) -> Decision {
+        guard let header, header.count > 0, let p = header.baseAddress else { return .required }
+        let n = header.count
+        let scheme = Wire.token(p, from: 0, count: n)
+        guard scheme.count == 6, Wire.verb(scheme, is: "bearer") else { return .required }
+        let start = scheme.baseAddress! - p + scheme.count
+        let token = Wire.token(p, from: start, count: n)
+        let after = token.baseAddress! - p + token.count
+        guard !token.isEmpty, Wire.token(p, from: after, count: n).isEmpty, let k = tokens.match(token) else {
+            return .failed
+        }
+        return .accepted(entry: k)
+    }
+
     /// Decides on one line (terminator stripped). Only `HELLO 1` with a `token=` field authenticates; a token
     /// anywhere else (inside PING, REQ, STATS) is never looked at. The first `token=` field counts.
     public static func check(line: UnsafeRawBufferPointer, tokens: AuthTokens) -> Decision {

@@ -14,6 +14,9 @@ public enum ProtocolErrorCode: String, Sendable, CaseIterable {
     case authFailed = "AUTH_FAILED"
     case authTimeout = "AUTH_TIMEOUT"
     case tlsRequired = "TLS_REQUIRED"
+    /// HTTP only (docs/openapi.yaml): no such path, or not with this method.
+    case notFound = "NOT_FOUND"
+    case methodNotAllowed = "METHOD_NOT_ALLOWED"
 }
 
 /// What the server advertises in its HELLO reply.

@@ -24,6 +24,7 @@ public final class Server: Sendable {
     private struct Lifecycle {
         var started = false
         var threads: [pthread_t] = []
+        var httpEndpoints: [Endpoint] = []
     }
 
     public init(configuration: ServerConfiguration, logger: Logger) {
@@ -49,9 +50,12 @@ public final class Server: Sendable {
         if alreadyStarted { throw .alreadyStarted }
         shared.control.withLock { $0.onStopped = onStopped }
 
-        let (perReactor, bound) = try bindListeners()
+        let (perReactor, bound, httpBound) = try bindListeners()
         let threads = try startThreads(listeners: perReactor)
-        lifecycle.withLock { $0.threads = threads }
+        lifecycle.withLock {
+            $0.threads = threads
+            $0.httpEndpoints = httpBound
+        }
         for _ in threads { shared.started.wait() }
         if let failure = shared.control.withLock({ $0.startErrors.first }) {
             beginShutdown()
@@ -91,12 +95,17 @@ public final class Server: Sendable {
     /// Counters per reactor and in total, readable from any thread while the server runs.
     public func stats() -> ServerStats { shared.stats }
 
+    /// The HTTP endpoints as bound (real ports for port 0), in the order of `configuration.httpEndpoints`;
+    /// empty before `start`.
+    public var httpEndpoints: [Endpoint] { lifecycle.withLock { $0.httpEndpoints } }
+
     // MARK: - Listeners
 
-    private func bindListeners() throws(ServerError) -> ([[ListenerSocket]], [Endpoint]) {
+    private func bindListeners() throws(ServerError) -> ([[ListenerSocket]], [Endpoint], [Endpoint]) {
         let n = configuration.reactors
         var perReactor = [[ListenerSocket]](repeating: [], count: n)
         var bound: [Endpoint] = []
+        var httpBound: [Endpoint] = []
         func listen(_ endpoint: Endpoint, reusePort: Bool) throws(ServerError) -> Int32 {
             do {
                 return try Socket.listen(endpoint, reusePort: reusePort)
@@ -114,43 +123,53 @@ public final class Server: Sendable {
                 throw .tls(error.description)
             }
         }
+        /// One SO_REUSEPORT listener per reactor on `endpoint`; returns the address bound.
+        func listenEverywhere(_ endpoint: Endpoint, port: UInt16, http: Bool, tls: TLSContext? = nil) throws(ServerError) -> Endpoint {
+            if port != 0 {
+                // SO_REUSEPORT would let us silently share a port with another server of the same
+                // user: bind once without it to make sure the port is really free.
+                Socket.close(fd: try listen(endpoint, reusePort: false))
+            }
+            let first = try listen(endpoint, reusePort: true)
+            perReactor[0].append(ListenerSocket(fd: first, endpoint: endpoint, tls: tls, isHTTP: http))
+            var actual: Endpoint
+            do {
+                actual = try Socket.localEndpoint(fd: first)
+            } catch {
+                throw .listen(endpoint: endpoint.description, reason: error.description)
+            }
+            // The kernel reports TCP; a TLS listener is reported as the tls:// endpoint it is.
+            if case .tcp(let h, let p) = actual, endpoint.isTLS { actual = .tls(host: h, port: p) }
+            // Port 0: the other reactors join the port the kernel picked for the first.
+            let shared: Endpoint
+            if case .tcp(_, let actualPort) = actual, port == 0 {
+                shared = endpoint.withPort(actualPort)
+            } else if case .tls(_, let actualPort) = actual, port == 0 {
+                shared = endpoint.withPort(actualPort)
+            } else {
+                shared = endpoint
+            }
+            for k in 1..<n {
+                perReactor[k].append(
+                    ListenerSocket(fd: try listen(shared, reusePort: true), endpoint: shared, tls: tls, isHTTP: http))
+            }
+            return actual
+        }
         do throws(ServerError) {
             for endpoint in configuration.endpoints {
                 switch endpoint {
-                case .tcp(_, let port), .tls(_, let port):
-                    let context = endpoint.isTLS ? tlsContext : nil
-                    if port != 0 {
-                        // SO_REUSEPORT would let us silently share a port with another server of the same
-                        // user: bind once without it to make sure the port is really free.
-                        Socket.close(fd: try listen(endpoint, reusePort: false))
-                    }
-                    let first = try listen(endpoint, reusePort: true)
-                    perReactor[0].append(ListenerSocket(fd: first, endpoint: endpoint, tls: context))
-                    var actual: Endpoint
-                    do {
-                        actual = try Socket.localEndpoint(fd: first)
-                    } catch {
-                        throw .listen(endpoint: endpoint.description, reason: error.description)
-                    }
-                    if endpoint.isTLS, case .tcp(let h, let p) = actual { actual = .tls(host: h, port: p) }
-                    // Port 0: the other reactors join the port the kernel picked for the first.
-                    let shared: Endpoint
-                    if case .tcp(_, let actualPort) = actual, port == 0 {
-                        shared = endpoint.withPort(actualPort)
-                    } else if case .tls(_, let actualPort) = actual, port == 0 {
-                        shared = endpoint.withPort(actualPort)
-                    } else {
-                        shared = endpoint
-                    }
-                    for k in 1..<n {
-                        perReactor[k].append(
-                            ListenerSocket(fd: try listen(shared, reusePort: true), endpoint: shared, tls: context))
-                    }
-                    bound.append(actual)
+                case .tcp(_, let port):
+                    bound.append(try listenEverywhere(endpoint, port: port, http: false))
+                case .tls(_, let port):
+                    bound.append(try listenEverywhere(endpoint, port: port, http: false, tls: tlsContext))
                 case .unix:
                     perReactor[0].append(ListenerSocket(fd: try listen(endpoint, reusePort: false), endpoint: endpoint))
                     bound.append(endpoint)
                 }
+            }
+            for endpoint in configuration.httpEndpoints {
+                guard case .tcp(_, let port) = endpoint else { continue }  // validate() refuses others
+                httpBound.append(try listenEverywhere(endpoint, port: port, http: true))
             }
         } catch {
             for list in perReactor {
@@ -161,7 +180,7 @@ public final class Server: Sendable {
             }
             throw error
         }
-        return (perReactor, bound)
+        return (perReactor, bound, httpBound)
     }
 
     // MARK: - Threads

@@ -66,6 +66,13 @@ public struct ServerConfiguration: Sendable {
             self.clientCAFile = clientCAFile
         }
     }
+    /// Where to serve the HTTP API (`POST /v1/commands`, `/metrics`, `/healthz`, `/readyz`): TCP endpoints,
+    /// each with one SO_REUSEPORT listener per reactor. Empty (the default): no HTTP.
+    public var httpEndpoints: [Endpoint] = []
+    /// Largest HTTP request body in bytes (a longer one gets 413 and the connection closes).
+    public var httpMaxBody: Int = ServerConfiguration.defaultHTTPMaxBody
+    /// Largest HTTP request line plus headers in bytes (longer: 400 and the connection closes).
+    public var httpMaxHeaders: Int = ServerConfiguration.defaultHTTPMaxHeaders
 
     public static let defaultMaxConnections = 4096
     public static let defaultMaxInflightCommands = 1_048_576
@@ -79,6 +86,9 @@ public struct ServerConfiguration: Sendable {
     public static let defaultAuthTimeout: Double = 10
     public static let defaultAuthFailureDelay: Double = 0.5
     public static let defaultMaxUnauthenticated = 1024
+    /// 1 MiB: 1,024 items of the longest form (an IPv6 device and a 64-byte command) fit 8 times over.
+    public static let defaultHTTPMaxBody = 1 << 20
+    public static let defaultHTTPMaxHeaders = 8 << 10
 
     /// The number of processors online, at least 1.
     public static var defaultReactors: Int {
@@ -166,6 +176,19 @@ public struct ServerConfiguration: Sendable {
         if !insecure, let open = endpoints.first(where: { !$0.isLoopback && !checksClients($0) }) {
             throw .unprotected(endpoint: open.description)
         }
+        // The HTTP API checks Bearer tokens (every route but /healthz), not client certificates.
+        if !insecure && !requiresAuthentication, let open = httpEndpoints.first(where: { !$0.isLoopback }) {
+            throw .unprotected(endpoint: open.description)
+        }
+        for endpoint in httpEndpoints {
+            guard case .tcp = endpoint else {
+                throw .invalidConfiguration("HTTP endpoints must be tcp://HOST:PORT (got \(endpoint))")
+            }
+        }
+        try check(httpMaxBody >= 64 && httpMaxBody <= 1 << 30,
+                  "HTTP max body must be 64...\(1 << 30) bytes (got \(httpMaxBody))")
+        try check(httpMaxHeaders >= 256 && httpMaxHeaders <= 1 << 20,
+                  "HTTP max headers must be 256...\(1 << 20) bytes (got \(httpMaxHeaders))")
     }
 }
 

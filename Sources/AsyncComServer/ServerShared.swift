@@ -10,6 +10,8 @@ struct ListenerSocket: Sendable {
     let endpoint: Endpoint
     /// The context of a `tls://` listener's sessions.
     var tls: TLSContext? = nil
+    /// Served by the reactor's evhttp (`--http-listen`) rather than protocol v1.
+    var isHTTP = false
     var isTCP: Bool { if case .unix = endpoint { return false } else { return true } }
 }
 
@@ -35,6 +37,8 @@ final class ServerShared: Sendable {
     /// The tokens HELLO is checked against; replaced whole by `Server.replaceTokens` (read once per HELLO).
     let tokens: Locked<AuthTokens?>
     let control: Locked<Control>
+    /// When the server was created (CLOCK_MONOTONIC), for `asynccom_uptime_seconds`.
+    let startNanos = EventLoop.monotonicNanos()
     /// Signalled once by each reactor when it is running or has failed to start.
     let started = DispatchSemaphore(value: 0)
 
