@@ -134,9 +134,10 @@ final class Connection {
         }
     }
 
-    private func readReplies() {
-        // Bounded reads per callback so one busy connection cannot starve the others.
-        for _ in 0..<16 {
+    /// Reads and handles replies: at most `maxReads` reads of 64 KiB (so one busy connection cannot starve the
+    /// others), or until the socket has nothing more.
+    private func readReplies(maxReads: Int = 16) {
+        for _ in 0..<maxReads {
             let n: Int?
             do {
                 n = try Socket.read(fd: fd, into: input, chunk: 64 << 10)
@@ -249,7 +250,11 @@ final class Connection {
         case .handshaking:
             lost(reason: "no reply to HELLO within \(engine.configuration.requestTimeout) s", helloFailure: true)
         case .ready:
-            engine.expireTimeouts(on: self)
+            // Every reply already in the socket counts before the timers are judged: a loop that was held up
+            // (a slow result consumer, a starved CPU) must not fail requests whose answers have arrived. Bounded
+            // by what the server has sent: it answers only requests in flight here.
+            readReplies(maxReads: .max)
+            if state == .ready { engine.expireTimeouts(on: self) }
         case .closed:
             break
         }
