@@ -71,16 +71,23 @@ let package = Package(
             ],
             path: "Benchmarks/asynccom-bench"
         ),
+        // What the test targets share: starting servers (in-process, as a child process, or a scripted fake) and
+        // other executables, a blocking line client, temporary files, polling.
+        .target(
+            name: "AsyncComTestSupport",
+            dependencies: ["AsyncComServer", "AsyncComCore"],
+            path: "Tests/AsyncComTestSupport"
+        ),
         .testTarget(name: "AsyncComCoreTests", dependencies: ["AsyncComCore"]),
         .testTarget(name: "AsyncComEventLoopTests", dependencies: ["AsyncComEventLoop", "AsyncComCore"]),
         .testTarget(
             name: "AsyncComServerTests",
-            dependencies: ["AsyncComServer", "AsyncComCore", "AsyncComEventLoop"]
+            dependencies: ["AsyncComServer", "AsyncComCore", "AsyncComEventLoop", "AsyncComTestSupport"]
         ),
         .testTarget(
             name: "AsyncComClientTests",
             dependencies: [
-                "AsyncComClient", "AsyncComServer", "AsyncComCore",
+                "AsyncComClient", "AsyncComServer", "AsyncComCore", "AsyncComTestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

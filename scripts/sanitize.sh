@@ -7,7 +7,7 @@
 #
 # The executables the tests spawn (asynccom-server, asynccom-client) are built instrumented too, so a leak or a
 # race in them fails the test that ran them (their exit status changes). LeakSanitizer suppressions for the
-# toolchain's own leaks (XCTest, Foundation's Process) are compiled into the test bundle (HardeningSupport.swift).
+# toolchain's own leaks (XCTest, Foundation's Process) are compiled into the test bundle (Tests/AsyncComServerTests/LeakSuppressions.swift).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 kind=${1:-}

@@ -1,12 +1,13 @@
+import AsyncComTestSupport
 import Foundation
 import Testing
 
 /// The `asynccom-client` binary, against scripted fake servers in this process.
 @Suite(.timeLimit(.minutes(3))) struct CLITests {
-    let client = product("asynccom-client")
+    let client = "asynccom-client"
 
     func commandsFile(_ lines: [String]) throws -> (dir: String, path: String) {
-        let dir = try makeScratchDirectory()
+        let dir = try tempDirectory()
         let path = dir + "/commands.txt"
         try writeFile(path, lines.joined(separator: "\n") + "\n")
         return (dir, path)
@@ -22,9 +23,9 @@ import Testing
         defer { server.stop() }
         let (lines, sum, unknown) = cannedCommands(300, unknownEvery: 7)
         let (dir, path) = try commandsFile(lines)
-        defer { removeScratchDirectory(dir) }
+        defer { removeTempDirectory(dir) }
         let out = dir + "/results.txt"
-        let r = try runProcess(client, ["--server", "tcp://127.0.0.1:\(server.port)", "--batch", "4", "--output", out, path])
+        let r = try runExecutable(client, ["--server", "tcp://127.0.0.1:\(server.port)", "--batch", "4", "--output", out, path])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.contains("sum: \(sum)\n"))
         #expect(r.stdout.contains("commands: \(300 - unknown) ok, \(unknown) unknown, 0 failed, 0 malformed\n"))
@@ -42,8 +43,8 @@ import Testing
         defer { server.stop() }
         let lines = ["10.0.0.1:foo", "bad line", "10.0.0.2:bar", "10.0.0.3:zap"]
         let (dir, path) = try commandsFile(lines)
-        defer { removeScratchDirectory(dir) }
-        let r = try runProcess(client, ["--server", "tcp://127.0.0.1:\(server.port)", "--output", "-", "--format", "jsonl", path])
+        defer { removeTempDirectory(dir) }
+        let r = try runExecutable(client, ["--server", "tcp://127.0.0.1:\(server.port)", "--output", "-", "--format", "jsonl", path])
         #expect(r.status == 0, "\(r.stderr)")
         let objects = try r.stdout.split(separator: "\n").map { try jsonObject(String($0)) }
         #expect(objects.count == 3)
@@ -67,8 +68,8 @@ import Testing
         defer { server.stop() }
         let (lines, sum, unknown) = cannedCommands(100, unknownEvery: 10)
         let (dir, path) = try commandsFile(lines + ["garbage"])
-        defer { removeScratchDirectory(dir) }
-        let r = try runProcess(client, ["--server", "tcp://127.0.0.1:\(server.port)", "--json", path])
+        defer { removeTempDirectory(dir) }
+        let r = try runExecutable(client, ["--server", "tcp://127.0.0.1:\(server.port)", "--json", path])
         #expect(r.status == 0, "\(r.stderr)")
         let trimmed = r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(!trimmed.contains("\n"))
@@ -89,12 +90,12 @@ import Testing
         let server = try FakeServer(onLine: FakeServer.answering())
         defer { server.stop() }
         let (lines, sum, _) = cannedCommands(50)
-        let r = try runProcess(client, ["--server", "tcp://127.0.0.1:\(server.port)", "--json", "-"],
+        let r = try runExecutable(client, ["--server", "tcp://127.0.0.1:\(server.port)", "--json", "-"],
                                stdin: lines.joined(separator: "\n") + "\n")
         #expect(r.status == 0, "\(r.stderr)")
         #expect(try jsonObject(r.stdout)["sum"] as? Int == Int(sum))
         // --strict on stdin reads it into memory first, then sends.
-        let s = try runProcess(client, ["--server", "tcp://127.0.0.1:\(server.port)", "--strict", "--json", "-"],
+        let s = try runExecutable(client, ["--server", "tcp://127.0.0.1:\(server.port)", "--strict", "--json", "-"],
                                stdin: lines.joined(separator: "\n"))
         #expect(s.status == 0, "\(s.stderr)")
         #expect(try jsonObject(s.stdout)["ok"] as? Int == 50)
@@ -104,27 +105,27 @@ import Testing
         let server = try FakeServer(onLine: FakeServer.answering())
         defer { server.stop() }
         let (dir, path) = try commandsFile(["10.0.0.1:foo", "10.0.0.2:foo", "10.0.0.300:foo", "10.0.0.4:foo"])
-        defer { removeScratchDirectory(dir) }
-        let r = try runProcess(client, ["--server", "tcp://127.0.0.1:\(server.port)", "--strict", path])
+        defer { removeTempDirectory(dir) }
+        let r = try runExecutable(client, ["--server", "tcp://127.0.0.1:\(server.port)", "--strict", path])
         #expect(r.status == 2)
         #expect(r.stderr.contains("asynccom-client: \(path):3: "))
         #expect(r.stdout.isEmpty)
         #expect(server.lines.filter { $0.hasPrefix("REQ") }.isEmpty)
-        let s = try runProcess(client, ["--server", "tcp://127.0.0.1:\(server.port)", "--strict", "-"], stdin: "1.2.3.4:foo\nnope\n")
+        let s = try runExecutable(client, ["--server", "tcp://127.0.0.1:\(server.port)", "--strict", "-"], stdin: "1.2.3.4:foo\nnope\n")
         #expect(s.status == 2)
         #expect(s.stderr.contains("<stdin>:2: "))
     }
 
     @Test func usageAndInputErrorsExitTwo() throws {
-        let dir = try makeScratchDirectory()
-        defer { removeScratchDirectory(dir) }
+        let dir = try tempDirectory()
+        defer { removeTempDirectory(dir) }
         for args in [[dir + "/missing.txt"], [dir], ["--batch", "0", "x"], ["--server", "http://x:1", "x"], ["--bogus", "x"], [],
                      ["--format", "xml", "x"], ["--timeout", "-1", "x"]] {
-            let r = try runProcess(client, args)
+            let r = try runExecutable(client, args)
             #expect(r.status == 2, "\(args): \(r.status) \(r.stderr)")
             #expect(r.stderr.hasPrefix("asynccom-client: "), "\(args): \(r.stderr)")
         }
-        let help = try runProcess(client, ["--help"])
+        let help = try runExecutable(client, ["--help"])
         #expect(help.status == 0)
         for option in ["--server", "--batch", "--window", "--connections", "--timeout", "--retries", "--connect-timeout",
                        "--output", "--format", "--json", "--strict", "--quiet", "--log-level", "default"] {
@@ -139,10 +140,10 @@ import Testing
         defer { server.stop() }
         let (lines, _, _) = cannedCommands(40)
         let (dir, path) = try commandsFile(lines)
-        defer { removeScratchDirectory(dir) }
+        defer { removeTempDirectory(dir) }
         let out = dir + "/out.txt"
-        let r = try runProcess(client, ["--server", "tcp://127.0.0.1:\(server.port)", "--timeout", "0.5", "--retries", "1",
-                                        "--output", out, path], timeout: 60)
+        let r = try runExecutable(client, ["--server", "tcp://127.0.0.1:\(server.port)", "--timeout", "0.5", "--retries", "1",
+                                        "--output", out, path], seconds: 60)
         #expect(r.status == 1, "\(r.stderr)")
         #expect(r.seconds < 30)
         #expect(r.stdout.contains("0 ok, 0 unknown, 40 failed"))
@@ -156,9 +157,8 @@ import Testing
         defer { server.stop() }
         let (lines, _, _) = cannedCommands(10)
         let (dir, path) = try commandsFile(lines)
-        defer { removeScratchDirectory(dir) }
-        let r = try runProcess(client, ["--server", "tcp://127.0.0.1:\(server.port)", "--timeout", "0.5", "--retries", "1", "--json", path],
-                               timeout: 60)
+        defer { removeTempDirectory(dir) }
+        let r = try runExecutable(client, ["--server", "tcp://127.0.0.1:\(server.port)", "--timeout", "0.5", "--retries", "1", "--json", path], seconds: 60)
         #expect(r.status == 1, "\(r.stderr)")
         #expect(r.seconds < 30)
         let json = try jsonObject(r.stdout)
@@ -170,8 +170,8 @@ import Testing
         let port = unusedPort()
         let (lines, _, _) = cannedCommands(10)
         let (dir, path) = try commandsFile(lines)
-        defer { removeScratchDirectory(dir) }
-        let r = try runProcess(client, ["--server", "tcp://127.0.0.1:\(port)", "--connect-timeout", "0.5", path])
+        defer { removeTempDirectory(dir) }
+        let r = try runExecutable(client, ["--server", "tcp://127.0.0.1:\(port)", "--connect-timeout", "0.5", path])
         #expect(r.status == 1)
         #expect(r.stdout.contains("first failure: server unreachable (tcp://127.0.0.1:\(port): Connection refused)"))
     }

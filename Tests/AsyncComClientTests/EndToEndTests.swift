@@ -1,30 +1,9 @@
 import AsyncComClient
 import AsyncComCore
 import AsyncComServer
+import AsyncComTestSupport
 import Foundation
 import Testing
-
-/// The real server, in this process, on 127.0.0.1 port 0 (or a given port).
-final class InProcessServer: @unchecked Sendable {
-    let server: Server
-    let port: UInt16
-
-    init(map: String, port: UInt16 = 0, reactors: Int = 2) throws {
-        let configuration = ServerConfiguration(map: try DeviceMap(contentsOfFile: map),
-                                                endpoints: [.tcp(host: "127.0.0.1", port: port)], reactors: reactors)
-        server = Server(configuration: configuration)
-        let bound = try server.start()
-        guard case .tcp(_, let p) = bound[0] else { fatalError("not tcp") }
-        self.port = p
-    }
-
-    var endpoint: Endpoint { tcp(port) }
-
-    func stop() {
-        server.beginShutdown()
-        server.waitUntilStopped()
-    }
-}
 
 /// Writes a map of `devices` devices 10.9.<i/250>.<i%250+1> with commands foo (response d, wait waitOf(i)) and
 /// bar (response -d, no wait), and returns its path.
@@ -61,7 +40,7 @@ func mapCommands(devices: Int, rounds: Int = 1) -> (lines: [String], sum: Int128
     let seedCommands = dataPath("seed/commands.txt")
 
     @Test(arguments: [1, 16, 64]) func seedJob(batch: Int) async throws {
-        let server = try InProcessServer(map: seedMap)
+        let server = try TestServer(mapFile: seedMap)
         defer { server.stop() }
         let client = AsyncComClient.quiet(ClientConfiguration(servers: [server.endpoint], batch: batch))
         let summary = try await client.run(source: try FileCommandSource(path: seedCommands))
@@ -74,10 +53,10 @@ func mapCommands(devices: Int, rounds: Int = 1) -> (lines: [String], sum: Int128
     }
 
     @Test func unknownAndMalformedLinesAreCounted() async throws {
-        let server = try InProcessServer(map: seedMap)
+        let server = try TestServer(mapFile: seedMap)
         defer { server.stop() }
-        let dir = try makeScratchDirectory()
-        defer { removeScratchDirectory(dir) }
+        let dir = try tempDirectory()
+        defer { removeTempDirectory(dir) }
         let seed = try String(contentsOfFile: seedCommands, encoding: .utf8)
         let path = dir + "/commands.txt"
         try writeFile(path, seed + "1.1.1.1:foo\nnot a command\n137.72.95.0:nope\n# comment\n\n[::1]:foo\n")
@@ -87,17 +66,17 @@ func mapCommands(devices: Int, rounds: Int = 1) -> (lines: [String], sum: Int128
         #expect(summary.sum == 512 && summary.ok == 512 && summary.unknown == 3 && summary.malformed == 1 && summary.failed == 0)
         #expect(malformed.errors.map(\.line) == [514])
         // The CLI agrees, and exits 0: unknown is an answer.
-        let r = try runProcess(product("asynccom-client"), ["--server", "tcp://127.0.0.1:\(server.port)", path])
+        let r = try runExecutable("asynccom-client", ["--server", "tcp://127.0.0.1:\(server.port)", path])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.contains("commands: 512 ok, 3 unknown, 0 failed, 1 malformed"))
         #expect(r.stderr.contains("asynccom-client: \(path):514: "))
     }
 
     @Test(arguments: [false, true]) func answersCoverEveryCommandOnceAndAgreeWithResults(alsoResults: Bool) async throws {
-        let dir = try makeScratchDirectory()
-        defer { removeScratchDirectory(dir) }
+        let dir = try tempDirectory()
+        defer { removeTempDirectory(dir) }
         let map = try writeMap(in: dir, devices: 300) { i in "0.0\(i % 5)" }
-        let server = try InProcessServer(map: map)
+        let server = try TestServer(mapFile: map)
         defer { server.stop() }
         var (lines, sum) = mapCommands(devices: 300)
         lines.append("10.250.0.1:foo")  // unknown device
@@ -130,11 +109,11 @@ func mapCommands(devices: Int, rounds: Int = 1) -> (lines: [String], sum: Int128
     }
 
     @Test func outOfOrderRepliesMatchTheMap() async throws {
-        let dir = try makeScratchDirectory()
-        defer { removeScratchDirectory(dir) }
+        let dir = try tempDirectory()
+        defer { removeTempDirectory(dir) }
         // Waits 0, 0.1, ... 0.4 s by device: requests complete out of order.
         let map = try writeMap(in: dir, devices: 300) { i in "0.\(i % 5)" }
-        let server = try InProcessServer(map: map)
+        let server = try TestServer(mapFile: map)
         defer { server.stop() }
         let (lines, sum) = mapCommands(devices: 300)
         let client = AsyncComClient.quiet(ClientConfiguration(servers: [server.endpoint], batch: 1))
@@ -153,16 +132,16 @@ func mapCommands(devices: Int, rounds: Int = 1) -> (lines: [String], sum: Int128
     }
 
     @Test func orderedTextOutputWithMixedWaits() throws {
-        let dir = try makeScratchDirectory()
-        defer { removeScratchDirectory(dir) }
+        let dir = try tempDirectory()
+        defer { removeTempDirectory(dir) }
         let map = try writeMap(in: dir, devices: 100) { i in "0.\((100 - i) % 4)" }
-        let server = try InProcessServer(map: map)
+        let server = try TestServer(mapFile: map)
         defer { server.stop() }
         let (lines, sum) = mapCommands(devices: 100, rounds: 2)
         let commands = dir + "/commands.txt"
         try writeFile(commands, lines.joined(separator: "\n") + "\n")
         let out = dir + "/out.txt"
-        let r = try runProcess(product("asynccom-client"), ["--server", "tcp://127.0.0.1:\(server.port)", "--batch", "3",
+        let r = try runExecutable("asynccom-client", ["--server", "tcp://127.0.0.1:\(server.port)", "--batch", "3",
                                                            "--window", "8", "--output", out, commands])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.contains("sum: \(sum)\n"))
@@ -179,7 +158,7 @@ func mapCommands(devices: Int, rounds: Int = 1) -> (lines: [String], sum: Int128
         let client = AsyncComClient.quiet(ClientConfiguration(servers: [tcp(port)], connectTimeout: 30))
         let starter = Task {
             try await Task.sleep(for: .seconds(1))
-            return try InProcessServer(map: seedMap, port: port)
+            return try TestServer(mapFile: seedMap, port: port)
         }
         let summary = try await client.run(source: try FileCommandSource(path: seedCommands))
         let server = try await starter.value
@@ -189,24 +168,24 @@ func mapCommands(devices: Int, rounds: Int = 1) -> (lines: [String], sum: Int128
     }
 
     @Test func serverKilledMidJobAndRestarted() throws {
-        let dir = try makeScratchDirectory()
-        defer { removeScratchDirectory(dir) }
+        let dir = try tempDirectory()
+        defer { removeTempDirectory(dir) }
         let map = try writeMap(in: dir, devices: 1000) { _ in "1" }
         let (lines, sum) = mapCommands(devices: 1000, rounds: 1)  // 2000 commands: 1000 x 1 s, 1000 x 0 s
         let commands = dir + "/commands.txt"
         try writeFile(commands, lines.joined(separator: "\n") + "\n")
-        let first = try ServerProcess(map: map)
-        let port = first.port
+        let (first, port) = try ServerProcess.listening(map: map)
         // 125 requests of 16, 25 in flight: the foo half takes about 5 rounds of 1 s.
-        let client = try ChildProcess(product("asynccom-client"), [
+        let client = try ChildProcess("asynccom-client", [
             "--server", "tcp://127.0.0.1:\(port)", "--batch", "16", "--window", "25", "--timeout", "5",
             "--connect-timeout", "30", "--json", "--quiet", commands])
         Thread.sleep(forTimeInterval: 1.5)
-        first.kill(SIGKILL)
+        first.signal(SIGKILL)
+        _ = try first.waitForExit(seconds: 10)
         Thread.sleep(forTimeInterval: 1.0)
-        let second = try ServerProcess(map: map, port: port)
-        defer { second.kill(SIGKILL) }  // SIGTERM may be blocked in children of the test process
-        let r = client.wait(timeout: 120)
+        let (second, _) = try ServerProcess.listening(map: map, port: port)
+        defer { second.signal(SIGKILL) }
+        let r = try client.result(seconds: 120)
         #expect(r.status == 0, "\(r.stderr)")
         let json = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
         #expect(json["sum"] as? Int == Int(sum))
@@ -217,16 +196,16 @@ func mapCommands(devices: Int, rounds: Int = 1) -> (lines: [String], sum: Int128
     }
 
     @Test func seedJobThroughTheCLI() throws {
-        let server = try InProcessServer(map: seedMap)
+        let server = try TestServer(mapFile: seedMap)
         defer { server.stop() }
-        let r = try runProcess(product("asynccom-client"), ["--server", "tcp://127.0.0.1:\(server.port)", "--batch", "16", seedCommands])
+        let r = try runExecutable("asynccom-client", ["--server", "tcp://127.0.0.1:\(server.port)", "--batch", "16", seedCommands])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.hasPrefix("sum: 512\ncommands: 512 ok, 0 unknown, 0 failed, 0 malformed\n"))
     }
 
     @Test func unixSocketEndpoint() async throws {
-        let dir = try makeScratchDirectory()
-        defer { removeScratchDirectory(dir) }
+        let dir = try tempDirectory()
+        defer { removeTempDirectory(dir) }
         let path = dir + "/s.sock"
         let configuration = ServerConfiguration(map: try DeviceMap(contentsOfFile: seedMap), endpoints: [.unix(path: path)], reactors: 1)
         let server = Server(configuration: configuration)
@@ -241,8 +220,8 @@ func mapCommands(devices: Int, rounds: Int = 1) -> (lines: [String], sum: Int128
     }
 
     @Test func twoServersShareTheDevices() async throws {
-        let a = try InProcessServer(map: seedMap, reactors: 1)
-        let b = try InProcessServer(map: seedMap, reactors: 1)
+        let a = try TestServer(mapFile: seedMap, reactors: 1)
+        let b = try TestServer(mapFile: seedMap, reactors: 1)
         defer { a.stop(); b.stop() }
         let client = AsyncComClient.quiet(ClientConfiguration(servers: [a.endpoint, b.endpoint]))
         let summary = try await client.run(source: try FileCommandSource(path: seedCommands))

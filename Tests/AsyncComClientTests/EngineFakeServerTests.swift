@@ -1,5 +1,6 @@
 import AsyncComClient
 import AsyncComCore
+import AsyncComTestSupport
 import Foundation
 import Testing
 

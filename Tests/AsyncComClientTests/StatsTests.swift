@@ -1,6 +1,7 @@
 @testable import AsyncComClient
-import Foundation
 import AsyncComCore
+import AsyncComTestSupport
+import Foundation
 import Testing
 
 @Suite struct JobStatsTests {

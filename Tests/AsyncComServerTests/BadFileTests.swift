@@ -1,4 +1,5 @@
 import AsyncComCore
+import AsyncComTestSupport
 import Testing
 
 #if canImport(Glibc)

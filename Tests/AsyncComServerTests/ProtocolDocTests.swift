@@ -1,5 +1,6 @@
 import AsyncComCore
 import AsyncComServer
+import AsyncComTestSupport
 import Testing
 
 /// docs/PROTOCOL.md promises its sessions are real: replay every `>` line of every example block against a live

@@ -1,5 +1,6 @@
 import AsyncComCore
 import AsyncComServer
+import AsyncComTestSupport
 import Testing
 
 #if canImport(Glibc)

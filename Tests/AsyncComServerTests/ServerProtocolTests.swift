@@ -1,5 +1,6 @@
 import AsyncComCore
 import AsyncComServer
+import AsyncComTestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -258,15 +259,3 @@ struct ServerReplyTests {
     }
 }
 
-func readText(_ path: String) throws -> String {
-    guard let f = fopen(path, "r") else { throw TestFailure("cannot open \(path)") }
-    defer { fclose(f) }
-    var out: [UInt8] = []
-    var buf = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let n = fread(&buf, 1, buf.count, f)
-        if n <= 0 { break }
-        out.append(contentsOf: buf[0..<n])
-    }
-    return String(decoding: out, as: UTF8.self)
-}

@@ -6,10 +6,10 @@ import Glibc
 /// A scripted stand-in for a server: plain blocking POSIX sockets on 127.0.0.1, one thread per connection,
 /// each received line handed to `onLine`. Used to produce the faults a real server does not (silence, garbage,
 /// dropped connections, duplicate replies) and to observe what the client sends.
-final class FakeServer: @unchecked Sendable {
-    final class Connection: @unchecked Sendable {
-        let fd: Int32
-        let number: Int
+public final class FakeServer: @unchecked Sendable {
+    public final class Connection: @unchecked Sendable {
+        public let fd: Int32
+        public let number: Int
         private let lock = NSLock()
         private var closed = false
 
@@ -18,7 +18,7 @@ final class FakeServer: @unchecked Sendable {
             self.number = number
         }
 
-        func send(_ text: String) {
+        public func send(_ text: String) {
             lock.lock()
             defer { lock.unlock() }
             guard !closed else { return }
@@ -31,11 +31,11 @@ final class FakeServer: @unchecked Sendable {
             }
         }
 
-        func send(_ text: String, after seconds: Double) {
+        public func send(_ text: String, after seconds: Double) {
             DispatchQueue.global().asyncAfter(deadline: .now() + seconds) { self.send(text) }
         }
 
-        func close() {
+        public func close() {
             lock.lock()
             defer { lock.unlock() }
             guard !closed else { return }
@@ -43,14 +43,14 @@ final class FakeServer: @unchecked Sendable {
             shutdown(fd, Int32(SHUT_RDWR))
         }
 
-        var isClosed: Bool {
+        public var isClosed: Bool {
             lock.lock()
             defer { lock.unlock() }
             return closed
         }
     }
 
-    let port: UInt16
+    public let port: UInt16
     private let listener: Int32
     private let onLine: @Sendable (Connection, String) -> Void
     private let lock = NSLock()
@@ -59,7 +59,7 @@ final class FakeServer: @unchecked Sendable {
     private var _lines: [String] = []
 
     /// Listens on `port` (0: any free port).
-    init(port: UInt16 = 0, onLine: @escaping @Sendable (Connection, String) -> Void) throws {
+    public init(port: UInt16 = 0, onLine: @escaping @Sendable (Connection, String) -> Void) throws {
         self.onLine = onLine
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         precondition(fd >= 0)
@@ -88,13 +88,13 @@ final class FakeServer: @unchecked Sendable {
     }
 
     /// Every line received so far, all connections.
-    var lines: [String] {
+    public var lines: [String] {
         lock.lock()
         defer { lock.unlock() }
         return _lines
     }
 
-    var connectionCount: Int {
+    public var connectionCount: Int {
         lock.lock()
         defer { lock.unlock() }
         return connections.count
@@ -149,7 +149,7 @@ final class FakeServer: @unchecked Sendable {
     }
 
     /// Stops listening and drops every connection.
-    func stop() {
+    public func stop() {
         lock.lock()
         stopped = true
         let all = connections
@@ -160,17 +160,17 @@ final class FakeServer: @unchecked Sendable {
 
     // MARK: canned behaviour
 
-    static let hello = "HELLO 1 server=fake/0 max_items=1000 max_line=65536 max_inflight=100000 reactors=1 reactor=0\n"
+    public static let hello = "HELLO 1 server=fake/0 max_items=1000 max_line=65536 max_inflight=100000 reactors=1 reactor=0\n"
 
     /// `REQ <id> <items>` -> (id, items); nil for other lines.
-    static func parseRequest(_ line: String) -> (id: String, items: [String])? {
+    public static func parseRequest(_ line: String) -> (id: String, items: [String])? {
         let tokens = line.split(separator: " ").map(String.init)
         guard tokens.count >= 3, tokens[0] == "REQ" else { return nil }
         return (tokens[1], Array(tokens[2...]))
     }
 
     /// The canned map: `<a.b.c.d>:foo` -> d, `...:bar` -> d * 1000, anything else unknown.
-    static func value(of item: String) -> String {
+    public static func value(of item: String) -> String {
         guard let colon = item.lastIndex(of: ":") else { return "?" }
         let device = item[..<colon]
         let command = item[item.index(after: colon)...]
@@ -182,12 +182,12 @@ final class FakeServer: @unchecked Sendable {
         }
     }
 
-    static func reply(to request: (id: String, items: [String])) -> String {
+    public static func reply(to request: (id: String, items: [String])) -> String {
         "RES \(request.id) " + request.items.map(value(of:)).joined(separator: " ") + "\n"
     }
 
     /// A well-behaved server answering with the canned map after `delay(id)` seconds.
-    static func answering(hello: String = FakeServer.hello, delay: @escaping @Sendable (UInt64) -> Double = { _ in 0 })
+    public static func answering(hello: String = FakeServer.hello, delay: @escaping @Sendable (UInt64) -> Double = { _ in 0 })
         -> @Sendable (Connection, String) -> Void {
         return { c, line in
             if line.hasPrefix("HELLO") {
@@ -201,7 +201,7 @@ final class FakeServer: @unchecked Sendable {
 }
 
 /// Commands on devices 10.<i/62500>.<i/250 % 250>.<i%250 + 1> (n <= 16,000,000), alternately foo and bar, with the sum the canned map gives.
-func cannedCommands(_ n: Int, unknownEvery: Int = 0) -> (lines: [String], sum: Int128, unknown: Int) {
+public func cannedCommands(_ n: Int, unknownEvery: Int = 0) -> (lines: [String], sum: Int128, unknown: Int) {
     var lines: [String] = []
     var sum: Int128 = 0
     var unknown = 0
@@ -223,57 +223,9 @@ func cannedCommands(_ n: Int, unknownEvery: Int = 0) -> (lines: [String], sum: I
 }
 
 /// A TCP port on 127.0.0.1 that nothing listens on (bound, read back, closed).
-func unusedPort() -> UInt16 {
+public func unusedPort() -> UInt16 {
     let server = try! FakeServer { _, _ in }
     let port = server.port
     server.stop()
     return port
-}
-
-/// Collects results delivered on the engine's thread.
-final class ResultLog: @unchecked Sendable {
-    private let lock = NSLock()
-    private var _results: [CommandResult] = []
-
-    func append(_ r: CommandResult) {
-        lock.lock()
-        _results.append(r)
-        lock.unlock()
-    }
-
-    var results: [CommandResult] {
-        lock.lock()
-        defer { lock.unlock() }
-        return _results
-    }
-}
-
-import AsyncComClient
-import AsyncComCore
-import Logging
-
-extension AsyncComClient {
-    /// A client whose log stays quiet unless something is badly wrong (tests provoke faults on purpose).
-    static func quiet(_ configuration: ClientConfiguration) -> AsyncComClient {
-        var logger = Logger(label: "asynccom.client.test")
-        logger.logLevel = .critical
-        return AsyncComClient(configuration: configuration, logger: logger)
-    }
-
-    /// Runs `lines` and collects every result.
-    func runCollecting(_ lines: [String]) async throws -> (JobSummary, [CommandResult]) {
-        let log = ResultLog()
-        let summary = try await run(source: ArrayCommandSource(lines: lines), onResult: { log.append($0) })
-        return (summary, log.results)
-    }
-}
-
-func tcp(_ port: UInt16) -> Endpoint { .tcp(host: "127.0.0.1", port: port) }
-
-/// Answers collected from the engine's thread, read after the job.
-final class AnswerLog: @unchecked Sendable {
-    private let lock = NSLock()
-    private var stored: [AnsweredRequest] = []
-    func append(_ a: AnsweredRequest) { lock.lock(); stored.append(a); lock.unlock() }
-    var answers: [AnsweredRequest] { lock.lock(); defer { lock.unlock() }; return stored }
 }

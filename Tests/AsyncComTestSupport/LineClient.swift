@@ -1,23 +1,16 @@
-import AsyncComCore
-import AsyncComServer
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-struct TestFailure: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
-}
-
 /// A plain blocking line client with generous timeouts (10 s), for talking to the server under test.
-final class LineClient {
-    let fd: Int32
+public final class LineClient {
+    public let fd: Int32
     private var pending: [UInt8] = []
-    private(set) var bytesSent = 0
-    private(set) var bytesReceived = 0
+    public private(set) var bytesSent = 0
+    public private(set) var bytesReceived = 0
 
-    init(port: UInt16, receiveBuffer: Int32? = nil, sendBuffer: Int32? = nil, timeoutSeconds: Int = 10) throws {
+    public init(port: UInt16, receiveBuffer: Int32? = nil, sendBuffer: Int32? = nil, timeoutSeconds: Int = 10) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw TestFailure("socket: errno \(errno)") }
         Self.setTimeouts(fd, seconds: timeoutSeconds)
@@ -39,7 +32,7 @@ final class LineClient {
         }
     }
 
-    init(unixPath: String, timeoutSeconds: Int = 10) throws {
+    public init(unixPath: String, timeoutSeconds: Int = 10) throws {
         fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw TestFailure("socket: errno \(errno)") }
         Self.setTimeouts(fd, seconds: timeoutSeconds)
@@ -74,16 +67,16 @@ final class LineClient {
     }
 
     /// Whether a TCP connection to 127.0.0.1:`port` is accepted by the kernel right now.
-    static func canConnect(port: UInt16) -> Bool {
+    public static func canConnect(port: UInt16) -> Bool {
         (try? LineClient(port: port)) != nil
     }
 
-    func send(_ text: String) throws {
+    public func send(_ text: String) throws {
         var t = text
         try t.withUTF8 { try send(UnsafeRawBufferPointer($0)) }
     }
 
-    func send(_ bytes: UnsafeRawBufferPointer) throws {
+    public func send(_ bytes: UnsafeRawBufferPointer) throws {
         var offset = 0
         while offset < bytes.count {
             let n = Glibc.send(fd, bytes.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL))
@@ -97,7 +90,7 @@ final class LineClient {
     }
 
     /// Sends what the socket takes without blocking; returns the byte count (0 when it would block).
-    func sendSome(_ bytes: UnsafeRawBufferPointer) throws -> Int {
+    public func sendSome(_ bytes: UnsafeRawBufferPointer) throws -> Int {
         let n = Glibc.send(fd, bytes.baseAddress!, bytes.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
         if n < 0 {
             if errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR { return 0 }
@@ -108,12 +101,12 @@ final class LineClient {
     }
 
     /// The next line without its LF, or nil at EOF. Throws on timeout or error.
-    func readLine() throws -> String? {
+    public func readLine() throws -> String? {
         try readRawLine().map { String(decoding: $0, as: UTF8.self) }
     }
 
     /// The next line's bytes without the LF, or nil at EOF. Throws on timeout or error.
-    func readRawLine() throws -> [UInt8]? {
+    public func readRawLine() throws -> [UInt8]? {
         while true {
             if let lf = pending.firstIndex(of: 0x0A) {
                 let line = Array(pending[..<lf])
@@ -137,13 +130,13 @@ final class LineClient {
     }
 
     /// Reads a line that must exist.
-    func line() throws -> String {
+    public func line() throws -> String {
         guard let l = try readLine() else { throw TestFailure("unexpected EOF") }
         return l
     }
 
     /// True when the server closed the connection (EOF or reset) with nothing more to read.
-    func isClosedByPeer() throws -> Bool {
+    public func isClosedByPeer() throws -> Bool {
         do {
             return try readLine() == nil
         } catch let e as TestFailure where e.description.hasPrefix("recv: errno \(ECONNRESET)") {
@@ -151,13 +144,13 @@ final class LineClient {
         }
     }
 
-    func request(_ text: String) throws -> String {
+    public func request(_ text: String) throws -> String {
         try send(text + "\n")
         return try line()
     }
 
     /// One STATS exchange, as a dictionary.
-    func stats() throws -> [String: UInt64] {
+    public func stats() throws -> [String: UInt64] {
         let reply = try request("STATS")
         let tokens = reply.split(separator: " ")
         guard tokens.first == "STATS" else { throw TestFailure("not a STATS reply: \(reply)") }
@@ -171,73 +164,30 @@ final class LineClient {
     }
 }
 
-/// An in-process server on 127.0.0.1, port 0, with a map built from text.
-final class TestServer {
-    let server: Server
-    let port: UInt16
-    let endpoints: [Endpoint]
-
-    init(map text: String, reactors: Int = 2, extraEndpoints: [Endpoint] = [],
-         configure: (inout ServerConfiguration) -> Void = { _ in }) throws {
-        let map = try Self.map(text)
-        var configuration = ServerConfiguration(
-            map: map, endpoints: [.tcp(host: "127.0.0.1", port: 0)] + extraEndpoints, reactors: reactors)
-        configure(&configuration)
-        server = Server(configuration: configuration)
-        endpoints = try server.start()
-        guard case .tcp(_, let p) = endpoints[0], p != 0 else { throw TestFailure("no port: \(endpoints)") }
-        port = p
+extension LineClient {
+    public func send(bytes: [UInt8]) throws {
+        try bytes.withUnsafeBytes { try send($0) }
     }
 
-    static func map(_ text: String) throws -> DeviceMap {
-        var t = text
-        return try t.withUTF8 { try DeviceMap(parsing: UnsafeRawBufferPointer($0), fileName: "test-map") }
+    /// Makes the close in `deinit` an abortive one (SO_LINGER 0): the kernel sends RST and drops unsent data.
+    public func resetOnClose() {
+        var l = linger(l_onoff: 1, l_linger: 0)
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, socklen_t(MemoryLayout<linger>.size))
     }
 
-    func client(receiveBuffer: Int32? = nil, sendBuffer: Int32? = nil) throws -> LineClient {
-        try LineClient(port: port, receiveBuffer: receiveBuffer, sendBuffer: sendBuffer)
+    /// Reads lines until one equals `last`; returns the lines before it.
+    public func lines(until last: String) throws -> [String] {
+        var out: [String] = []
+        while true {
+            let l = try line()
+            if l == last { return out }
+            out.append(l)
+        }
     }
 
-    func stop() {
-        server.beginShutdown()
-        server.waitUntilStopped()
-    }
-
-    deinit { stop() }
-}
-
-/// Polls `condition` every 20 ms until it holds or `seconds` pass; returns whether it held.
-func eventually(within seconds: Double = 10, _ condition: () throws -> Bool) rethrows -> Bool {
-    let deadline = monotonicSeconds() + seconds
-    while true {
-        if try condition() { return true }
-        if monotonicSeconds() > deadline { return false }
-        usleep(20_000)
+    /// Whether this connection still answers a PING in order, after whatever came before.
+    public func stillAnswers(_ token: String = "alive") throws -> Bool {
+        try send("PING \(token)\n")
+        return try lines(until: "PONG \(token)").allSatisfy { !$0.hasPrefix("PONG \(token)") }
     }
 }
-
-func monotonicSeconds() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-}
-
-/// The package root, from this file's path.
-func packageRoot(_ file: String = #filePath) -> String {
-    var parts = file.split(separator: "/", omittingEmptySubsequences: false)
-    parts.removeLast(3)  // Tests/AsyncComServerTests/<file>
-    return parts.joined(separator: "/")
-}
-
-/// A small map used by most tests: `fast` answers at once, `slow` after 0.3 s, `slower` after 0.5 s,
-/// `long` after 5 s.
-let smallMap = """
-    # test map
-    10.0.0.1:fast:7:0
-    10.0.0.1:slow:30:0.3
-    10.0.0.1:slower:50:0.5
-    10.0.0.1:long:-5:5
-    10.0.0.2:fast:-1:0
-    ::1:fast:61:0
-    10.0.0.3:second:3:1
-    """

@@ -13,7 +13,7 @@ import Glibc
 ///
 /// At most `maxBlockingTests` such bodies run at once (the others wait on their own threads): these tests run
 /// servers and clients of their own, and dozens at once on two cores would turn generous timeouts into flakes.
-func blocking<T>(_ body: () throws -> T) async throws -> T {
+public func blocking<T>(_ body: () throws -> T) async throws -> T {
     let executor = DedicatedThreadExecutor()
     defer { executor.shutdown() }
     return try await withTaskExecutorPreference(executor) {
@@ -21,17 +21,17 @@ func blocking<T>(_ body: () throws -> T) async throws -> T {
     }
 }
 
-let maxBlockingTests = 3
+public let maxBlockingTests = 3
 private let blockingSlots = DispatchSemaphore(value: maxBlockingTests)
 
 /// A task executor backed by one dedicated thread, stopped by `shutdown()`. The thread holds one of the
 /// `blockingSlots` while it runs jobs.
-final class DedicatedThreadExecutor: TaskExecutor, @unchecked Sendable {
+public final class DedicatedThreadExecutor: TaskExecutor, @unchecked Sendable {
     private let jobs = Mutex<[UnownedJob]>([])
     /// One signal per job and one for the shutdown: each wait is followed by exactly one of them.
     private let events = DispatchSemaphore(value: 0)
 
-    init() {
+    public init() {
         var thread = pthread_t()
         let context = Unmanaged.passRetained(self).toOpaque()
         let rc = pthread_create(&thread, nil, dedicatedExecutorThreadMain, context)
@@ -39,14 +39,14 @@ final class DedicatedThreadExecutor: TaskExecutor, @unchecked Sendable {
         pthread_detach(thread)
     }
 
-    func enqueue(_ job: consuming ExecutorJob) {
+    public func enqueue(_ job: consuming ExecutorJob) {
         let unowned = UnownedJob(job)
         jobs.withLock { $0.append(unowned) }
         events.signal()
     }
 
     /// Lets the thread finish once its queued jobs have run.
-    func shutdown() {
+    public func shutdown() {
         events.signal()
     }
 

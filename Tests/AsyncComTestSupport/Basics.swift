@@ -1,0 +1,98 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// What every test target shares: the error tests throw, a monotonic clock, polling, and files under /tmp.
+
+public struct TestFailure: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+public func monotonicSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
+
+/// Polls `condition` every 20 ms until it holds or `seconds` pass; returns whether it held.
+public func eventually(within seconds: Double = 10, _ condition: () throws -> Bool) rethrows -> Bool {
+    let deadline = monotonicSeconds() + seconds
+    while true {
+        if try condition() { return true }
+        if monotonicSeconds() > deadline { return false }
+        usleep(20_000)
+    }
+}
+
+/// The package root, from this file's path (Tests/AsyncComTestSupport/<file>).
+public func packageRoot() -> String {
+    var parts = String(#filePath).split(separator: "/", omittingEmptySubsequences: false)
+    parts.removeLast(3)
+    return parts.joined(separator: "/")
+}
+
+/// A path under the repository's `data/` directory.
+public func dataPath(_ relative: String) -> String {
+    packageRoot() + "/data/" + relative
+}
+
+public func readText(_ path: String) throws -> String {
+    guard let f = fopen(path, "r") else { throw TestFailure("cannot open \(path)") }
+    defer { fclose(f) }
+    var out: [UInt8] = []
+    var buf = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = fread(&buf, 1, buf.count, f)
+        if n <= 0 { break }
+        out.append(contentsOf: buf[0..<n])
+    }
+    return String(decoding: out, as: UTF8.self)
+}
+
+/// Writes `bytes` to `path` (created or truncated).
+public func writeFile(_ path: String, bytes: [UInt8]) throws {
+    guard let f = fopen(path, "w") else { throw TestFailure("cannot write \(path)") }
+    defer { fclose(f) }
+    let written = bytes.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, f) }
+    guard written == bytes.count else { throw TestFailure("short write to \(path)") }
+}
+
+public func writeFile(_ path: String, _ text: String) throws {
+    try writeFile(path, bytes: Array(text.utf8))
+}
+
+/// A temporary file with `text`, removed by `remove()`.
+public struct TempFile: Sendable {
+    public let path: String
+    public init(_ text: String, suffix: String = ".txt") throws {
+        try self.init(bytes: Array(text.utf8), suffix: suffix)
+    }
+    public init(bytes: [UInt8], suffix: String = ".txt") throws {
+        path = "/tmp/asynccom-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))\(suffix)"
+        try writeFile(path, bytes: bytes)
+    }
+    public func remove() { unlink(path) }
+}
+
+/// A file with exactly `bytes`, removed by `remove()`.
+public func tempFile(bytes: [UInt8], suffix: String = ".txt") throws -> TempFile {
+    try TempFile(bytes: bytes, suffix: suffix)
+}
+
+/// A fresh empty directory under /tmp (short path: Unix socket paths hold 107 bytes); remove it with
+/// `removeTempDirectory`.
+public func tempDirectory() throws -> String {
+    var template = Array("/tmp/asynccom-test-dir-XXXXXX".utf8CString)
+    guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
+        throw TestFailure("mkdtemp: errno \(errno)")
+    }
+    return String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
+/// Removes `dir` (made by `tempDirectory`) and everything in it.
+public func removeTempDirectory(_ dir: String) {
+    try? FileManager.default.removeItem(atPath: dir)
+}

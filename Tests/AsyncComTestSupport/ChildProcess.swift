@@ -1,0 +1,249 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// Starting this package's executables as child processes: one spawn (posix_spawn with a clean signal state), one
+// exit wait (waitpid, polled), one place that finds the built products.
+
+/// Where `swift build` put the executable `name`: next to the test bundle (both `.build/debug` layouts), or in the
+/// package's `.build/debug`.
+public func executablePath(_ name: String) throws -> String {
+    var dirs: [String] = []
+    var buf = [CChar](repeating: 0, count: 4096)
+    let n = readlink("/proc/self/exe", &buf, buf.count - 1)
+    if n > 0 {
+        let exe = String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        dirs.append(parentDirectory(exe))
+        dirs.append(parentDirectory(parentDirectory(exe)))  // inside an .xctest bundle directory
+    }
+    if let arg0 = CommandLine.arguments.first, arg0.contains("/") {
+        dirs.append(parentDirectory(arg0))
+        dirs.append(parentDirectory(parentDirectory(arg0)))
+    }
+    dirs.append(packageRoot() + "/.build/debug")
+    for dir in dirs where access(dir + "/" + name, X_OK) == 0 {
+        return dir + "/" + name
+    }
+    throw TestFailure("\(name) not found in \(dirs); run `swift build` first")
+}
+
+private func parentDirectory(_ path: String) -> String {
+    guard let slash = path.lastIndex(of: "/") else { return "." }
+    return String(path[..<slash])
+}
+
+/// posix_spawn of `path` with `arguments` and the given file actions, with a clean signal state whatever the
+/// test runner's threads block or ignore: SIGINT, SIGTERM and SIGPIPE at their defaults, and only
+/// `blockedSignals` blocked (as a parent that blocks them in its spawning thread would leave them).
+public func spawnChild(_ path: String, _ arguments: [String], actions: inout posix_spawn_file_actions_t,
+                       blockedSignals: [Int32] = []) throws -> pid_t {
+    var attr = posix_spawnattr_t()
+    posix_spawnattr_init(&attr)
+    defer { posix_spawnattr_destroy(&attr) }
+    var mask = sigset_t()
+    sigemptyset(&mask)
+    for s in blockedSignals { sigaddset(&mask, s) }
+    posix_spawnattr_setsigmask(&attr, &mask)
+    var defaults = sigset_t()
+    sigemptyset(&defaults)
+    for s in [SIGINT, SIGTERM, SIGPIPE] { sigaddset(&defaults, s) }
+    posix_spawnattr_setsigdefault(&attr, &defaults)
+    posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+    let argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) } + [nil]
+    defer { for p in argv { free(p) } }
+    var child: pid_t = 0
+    let rc = posix_spawn(&child, path, &actions, &attr, argv, environ)
+    guard rc == 0 else { throw TestFailure("posix_spawn \(path): \(rc)") }
+    return child
+}
+
+/// A spawned child's pid and, once reaped, its exit code (128 + signal when killed by one).
+struct Reaped {
+    let pid: pid_t
+    private(set) var exitStatus: Int32?
+
+    init(_ pid: pid_t) { self.pid = pid }
+
+    /// Polls waitpid until the child exits; throws `failure()` after `seconds`.
+    mutating func wait(seconds: Double, failure: () -> TestFailure) throws -> Int32 {
+        if let exitStatus { return exitStatus }
+        let deadline = monotonicSeconds() + seconds
+        while true {
+            var status: Int32 = 0
+            if waitpid(pid, &status, WNOHANG) == pid {
+                let code = (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
+                exitStatus = code
+                return code
+            }
+            if monotonicSeconds() > deadline { throw failure() }
+            usleep(20_000)
+        }
+    }
+}
+
+/// Output of a finished child process.
+public struct ProcessResult: Sendable {
+    public var status: Int32
+    public var stdout: String
+    public var stderr: String
+    public var seconds: Double
+}
+
+/// A built executable of this package as a child process: stdout and stderr go to files, stdin comes from
+/// /dev/null, a text, or a pipe the test writes (`writeInput`, `closeInput`); the exit status comes from waitpid.
+/// Killed by `deinit` if still running.
+public final class ChildProcess {
+    public enum Input {
+        case null
+        case text(String)
+        /// A pipe whose write end the test holds: `writeInput`, `closeInput`.
+        case pipe
+    }
+
+    public var pid: pid_t { child.pid }
+    private var child: Reaped
+    public let stdoutPath: String
+    public let stderrPath: String
+    private let stdinPath: String?
+    private var inputFD: Int32 = -1
+    private let started = monotonicSeconds()
+    public var exitStatus: Int32? { child.exitStatus }
+
+    public convenience init(_ name: String, _ arguments: [String], stdin: String? = nil) throws {
+        try self.init(name, arguments, input: stdin.map { .text($0) } ?? .null)
+    }
+
+    public init(_ name: String, _ arguments: [String], input: Input) throws {
+        let path = try executablePath(name)
+        let stem = "/tmp/asynccom-child-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        stdoutPath = stem + ".stdout"
+        stderrPath = stem + ".stderr"
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        var pipeFDs: [Int32] = [-1, -1]
+        switch input {
+        case .null:
+            stdinPath = nil
+            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        case .text(let text):
+            stdinPath = stem + ".stdin"
+            try writeFile(stem + ".stdin", text)
+            posix_spawn_file_actions_addopen(&actions, 0, stem + ".stdin", O_RDONLY, 0)
+        case .pipe:
+            stdinPath = nil
+            // Close-on-exec, so that children spawned by parallel tests do not inherit the write end (and keep
+            // the pipe open after `closeInput`).
+            guard pipe(&pipeFDs) == 0 else { throw TestFailure("pipe: errno \(errno)") }
+            for fd in pipeFDs { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+            posix_spawn_file_actions_adddup2(&actions, pipeFDs[0], 0)
+        }
+        posix_spawn_file_actions_addopen(&actions, 1, stdoutPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_addopen(&actions, 2, stderrPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        do {
+            child = Reaped(try spawnChild(path, arguments, actions: &actions))
+        } catch {
+            for fd in pipeFDs where fd >= 0 { close(fd) }
+            throw error
+        }
+        if pipeFDs[0] >= 0 {
+            close(pipeFDs[0])
+            inputFD = pipeFDs[1]
+        }
+    }
+
+    deinit {
+        closeInput()
+        if exitStatus == nil {
+            kill(pid, SIGKILL)
+            _ = try? wait(seconds: 10)
+        }
+        unlink(stdoutPath)
+        unlink(stderrPath)
+        if let stdinPath { unlink(stdinPath) }
+    }
+
+    /// Writes `bytes` to the child's stdin pipe (blocking until the child has taken them).
+    public func writeInput(_ bytes: [UInt8]) throws {
+        guard inputFD >= 0 else { throw TestFailure("no stdin pipe") }
+        // A child that exited must fail the write with EPIPE, not kill the test runner with SIGPIPE (children
+        // get SIGPIPE back at its default from `spawnChild`).
+        Glibc.signal(SIGPIPE, SIG_IGN)
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.write(inputFD, $0.baseAddress! + offset, $0.count - offset) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw TestFailure("write to the child's stdin: errno \(errno)")
+            }
+            offset += n
+        }
+    }
+
+    public func writeInput(_ text: String) throws { try writeInput(Array(text.utf8)) }
+
+    /// Closes the child's stdin pipe: it reads EOF.
+    public func closeInput() {
+        if inputFD >= 0 {
+            close(inputFD)
+            inputFD = -1
+        }
+    }
+
+    public func signal(_ s: Int32) { kill(pid, s) }
+
+    /// Whether the process has exited (reaps it if so).
+    public var hasExited: Bool {
+        (try? child.wait(seconds: 0) { TestFailure("running") }) != nil
+    }
+
+    /// Waits for the exit; returns the exit code (128 + signal when killed by one). Throws after `seconds`.
+    @discardableResult
+    public func wait(seconds: Double) throws -> Int32 {
+        try child.wait(seconds: seconds) { TestFailure("process \(pid) did not exit within \(seconds) s; stderr: \(stderr)") }
+    }
+
+    /// Waits for the exit and returns the exit code with everything the process wrote. Throws after `seconds`.
+    public func result(seconds: Double) throws -> ProcessResult {
+        let status = try wait(seconds: seconds)
+        return ProcessResult(status: status, stdout: stdout, stderr: stderr, seconds: monotonicSeconds() - started)
+    }
+
+    public var stdout: String { (try? readText(stdoutPath)) ?? "" }
+    public var stderr: String { (try? readText(stderrPath)) ?? "" }
+}
+
+/// Runs a built executable to completion (killing it and throwing after `seconds`).
+public func runExecutable(_ name: String, _ arguments: [String], stdin: String? = nil,
+                          seconds: Double = 60) throws -> ProcessResult {
+    try ChildProcess(name, arguments, stdin: stdin).result(seconds: seconds)
+}
+
+/// A field of /proc/<pid>/status in kB (`VmRSS`, `VmHWM`), or nil when the process is gone.
+public func procStatusKB(_ pid: pid_t, _ key: String) -> Int? {
+    guard let text = try? readText("/proc/\(pid)/status") else { return nil }
+    for line in text.split(separator: "\n") where line.hasPrefix(key + ":") {
+        return Int(line.dropFirst(key.count + 1).split(whereSeparator: { $0 == " " || $0 == "\t" }).first ?? "")
+    }
+    return nil
+}
+
+/// Open descriptors of process `pid` (entries of /proc/<pid>/fd).
+public func openDescriptorCount(_ pid: pid_t) -> Int {
+    guard let dir = opendir("/proc/\(pid)/fd") else { return -1 }
+    defer { closedir(dir) }
+    var n = 0
+    while let entry = readdir(dir) {
+        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        if name != "." && name != ".." { n += 1 }
+    }
+    return n
+}
+
+/// Whether this test bundle (and so the executables built with it) runs under AddressSanitizer or
+/// ThreadSanitizer, whose allocators keep freed memory in quarantine: RSS comparisons mean nothing there.
+public let underSanitizer: Bool = {
+    let handle = dlopen(nil, RTLD_NOW)
+    defer { if let handle { dlclose(handle) } }
+    return dlsym(handle, "__asan_init") != nil || dlsym(handle, "__tsan_init") != nil
+}()
