@@ -1,5 +1,6 @@
 import AsyncComCore
 import AsyncComServer
+import AsyncComTestSupport
 import Dispatch
 import Synchronization
 import Testing
@@ -7,19 +8,6 @@ import Testing
 #if canImport(Glibc)
 import Glibc
 #endif
-
-/// Parses one `STATS ...` line.
-func parseStats(_ line: String) throws -> [String: UInt64] {
-    let tokens = line.split(separator: " ")
-    guard tokens.first == "STATS" else { throw TestFailure("not a STATS reply: \(line.prefix(80))") }
-    var out: [String: UInt64] = [:]
-    for token in tokens.dropFirst() {
-        let kv = token.split(separator: "=", maxSplits: 1)
-        guard kv.count == 2, let v = UInt64(kv[1]) else { throw TestFailure("bad STATS field \(token)") }
-        out[String(kv[0])] = v
-    }
-    return out
-}
 
 @Suite("Server: STATS agrees with itself", .timeLimit(.minutes(2)))
 struct StatsConsistencyTests {
@@ -31,7 +19,7 @@ struct StatsConsistencyTests {
             let server = try TestServer(map: smallMap, reactors: 1)
             let client = try server.client()
             try client.send("REQ 10 10.0.0.3:second 10.0.0.1:fast\nREQ 11 10.0.0.1:slow 10.0.0.1:fast 10.0.0.2:fast\nSTATS\n")
-            let s = try parseStats(try client.line())
+            let s = try LineClient.parseStats(try client.line())
             let replyBytes = UInt64("RES 10 3 7\n".utf8.count + "RES 11 30 7 -1\n".utf8.count)
             for prefix in ["", "r0."] {
                 #expect(s[prefix + "requests"] == 2)
