@@ -36,7 +36,7 @@ private func referenceWait(_ bytes: UnsafeRawBufferPointer) -> UInt64? {
 /// The reference loader: the entries, or the 1-based line of the first error (nil: no entries at all).
 private func referenceMap(_ input: UnsafeRawBufferPointer) -> Result<[RefEntry], RefError> {
     var entries: [RefEntry] = []
-    var seen: Set<Key> = []
+    var seen: [Key: Int] = [:]
     for (k, raw) in referenceLines(input).enumerated() {
         let number = k + 1
         if raw.contains(0) { return .failure(RefError(line: number)) }
@@ -63,13 +63,18 @@ private func referenceMap(_ input: UnsafeRawBufferPointer) -> Result<[RefEntry],
               let wait = referenceWait(UnsafeRawBufferPointer(rebasing: line[(c3 + 1)...]))
         else { return .failure(RefError(line: number)) }
         let key = Key(device: device, command: String(decoding: command, as: UTF8.self))
-        guard seen.insert(key).inserted else { return .failure(RefError(line: number)) }
+        if let first = seen[key] { return .failure(RefError(line: number, firstDefinition: first)) }
+        seen[key] = number
         entries.append(RefEntry(device: device, command: key.command, response: response, wait: wait, line: number))
     }
     return entries.isEmpty ? .failure(RefError(line: nil)) : .success(entries)
 }
 
-private struct RefError: Error { var line: Int? }
+private struct RefError: Error {
+    var line: Int?
+    /// For a duplicate key: the line that defined it first.
+    var firstDefinition: Int? = nil
+}
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
@@ -88,7 +93,11 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         if let line = error.line { require(line >= 1 && line <= lineCount, "error line \(line) of \(lineCount)") }
         switch expected {
         case .success(let entries): fail("error \(error), reference loaded \(entries.count) entries")
-        case .failure(let ref): require(ref.line == error.line, "error \(error), reference says line \(String(describing: ref.line))")
+        case .failure(let ref):
+            require(ref.line == error.line, "error \(error), reference says line \(String(describing: ref.line))")
+            if let first = ref.firstDefinition {
+                require(error.message.hasSuffix("(first defined on line \(first))"), "error \(error), reference says first defined on line \(first)")
+            }
         }
     }
     return 0
@@ -99,13 +108,18 @@ private func check(_ map: DeviceMap, _ entries: [RefEntry]) {
     var byKey: [Key: Int] = [:]
     var largest: UInt64 = 0
     let reply = ByteBuffer(capacity: 16)
-    for (i, ref) in entries.enumerated() {
+    var indices = Set<Int>()
+    map.forEachEntry { indices.insert($0) }
+    require(indices.count == entries.count, "\(indices.count) entries listed, reference \(entries.count)")
+    for ref in entries {
+        let i = map.lookup(device: ref.device, command: ref.command)
+        require(indices.contains(i), "key \(ref) looks up to \(i), not to a listed entry")
+        indices.remove(i)
         byKey[Key(device: ref.device, command: ref.command)] = i
         largest = max(largest, ref.wait)
         require(map.device(at: i) == ref.device && map.command(at: i) == ref.command && map.response(at: i) == ref.response
-                    && map.waitNanos(at: i) == ref.wait && map.line(at: i) == ref.line,
-                "entry \(i): \(map.device(at: i)) \(map.command(at: i)) \(map.response(at: i)) \(map.waitNanos(at: i)) line \(map.line(at: i)), reference \(ref)")
-        require(map.lookup(device: ref.device, command: ref.command) == i, "key \(i) \(ref) does not look up to itself")
+                    && map.waitNanos(at: i) == ref.wait,
+                "entry \(i): \(map.device(at: i)) \(map.command(at: i)) \(map.response(at: i)) \(map.waitNanos(at: i)), reference \(ref)")
         reply.clear()
         map.appendResponse(at: i, to: reply)
         require(reply.readableString == String(ref.response), "response \(reply.readableString), reference \(ref.response)")

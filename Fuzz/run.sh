@@ -27,7 +27,8 @@ build=.build-fuzz
 artifacts=fuzz-artifacts
 mkdir -p "$build/logs" "$artifacts"
 
-flags=(-swift-version 6 -parse-as-library -O -g -sanitize=fuzzer,address)
+# -package-name: Core has `package` declarations (SwiftPM passes the name; swiftc needs it given).
+flags=(-swift-version 6 -parse-as-library -package-name asynccom -O -g -sanitize=fuzzer,address)
 # The toolchain's lld links the sanitizer runtimes cleanly; gold works too but prints pages of warnings about
 # "local symbol" exports.
 linkflags=()

@@ -115,8 +115,8 @@ enum DataSet {
         return e
     }
 
-    /// Writes `map.txt` and `commands.txt` into `directory` (created if missing).
-    static func write(_ spec: DataSetSpec, to directory: String) throws {
+    /// Writes `map.txt` and (unless `commands` is false) `commands.txt` into `directory` (created if missing).
+    static func write(_ spec: DataSetSpec, to directory: String, commands: Bool = true) throws {
         mkdir(directory, 0o755)
         let map = try OutputFile(path: directory + "/map.txt")
         try map.write("# asynccom generated map: \(spec.devices) devices x \(spec.commands.count) commands, seed \(spec.seed)\n")
@@ -124,6 +124,7 @@ enum DataSet {
             try map.write("\(deviceText(d)):\(spec.commands[c]):\(r):\(secondsText(w))\n")
         }
         try map.close()
+        guard commands else { return }
         let cmds = try OutputFile(path: directory + "/commands.txt")
         try forEachCommand(spec) { line, _ in
             try cmds.write(line)

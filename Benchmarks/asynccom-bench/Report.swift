@@ -35,6 +35,9 @@ struct ScenarioReport: Sendable, Codable {
     var latenessP50Millis: Spread?
     var latenessP99Millis: Spread?
     var latenessMaxMillis: Spread?
+    /// Map scenarios: the server's resident bytes per entry once loaded, and at the loader's peak.
+    var mapBytesPerEntry: Spread?
+    var loaderPeakBytesPerEntry: Spread?
     var targets: [String: Bool]
 
     init(_ s: Scenario, commands: Int, results: [RunResult]) {
@@ -48,7 +51,11 @@ struct ScenarioReport: Sendable, Codable {
         reactors = s.reactors.map(String.init) ?? "cores"
         wallSeconds = Spread(results.map { $0.loadSeconds ?? $0.wallSeconds })
         targets = [:]
-        if !s.isMapLoading {
+        if s.isMapMemory {
+            mapBytesPerEntry = Spread(results.compactMap(\.mapBytesPerEntry))
+            loaderPeakBytesPerEntry = Spread(results.compactMap(\.loaderPeakBytesPerEntry))
+            serverPeakRSSMiB = Spread(results.map { Double($0.serverPeakRSS) / 1_048_576 })
+        } else if !s.isMapLoading {
             commandsPerSecond = Spread(results.map(\.commandsPerSecond))
             requestsPerSecond = Spread(results.map(\.requestsPerSecond))
             serverCPUPerMillion = Spread(results.map(\.serverCPUPerMillion))
@@ -69,6 +76,7 @@ struct ScenarioReport: Sendable, Codable {
             case .serverCPUPerMillion: value = serverCPUPerMillion?.median
             case .serverPeakRSSMiB: value = serverPeakRSSMiB?.median
             case .latenessP99Millis: value = latenessP99Millis?.median
+            case .mapBytesPerEntry: value = mapBytesPerEntry?.median
             }
             if let value { targets[t.text] = t.met(value) }
         }
@@ -116,6 +124,12 @@ enum Report {
         }
         var out = [line(header), "|" + widths.map { String(repeating: "-", count: $0 + 2) }.joined(separator: "|") + "|"]
         out += rows.map(line)
+        for r in reports {
+            if let resident = r.mapBytesPerEntry, let peak = r.loaderPeakBytesPerEntry {
+                out.append("\(r.scenario): \(r.commands) entries, server resident \(cell(resident)) B/entry once loaded, "
+                           + "loader peak \(cell(peak)) B/entry (minus a one-entry server's), load \(cell(r.wallSeconds)) s")
+            }
+        }
         var checks: [String] = []
         for r in reports {
             for (t, ok) in r.targets.sorted(by: { $0.key < $1.key }) {

@@ -59,8 +59,8 @@ struct RunCommand: AsyncParsableCommand {
         for scenario in selected {
             let dir = "\(scratch)/\(scenario.name)"
             mkdir(scratch, 0o755)
-            try DataSet.write(scenario.data, to: dir)
-            let expectation = DataSet.expectation(scenario.data)
+            try DataSet.write(scenario.data, to: dir, commands: !scenario.isMapMemory && !scenario.isMapLoading)
+            let expectation = scenario.isMapMemory ? Expectation(ok: scenario.data.mapLines) : DataSet.expectation(scenario.data)
             var waits: [UInt64] = []
             if scenario.measureLateness {
                 waits.reserveCapacity(scenario.data.mapLines)
@@ -70,7 +70,12 @@ struct RunCommand: AsyncParsableCommand {
             let count = runs ?? scenario.runs
             for i in 1...count {
                 log("\(scenario.label): run \(i)/\(count)")
-                if scenario.isMapLoading {
+                if scenario.isMapMemory {
+                    let empty = dir + "/one-entry-map.txt"
+                    try "10.0.0.1:cmd0:1:1\n".write(toFile: empty, atomically: false, encoding: .utf8)
+                    results.append(try Runner.runMapMemory(mapPath: dir + "/map.txt", emptyMapPath: empty,
+                                                           entries: scenario.data.mapLines))
+                } else if scenario.isMapLoading {
                     results.append(try Runner.runMapLoading(mapPath: dir + "/map.txt", expectedEntries: scenario.data.mapLines))
                 } else {
                     results.append(try await Runner.runOnce(

@@ -43,6 +43,9 @@ struct RunResult: Sendable {
     /// Lateness beyond the modelled wait in ms (p50, p99, max); nil when not measured.
     var lateness: (p50: Double, p99: Double, max: Double)?
     var loadSeconds: Double?
+    /// Server resident bytes per map entry once loaded, and at the loader's peak (`Scenario.isMapMemory`).
+    var mapBytesPerEntry: Double?
+    var loaderPeakBytesPerEntry: Double?
 }
 
 struct RunFailure: Error, CustomStringConvertible { let description: String }
@@ -65,6 +68,24 @@ enum Runner {
         return RunResult(wallSeconds: seconds, commandsPerSecond: 0, requestsPerSecond: 0, serverCPUSeconds: 0,
                          serverCPUPerMillion: 0, serverPeakRSS: 0,
                          clientPeakRSS: ProcessMetrics.peakRSS(pid: getpid()) ?? 0, lateness: nil, loadSeconds: seconds)
+    }
+
+    /// Starts the server with the map and with a one-entry map, and compares them: startup time, resident
+    /// memory once listening (`VmRSS`) and its peak (`VmHWM`, reached while loading).
+    static func runMapMemory(mapPath: String, emptyMapPath: String, entries: Int) throws -> RunResult {
+        func measure(_ path: String) throws -> (seconds: Double, rss: Int, peak: Int) {
+            let server = try ServerProcess(map: path, reactors: 1)
+            defer { try? server.stop() }
+            return (server.startupSeconds, ProcessMetrics.currentRSS(pid: server.pid) ?? 0, server.peakRSS)
+        }
+        let empty = try measure(emptyMapPath)
+        let full = try measure(mapPath)
+        let n = Double(entries)
+        let seconds = full.seconds - empty.seconds
+        return RunResult(wallSeconds: seconds, commandsPerSecond: 0, requestsPerSecond: 0, serverCPUSeconds: 0,
+                         serverCPUPerMillion: 0, serverPeakRSS: full.peak, clientPeakRSS: 0, lateness: nil,
+                         loadSeconds: seconds, mapBytesPerEntry: Double(full.rss - empty.rss) / n,
+                         loaderPeakBytesPerEntry: Double(full.peak - empty.peak) / n)
     }
 
     static func runOnce(_ scenario: Scenario, mapPath: String, commandsPath: String, expectation: Expectation,

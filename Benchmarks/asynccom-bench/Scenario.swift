@@ -16,6 +16,9 @@ struct Scenario: Sendable {
 
     /// Map loading is measured in-process, not through a server.
     var isMapLoading = false
+    /// Map memory is measured on the server process: its resident memory once listening with this map, minus
+    /// that of a server with a one-entry map, per entry; the same for its peak (the loader's) and startup time.
+    var isMapMemory = false
 
     var label: String { variant.isEmpty ? name : "\(name) (\(variant))" }
 }
@@ -29,6 +32,7 @@ struct Target: Sendable {
         case serverPeakRSSMiB = "server peak RSS MiB"
         case latenessP99Millis = "lateness p99 ms"
         case loadSeconds = "load s"
+        case mapBytesPerEntry = "map B/entry"
     }
 
     var metric: Metric
@@ -113,6 +117,17 @@ enum Scenarios {
         maploading.runs = 5
         maploading.targets = [Target(metric: .loadSeconds, bound: 0.5, atMost: true)]
         list.append(maploading)
+
+        // A fleet of a million devices with ten commands each, as the server holds it.
+        var bigMapData = DataSetSpec()
+        bigMapData.devices = 1_000_000
+        bigMapData.commands = (0..<10).map { "cmd\($0)" }
+        var bigmap = Scenario(name: "bigmap", variant: "", summary: "a 10,000,000-entry map in the server: load time, resident bytes per entry, loader peak",
+                              data: bigMapData)
+        bigmap.isMapMemory = true
+        bigmap.targets = [Target(metric: .loadSeconds, bound: 3, atMost: true),
+                          Target(metric: .mapBytesPerEntry, bound: 40, atMost: true)]
+        list.append(bigmap)
         return list
     }
 }

@@ -10,6 +10,8 @@ final class ServerProcess {
     private let stdoutPipe = Pipe()
 
     var pid: Int32 { process.processIdentifier }
+    /// From starting the process to its `listening on` line: mostly loading the map.
+    private(set) var startupSeconds = 0.0
 
     /// The server binary next to this executable (both are built into the same folder).
     static func binaryPath() throws -> String {
@@ -27,6 +29,7 @@ final class ServerProcess {
         if let reactors { args += ["--reactors", String(reactors)] }
         process.arguments = args + extraArguments
         process.standardOutput = stdoutPipe
+        let started = Date()
         try process.run()
         // The server prints `listening on tcp://127.0.0.1:PORT` once it is bound.
         var line = ""
@@ -42,6 +45,7 @@ final class ServerProcess {
             }
             line += String(decoding: data, as: UTF8.self)
         }
+        startupSeconds = Date().timeIntervalSince(started)
         let first = line.split(separator: "\n")[0]
         guard first.hasPrefix("listening on ") else { throw Failure(description: "unexpected server output: \(first)") }
         endpoint = try Endpoint(parsing: String(first.dropFirst("listening on ".count)))

@@ -152,6 +152,9 @@ func referenceItem(_ item: UnsafeRawBufferPointer) -> (device: DeviceAddress, co
 /// Linear search over a map's entries: the reference for its hash-table lookup.
 func referenceLookup(_ map: DeviceMap, device: DeviceAddress, command: UnsafeRawBufferPointer) -> Int {
     let text = String(decoding: command, as: UTF8.self)
-    for i in 0..<map.count where map.device(at: i) == device && map.command(at: i) == text { return i }
-    return -1
+    var found = -1
+    map.forEachEntry { i in
+        if map.device(at: i) == device && map.command(at: i) == text { found = i }
+    }
+    return found
 }

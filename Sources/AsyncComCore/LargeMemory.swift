@@ -33,14 +33,26 @@ struct LargeMemory {
         }
     }
 
+    /// Address space for an array whose final size is known only as a bound: mapped without reserving swap, so
+    /// that only the pages written ever count (`MAP_NORESERVE`).
+    init(reserving requested: Int) {
+        let n = max(requested, 16)
+        byteCount = n
+        guard let p = LargeMemory.mapAligned(n, flags: MAP_NORESERVE) else {
+            fatalError("out of address space reserving \(n) bytes for the device map")
+        }
+        base = p
+        mapped = true
+    }
+
     /// Maps `n` bytes starting on a 2 MiB boundary. A huge page can only back an aligned 2 MiB range, and mmap
     /// returns 4 KiB-aligned addresses: a 2 MiB hash table mapped as is would get no huge page at all, and its
     /// lookups would pay a TLB miss each on top of the cache miss.
-    private static func mapAligned(_ n: Int) -> UnsafeMutableRawPointer? {
+    private static func mapAligned(_ n: Int, flags: Int32 = 0) -> UnsafeMutableRawPointer? {
         let huge = LargeMemory.mapThreshold
         let n = (n + 4095) & ~4095  // munmap needs page-aligned addresses for the tail
         let padded = n + huge
-        guard let raw = mmap(nil, padded, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+        guard let raw = mmap(nil, padded, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | flags, -1, 0),
               raw != MAP_FAILED
         else { return nil }
         let start = UnsafeMutableRawPointer(bitPattern: (Int(bitPattern: raw) + huge - 1) & ~(huge - 1))!

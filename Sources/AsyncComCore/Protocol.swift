@@ -212,8 +212,8 @@ public enum ServerProtocol {
         var low: UInt64
         var command: UInt32
         var hash: UInt64
-        /// The key's slot once found; nil when the map has no such key (or before the lookup).
-        var slot: UnsafeMutablePointer<DeviceMap.Slot>?
+        /// The value word of the key's slot once found; nil when the map has no such key (or before the lookup).
+        var slot: UnsafePointer<UInt64>?
     }
 
     public static func appendHello(_ info: HelloInfo, to buffer: ByteBuffer) {

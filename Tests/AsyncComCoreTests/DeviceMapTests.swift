@@ -13,7 +13,6 @@ import Testing
         #expect(m.waitNanos(at: bar) == 250_000_000)
         #expect(m.command(at: bar) == "bar")
         #expect(m.device(at: bar) == DeviceAddress.parse("10.0.0.1"))
-        #expect(m.line(at: bar) == 2)
         let plus = lookup(m, "10.0.0.2", "foo")
         #expect(m.response(at: plus) == 42)
         let b = ByteBuffer()
@@ -31,9 +30,12 @@ import Testing
         let text = "# header\r\n\r\n   \t\n  10.0.0.1:foo:1:1  \r\n\t# indented comment\n10.0.0.2:foo:2:2\r\n\n#last"
         let m = try map(text)
         #expect(m.count == 2)
-        #expect(m.line(at: lookup(m, "10.0.0.1", "foo")) == 4)
-        #expect(m.line(at: lookup(m, "10.0.0.2", "foo")) == 6)
+        #expect(m.response(at: lookup(m, "10.0.0.1", "foo")) == 1)
+        #expect(m.response(at: lookup(m, "10.0.0.2", "foo")) == 2)
         #expect(m.largestWaitNanos == 2_000_000_000)
+        // Lines are numbered as an editor numbers them (the map keeps no line per entry: a duplicate names both).
+        #expect(mapError(text + "\n10.0.0.2:foo:3:3\n10.0.0.1:foo:4:4\n")
+                    == InputFileError(file: "map.txt", line: 9, message: "duplicate entry for 10.0.0.2:foo (first defined on line 6)"))
     }
 
     @Test func lastLineWithoutNewline() throws {
