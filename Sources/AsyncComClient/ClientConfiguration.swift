@@ -7,10 +7,17 @@ public struct ClientConfiguration: Sendable, Equatable {
     public var servers: [Endpoint]
     /// Commands per request. Clamped to the server's advertised `max_items`.
     public var batch: Int
-    /// Requests in flight per connection (pipelining depth). Clamped so `window * batch <= max_inflight`.
-    public var window: Int
-    /// Connections opened to each server.
-    public var connectionsPerServer: Int
+    /// Requests in flight per connection at most (pipelining depth), on top of what the server admits
+    /// (`window * batch <= max_inflight`) and `maxInflight`. nil (the default): adaptive, as many as the server
+    /// admits within `maxInflight`.
+    public var window: Int?
+    /// Connections opened to each server. nil (the default): one per server reactor (HELLO `reactors=`,
+    /// `reactor=`; a bounded number of attempts, see `JobSummary.servers[].reactorsCovered`), and more when the
+    /// server's `max_inflight` per connection leaves part of `maxInflight` unused.
+    public var connectionsPerServer: Int?
+    /// Commands in flight (pulled and not answered yet) in the whole job at most: the client's memory budget,
+    /// about 40 bytes per command here (more with per-command results) and about as much again in the server.
+    public var maxInflight: Int
     /// Seconds to wait for a request's reply before re-sending it (also bounds the HELLO handshake).
     public var requestTimeout: Double
     /// Re-sends after a timeout before the request's commands fail (`timeout after <retries+1> attempts`).
@@ -21,7 +28,7 @@ public struct ClientConfiguration: Sendable, Equatable {
     public var connectTimeout: Double
     /// Deliver per-command results (`onResult`, `results(source:)`) in input order: a reorder buffer holds
     /// early results, and pulling pauses while the oldest undelivered command is more than
-    /// `max(4 x servers x connectionsPerServer x window x batch, 1024)` commands behind, so memory stays bounded
+    /// `max(4 x the commands its connections hold, 1024)` commands behind (at most `2 x maxInflight`), so memory stays bounded
     /// even when one request is slow. When false, results are delivered as replies arrive. No effect without
     /// per-command results.
     public var ordered: Bool
@@ -33,12 +40,13 @@ public struct ClientConfiguration: Sendable, Equatable {
 
     public init(
         servers: [Endpoint] = [.default],
-        batch: Int = 16,
-        window: Int = 256,
-        connectionsPerServer: Int = 1,
-        requestTimeout: Double = 30,
-        retries: Int = 3,
-        connectTimeout: Double = 10,
+        batch: Int = ClientConfiguration.defaultBatch,
+        window: Int? = nil,
+        connectionsPerServer: Int? = nil,
+        maxInflight: Int = ClientConfiguration.defaultMaxInflight,
+        requestTimeout: Double = ClientConfiguration.defaultRequestTimeout,
+        retries: Int = ClientConfiguration.defaultRetries,
+        connectTimeout: Double = ClientConfiguration.defaultConnectTimeout,
         ordered: Bool = false,
         sendLowWater: Int = ClientConfiguration.defaultSendLowWater
     ) {
@@ -46,6 +54,7 @@ public struct ClientConfiguration: Sendable, Equatable {
         self.batch = batch
         self.window = window
         self.connectionsPerServer = connectionsPerServer
+        self.maxInflight = maxInflight
         self.requestTimeout = requestTimeout
         self.retries = retries
         self.connectTimeout = connectTimeout
@@ -54,6 +63,15 @@ public struct ClientConfiguration: Sendable, Equatable {
     }
 
     public static let defaultSendLowWater = 16 << 10
+    public static let defaultBatch = 16
+    /// 4 Mi commands: a 10,000,000-command job of 1 s commands keeps the server and the client under 512 MiB
+    /// together (see README, Performance) and still has ~4 M commands/s of 1 s commands in flight.
+    public static let defaultMaxInflight = 4 << 20
+    public static let defaultRequestTimeout = 30.0
+    public static let defaultRetries = 3
+    public static let defaultConnectTimeout = 10.0
+    /// Largest `maxInflight`.
+    public static let maxMaxInflight = 1 << 30
 
     /// Upper bounds that keep one job's memory and file descriptors sane whatever the caller passes.
     public static let maxBatch = 65_536
@@ -74,9 +92,12 @@ public struct ClientConfiguration: Sendable, Equatable {
         if servers.isEmpty { throw bad("at least one server is required") }
         if servers.count > Self.maxServers { throw bad("at most \(Self.maxServers) servers") }
         if batch < 1 || batch > Self.maxBatch { throw bad("batch must be 1...\(Self.maxBatch), got \(batch)") }
-        if window < 1 || window > Self.maxWindow { throw bad("window must be 1...\(Self.maxWindow), got \(window)") }
-        if connectionsPerServer < 1 || connectionsPerServer > Self.maxConnectionsPerServer {
+        if let window, window < 1 || window > Self.maxWindow { throw bad("window must be 1...\(Self.maxWindow), got \(window)") }
+        if let connectionsPerServer, connectionsPerServer < 1 || connectionsPerServer > Self.maxConnectionsPerServer {
             throw bad("connections per server must be 1...\(Self.maxConnectionsPerServer), got \(connectionsPerServer)")
+        }
+        if maxInflight < 1 || maxInflight > Self.maxMaxInflight {
+            throw bad("max in-flight commands must be 1...\(Self.maxMaxInflight), got \(maxInflight)")
         }
         if retries < 0 || retries > Self.maxRetries { throw bad("retries must be 0...\(Self.maxRetries), got \(retries)") }
         if !(requestTimeout > 0 && requestTimeout <= Self.maxSeconds) {

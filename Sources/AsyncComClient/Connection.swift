@@ -12,8 +12,12 @@ import AsyncComEventLoop
 /// Hot stored properties skip the runtime exclusivity checks, for the reason given on `Engine`.
 ///
 /// One timer per connection serves every state: reconnect backoff (waiting), connect attempt deadline
-/// (connecting), HELLO deadline (handshaking), and the oldest request deadline (ready).
+/// (connecting), HELLO deadline (handshaking), and when ready the earlier of the oldest request's deadline and
+/// the silence deadline (`SilenceWatch`: work pending and nothing heard for a request timeout).
 /// Loop thread only.
+///
+/// Socket I/O goes through `Socket` calls in `connect`, `readReplies`, `flush` and `closeSocket` only: the seam
+/// where another transport (TLS) slots in.
 final class Connection {
     enum State { case waiting, connecting, handshaking, ready, closed }
 
@@ -37,6 +41,8 @@ final class Connection {
     @exclusivity(unchecked) var timeouts = TimeoutQueue()
     private var backoff = Backoff()
     private var everReady = false
+    /// Whether the server stalled on this connection (see `SilenceWatch`).
+    @exclusivity(unchecked) var silence = SilenceWatch()
     /// On the engine's list of connections with output to flush.
     @exclusivity(unchecked) var isDirty = false
 
@@ -44,7 +50,7 @@ final class Connection {
         self.engine = engine
         self.server = server
         self.index = index
-        self.window = server.window
+        self.window = engine.depth.unlimited.window
     }
 
     /// Reply lines longer than this are a protocol error (a RES line needs about 21 bytes per item).
@@ -63,9 +69,10 @@ final class Connection {
         guard state == .waiting else { return }
         let fd: Int32
         do {
-            fd = try Socket.connect(server.endpoint)
+            if server.resolved == nil { server.resolved = try Socket.resolve(server.endpoint) }
+            fd = try Socket.connect(resolved: server.resolved!)
         } catch {
-            attemptFailed(reason: Connection.describe(error))
+            attemptFailed(reason: Connection.describe(error), strike: false)
             return
         }
         self.fd = fd
@@ -81,7 +88,7 @@ final class Connection {
     private func connectCompleted() {
         let error = Socket.connectResult(fd: fd)
         guard error == 0 else {
-            attemptFailed(reason: String(cString: strerror(error)))
+            attemptFailed(reason: String(cString: strerror(error)), strike: false)
             return
         }
         Socket.setNoDelay(fd: fd)
@@ -94,12 +101,13 @@ final class Connection {
     }
 
     /// A connect attempt failed before any handshake: close, remember why, retry after the backoff.
-    private func attemptFailed(reason: String) {
+    /// `strike`: it took a whole timeout (see `ServerHealth`).
+    private func attemptFailed(reason: String, strike: Bool) {
         closeSocket()
         server.lastError = reason
         engine.logger.debug("connect failed", metadata: ["server": "\(server.endpoint)", "error": "\(reason)"])
         scheduleReconnect()
-        engine.attemptFailed(on: server)
+        engine.attemptFailed(on: server, strike: strike)
     }
 
     private func scheduleReconnect() {
@@ -109,15 +117,17 @@ final class Connection {
 
     private func handshakeCompleted(fields: [String: String]) {
         let limits = ServerLimits(helloFields: fields)
-        let (batch, window) = limits.clamp(batch: engine.configuration.batch, window: engine.configuration.window)
+        let (batch, window) = engine.depth.clamp(limits)
         self.window = window
         maxItems = limits.maxItems ?? Int.max
         maxLine = limits.maxLine ?? Int.max
         state = .ready
         timer?.cancel()
+        silence.reset()
         backoff.reset()
-        engine.connectionReady(self, batch: batch, window: window, isReconnect: everReady)
+        let isReconnect = everReady
         everReady = true
+        engine.connectionReady(self, limits: limits, batch: batch, isReconnect: isReconnect)
     }
 
     // MARK: I/O
@@ -136,6 +146,10 @@ final class Connection {
 
     private func readReplies() {
         // Bounded reads per callback so one busy connection cannot starve the others.
+        var heard = false
+        defer {
+            if heard && state == .ready { silence.heard(now: engine.now(), pending: inFlight > 0 || !output.isEmpty) }
+        }
         for _ in 0..<16 {
             let n: Int?
             do {
@@ -149,6 +163,7 @@ final class Connection {
                 lost(reason: "connection closed by the server")
                 return
             }
+            heard = true
             guard processLines() else { return }
         }
         engine.repliesProcessed(on: self)
@@ -227,7 +242,8 @@ final class Connection {
     /// The connection is gone: requests in flight go back to the front of the server's queue, reconnect later.
     /// `helloFailure`: the server accepted but did not handshake properly (timeouts, garbage): counts toward
     /// declaring it down before `connectTimeout`.
-    func lost(reason: String, helloFailure: Bool = false) {
+    /// `stalled`: closed by the silence watch; its requests count as timed out, not lost.
+    func lost(reason: String, helloFailure: Bool = false, stalled: Bool = false) {
         let wasReady = state == .ready
         let wasHandshaking = state == .handshaking
         guard wasReady || wasHandshaking || state == .connecting else { return }
@@ -236,7 +252,7 @@ final class Connection {
         inFlight = 0
         server.lastError = reason
         scheduleReconnect()
-        engine.connectionLost(self, wasReady: wasReady, helloFailure: wasHandshaking && helloFailure,
+        engine.connectionLost(self, wasReady: wasReady, helloFailure: wasHandshaking && helloFailure, stalled: stalled,
                               reason: reason, requests: lostRequests)
     }
 
@@ -245,17 +261,39 @@ final class Connection {
         case .waiting:
             connect()
         case .connecting:
-            attemptFailed(reason: "connect timed out after \(engine.configuration.requestTimeout) s")
+            attemptFailed(reason: "connect timed out after \(engine.configuration.requestTimeout) s", strike: true)
         case .handshaking:
             lost(reason: "no reply to HELLO within \(engine.configuration.requestTimeout) s", helloFailure: true)
         case .ready:
-            engine.expireTimeouts(on: self)
+            // Replies already in the socket are read before any request's timer is judged.
+            readReplies()
+            guard state == .ready else { return }
+            let now = engine.now()
+            if silence.isStalled(now: now, timeoutNanos: engine.requestTimeoutNanos) {
+                engine.stalled(self)
+                return
+            }
+            engine.expireTimeouts(on: self, now: now)
         case .closed:
             break
         }
     }
 
+    /// Arms the timer (ready) for the earlier of the oldest live request deadline and the silence deadline.
+    func armTimer(requestDeadline: UInt64?) {
+        var next = requestDeadline
+        if let d = silence.deadline(timeoutNanos: engine.requestTimeoutNanos) { next = min(next ?? d, d) }
+        if let next, let timer { engine.arm(timer, at: next) }
+    }
+
+    /// Closes the connection for good (its reactor already has another connection: `ConnectionPlan`).
+    func retire() {
+        engine.logger.debug("connection retired", metadata: ["server": "\(server.endpoint)"])
+        close()
+    }
+
     private func closeSocket() {
+        silence.reset()
         watcher?.cancel()
         watcher = nil
         if fd >= 0 {

@@ -23,6 +23,11 @@ final class Engine {
     let loop: EventLoop
     let requestTimeoutNanos: UInt64
     let connectTimeoutNanos: UInt64
+    /// The engine's clock (CLOCK_MONOTONIC nanoseconds unless a test injects another): every decision takes its
+    /// `now` from here, and timers are armed relative to it.
+    let now: () -> UInt64
+    /// Batch, window and in-flight budget (`DepthPolicy`): the one place they are clamped to a server's limits.
+    let depth: DepthPolicy
 
     /// The source, when it can only hand out `CommandEntry` values one at a time.
     @exclusivity(unchecked) private var source: (any CommandSource)?
@@ -62,8 +67,11 @@ final class Engine {
     /// Fires at once on the next loop iteration, after pending I/O events: how a callback that stopped at its
     /// budget gets to go on.
     private var resumeTimer: Timer?
-    /// Pulling stops when the oldest undelivered result is this far behind (ordered delivery only).
-    private let spanLimit: Int
+    /// Pulling stops when the oldest undelivered result is this far behind (ordered delivery only): four
+    /// times what the connections hold, at most twice the budget.
+    @inline(__always) private func spanLimit(capacity: Int) -> Int {
+        min(max(min(capacity, depth.maxInflight) * 4, 1024), max(1024, 2 * depth.maxInflight))
+    }
     private let startNanos: UInt64
     private var notifier: Notifier?
     private var progressTimer: Timer?
@@ -81,10 +89,13 @@ final class Engine {
     /// queued for writing, so a long queue in user space would count as the server's latency.
     static let outputHighWater = 64 << 10
 
-    init(configuration: ClientConfiguration, logger: Logger, loop: EventLoop, payload: JobPayload, control: JobControl) {
+    init(configuration: ClientConfiguration, logger: Logger, loop: EventLoop, payload: JobPayload, control: JobControl,
+         clock: @escaping () -> UInt64 = EventLoop.monotonicNanos) {
         self.configuration = configuration
         self.logger = logger
         self.loop = loop
+        self.now = clock
+        self.depth = DepthPolicy(configuration)
         self.requestTimeoutNanos = configuration.requestTimeout.nanos
         self.connectTimeoutNanos = configuration.connectTimeout.nanos
         if let inPlace = payload.source as? any InPlaceCommandSource {
@@ -102,10 +113,14 @@ final class Engine {
         self.ordered = configuration.ordered && payload.onResult != nil
         self.sharder = Sharder(serverCount: configuration.servers.count)
         self.stats = JobStats(serverCount: configuration.servers.count)
-        let capacity = configuration.servers.count * configuration.connectionsPerServer * configuration.window * configuration.batch
-        self.spanLimit = max(4 * capacity, 1024)
-        self.spareLimit = configuration.servers.count * (configuration.connectionsPerServer * configuration.window + 1)
-        self.startNanos = EventLoop.monotonicNanos()
+        self.spareLimit = min(configuration.maxInflight / max(1, configuration.batch) + configuration.servers.count, 1 << 20)
+        self.startNanos = clock()
+    }
+
+    /// Arms `timer` for `deadline` on the engine's clock (at once when it has passed).
+    func arm(_ timer: Timer, at deadline: UInt64) {
+        let t = now()
+        timer.schedule(afterNanos: deadline > t ? deadline - t : 0)
     }
 
     // MARK: launch
@@ -148,22 +163,23 @@ final class Engine {
         self.notifier = notifier
         guard control.attach(notifier) else { throw CancellationError() }
 
+        let startNow = now()
         for (i, endpoint) in configuration.servers.enumerated() {
-            let server = ServerState(index: i, endpoint: endpoint, batch: configuration.batch, window: configuration.window)
+            var health = ServerHealth(connectTimeoutNanos: connectTimeoutNanos, retries: configuration.retries)
+            // A server that is not up yet gets connectTimeout from the start of the job.
+            health.start(now: startNow)
+            let plan = ConnectionPlan(fixed: configuration.connectionsPerServer, maxConnections: ClientConfiguration.maxConnectionsPerServer)
+            let server = ServerState(index: i, endpoint: endpoint, batch: depth.unlimited.batch, health: health, plan: plan)
+            // Resolved once per job, not at every reconnect (a failed resolution is retried at the next attempt).
+            server.resolved = try? Socket.resolve(endpoint)
             let downTimer = Timer(loop: loop) { [unowned self, unowned server] in
                 self.downTimerFired(server)
                 self.settle()
             }
             server.downTimer = downTimer
             servers.append(server)
-            for _ in 0..<configuration.connectionsPerServer {
-                let c = Connection(engine: self, server: server, index: connections.count)
-                c.makeTimer(loop: loop)
-                connections.append(c)
-                server.connections.append(c)
-            }
-            // A server that is not up yet gets connectTimeout from the start of the job.
-            downTimer.schedule(afterNanos: connectTimeoutNanos)
+            for _ in 0..<plan.initial { makeConnection(to: server) }
+            armDownTimer(server)
         }
         if onProgress != nil {
             let timer = Timer(loop: loop) { [unowned self] in self.reportProgress() }
@@ -173,6 +189,35 @@ final class Engine {
         resumeTimer = Timer(loop: loop) { [unowned self] in self.settle() }
         for c in connections { c.connect() }
         settle()
+    }
+
+    @discardableResult
+    private func makeConnection(to server: ServerState) -> Connection {
+        let c = Connection(engine: self, server: server, index: connections.count)
+        c.makeTimer(loop: loop)
+        connections.append(c)
+        server.connections.append(c)
+        return c
+    }
+
+    /// The servers' `max_inflight` per connection binds the job's depth while the budget has room: more
+    /// connections (`ConnectionPlan.grow`).
+    private func growConnections() {
+        for server in servers where server.isUp {
+            guard let c = server.connections.first(where: { $0.state == .ready }) else { continue }
+            let wanted = depth.connectionsForBudget(servers: servers.count, perConnection: c.window * server.batch)
+            let open = server.plan.grow(wanted: wanted)
+            if open > 0 {
+                logger.debug("opening more connections: max_inflight binds", metadata: [
+                    "server": "\(server.endpoint)", "count": "\(open)"])
+            }
+            for _ in 0..<open { makeConnection(to: server).connect() }
+        }
+    }
+
+    private func armDownTimer(_ server: ServerState) {
+        guard let timer = server.downTimer else { return }
+        if let deadline = server.health.downDeadline { arm(timer, at: deadline) } else { timer.cancel() }
     }
 
     // MARK: the end of every callback
@@ -230,8 +275,10 @@ final class Engine {
     /// commands then fail at once).
     private var capacity: Int {
         var total = 0
-        for s in servers where !s.isDown { total += s.connections.count * s.window * s.batch }
-        return total == 0 ? Int.max : total
+        for s in servers where !s.isDown {
+            for c in s.connections where c.state != .closed { total += c.window * s.batch }
+        }
+        return total == 0 ? Int.max : depth.capacity(connectionCommands: total)
     }
 
     private func fill() {
@@ -242,7 +289,7 @@ final class Engine {
             var budget = Engine.pullBudget
             while budget > 0 && outstanding < capacity && !finished {
                 var limit = min(budget, capacity - outstanding)
-                if ordered { limit = min(limit, spanLimit - (nextSequence - ring.base)) }
+                if ordered { limit = min(limit, spanLimit(capacity: capacity) - (nextSequence - ring.base)) }
                 guard limit > 0 else { break }
                 let pulled: Int
                 do {
@@ -258,6 +305,9 @@ final class Engine {
                 }
             }
             pullCut = budget == 0 && !sourceExhausted && outstanding < capacity
+        }
+        if !sourceExhausted && outstanding >= capacity && depth.windowCap == nil && capacity < depth.maxInflight {
+            growConnections()
         }
         // A partial batch goes out when nothing more is coming, or when its server has nothing else to do
         // (so that one slow trickle of commands still moves, and ordered delivery cannot wait on it forever).
@@ -385,7 +435,7 @@ final class Engine {
             server.nextConnection = (server.nextConnection + 1) % n
             tried += 1
             guard c.state == .ready else { continue }
-            let now = EventLoop.monotonicNanos()
+            let now = self.now()
             while c.inFlight < c.window && c.output.readableBytes < Engine.outputHighWater, let slot = dequeue(from: server) {
                 send(slot: slot, on: c, now: now)
             }
@@ -410,7 +460,8 @@ final class Engine {
         if table[slot].firstSentNanos == 0 { table[slot].firstSentNanos = now }
         c.inFlight += 1
         c.timeouts.push(TimeoutEntry(deadline: deadline, slot: Int32(slot), epoch: epoch, id: id))
-        if let timer = c.timer, !timer.isPending { timer.schedule(atMonotonicNanos: deadline) }
+        c.silence.workPending(now: now)
+        if let timer = c.timer, !timer.isPending { c.armTimer(requestDeadline: deadline) }
         stats.servers[c.server.index].requestsSent += 1
         c.markDirty()
     }
@@ -454,7 +505,8 @@ final class Engine {
         var request = table.remove(slot: slot)
         if wantsResults { table.prefetch(id: id &+ 1) }
         if request.connection >= 0 { connections[request.connection].inFlight -= 1 }
-        let now = EventLoop.monotonicNanos()
+        c.server.health.answered()
+        let now = self.now()
         let latency = request.firstSentNanos == 0 ? 0 : now &- request.firstSentNanos
         stats.recordAnswer(server: c.server.index, results: c.results, latencyNanos: latency)
         outstanding -= count
@@ -549,7 +601,7 @@ final class Engine {
         stats.recordFailure(server: request.server, commands: request.itemCount, reason: reason)
         if onResult != nil {
             let endpoint = servers[request.server].endpoint
-            let now = EventLoop.monotonicNanos()
+            let now = self.now()
             let latency = request.firstSentNanos == 0 ? 0 : now &- request.firstSentNanos
             deliverResults(of: request, server: endpoint, latency: latency) { _ in .failed(reason: reason) }
         }
@@ -558,10 +610,9 @@ final class Engine {
 
     // MARK: timeouts, losses, failover
 
-    func expireTimeouts(on c: Connection) {
-        let now = EventLoop.monotonicNanos()
+    func expireTimeouts(on c: Connection, now: UInt64) {
         let (expired, next) = c.timeouts.popExpired(now: now) { isInFlight($0, on: c) }
-        if let next { c.timer?.schedule(atMonotonicNanos: next) }
+        c.armTimer(requestDeadline: next)
         for e in expired {
             let slot = Int(e.slot)
             c.inFlight -= 1
@@ -599,35 +650,62 @@ final class Engine {
         enqueue(slot: slot, on: target, front: true)
     }
 
-    func connectionReady(_ c: Connection, batch: Int, window: Int, isReconnect: Bool) {
+    func connectionReady(_ c: Connection, limits: ServerLimits, batch: Int, isReconnect: Bool) {
         let server = c.server
-        server.readyCount += 1
-        server.helloFailures = 0
-        server.downPending = false
-        server.downTimer?.cancel()
+        server.limits = limits
+        server.batch = batch
+        if !isReconnect {
+            let decision = server.plan.handshake(limits: limits)
+            let open: Int
+            switch decision {
+            case .keep(let n):
+                open = n
+            case .retire(let n):
+                open = n
+                if server.isUp {
+                    c.retire()
+                    for _ in 0..<n { makeConnection(to: server).connect() }
+                    return
+                }
+            }
+            if open > 0 {
+                logger.debug("opening more connections", metadata: [
+                    "server": "\(server.endpoint)", "count": "\(open)", "reactors": "\(limits.reactors ?? 1)"])
+            }
+            for _ in 0..<open { makeConnection(to: server).connect() }
+            if server.plan.coverageFailed && server.plan.settled && !coverageLogged.contains(server.index) {
+                coverageLogged.insert(server.index)
+                logger.warning("could not reach every server reactor", metadata: [
+                    "server": "\(server.endpoint)", "covered": "\(server.plan.coveredCount)", "reactors": "\(server.plan.reactors ?? 1)"])
+            }
+        }
+        let wasDown = server.health.connectionReady()
+        armDownTimer(server)
         if isReconnect { stats.servers[server.index].reconnects += 1 }
-        if server.isDown {
+        if wasDown {
             logger.notice("server is back up", metadata: ["server": "\(server.endpoint)"])
         } else if isReconnect {
             logger.info("reconnected", metadata: ["server": "\(server.endpoint)"])
         }
-        server.isDown = false
-        server.everUp = true
-        server.batch = batch
-        server.window = window
     }
 
-    func connectionLost(_ c: Connection, wasReady: Bool, helloFailure: Bool, reason: String, requests: [TimeoutEntry]) {
+    private var coverageLogged: Set<Int> = []
+
+    func connectionLost(_ c: Connection, wasReady: Bool, helloFailure: Bool, stalled: Bool, reason: String, requests: [TimeoutEntry]) {
         let server = c.server
         if wasReady {
-            server.readyCount -= 1
             stats.servers[server.index].connectionsLost += 1
-            logger.warning("connection lost", metadata: [
-                "server": "\(server.endpoint)", "reason": "\(reason)", "in_flight": "\(requests.count)"])
-            if server.readyCount == 0 && !server.isDown {
-                // Last seen up just now: it gets connectTimeout from here to come back.
-                server.downTimer?.schedule(afterNanos: connectTimeoutNanos)
+            if stalled || !requests.isEmpty {
+                logger.warning("connection lost", metadata: [
+                    "server": "\(server.endpoint)", "reason": "\(reason)", "in_flight": "\(requests.count)"])
+            } else {
+                logger.info("connection lost", metadata: ["server": "\(server.endpoint)", "reason": "\(reason)", "in_flight": "0"])
             }
+            let othersUp = servers.contains { $0 !== server && $0.isUp }
+            if server.health.connectionLost(now: now(), stalled: stalled, othersUp: othersUp) == .down {
+                markDown(server)
+            }
+            armDownTimer(server)
         } else {
             logger.debug("handshake failed", metadata: ["server": "\(server.endpoint)", "reason": "\(reason)"])
         }
@@ -635,45 +713,72 @@ final class Engine {
         for e in requests.reversed() {
             let slot = Int(e.slot)
             table[slot].connection = -1
-            table[slot].losses += 1
-            if table[slot].losses > Engine.maxLosses {
-                failRequest(slot: slot, reason: "connection lost \(table[slot].losses) times while in flight (\(reason))")
-                continue
+            if stalled {
+                // Its server heard nothing for a whole timeout: a timeout, not a loss.
+                table[slot].timeouts += 1
+                stats.servers[server.index].timeouts += 1
+                let attempts = table[slot].timeouts
+                if attempts > configuration.retries {
+                    failRequest(slot: slot, reason: "timeout after \(attempts) attempt\(attempts == 1 ? "" : "s") (server stalled)")
+                    continue
+                }
+                stats.retries += 1
+            } else {
+                table[slot].losses += 1
+                if table[slot].losses > Engine.maxLosses {
+                    failRequest(slot: slot, reason: "connection lost \(table[slot].losses) times while in flight (\(reason))")
+                    continue
+                }
+                stats.resends += 1
             }
-            stats.resends += 1
             requeueFront(slot: slot, preferring: server)
         }
-        if helloFailure && !server.isUp && !server.isDown {
-            server.helloFailures += 1
-            if server.helloFailures > configuration.retries { markDown(server) }
+        if !wasReady { attemptFailed(on: server, strike: helloFailure) }
+    }
+
+    /// `c` heard nothing for a request timeout with requests pending (`SilenceWatch`): its server has stalled.
+    /// Every connection to it goes (the others share its fate, and would each take another timeout to show it);
+    /// requests in flight on the stalled one count a timeout, those on the others a loss. One strike for the
+    /// server, and down at once when another server can take its work (`ServerHealth`).
+    func stalled(_ c: Connection) {
+        stats.servers[c.server.index].stalls += 1
+        let reason = "no reply within \(configuration.requestTimeout) s with \(c.inFlight) request\(c.inFlight == 1 ? "" : "s") in flight (server stalled)"
+        for other in c.server.connections where other !== c && other.state == .ready {
+            other.lost(reason: "another connection to the server stalled")
         }
-        if !wasReady { attemptFailed(on: server) }
+        c.lost(reason: reason, stalled: true)
     }
 
     private func downTimerFired(_ server: ServerState) {
-        guard !server.isUp, !server.isDown else { return }
-        // An attempt under way (bounded by the request timeout) gets to finish: a server that is just being
-        // reached is not declared down under its feet.
-        if server.connections.contains(where: { $0.state == .connecting || $0.state == .handshaking }) {
-            server.downPending = true
-            return
+        if server.health.deadlinePassed(now: now(), attemptsInProgress: hasAttemptInProgress(server)) == .down {
+            markDown(server)
         }
-        markDown(server)
+        armDownTimer(server)
     }
 
-    /// A connect or handshake attempt failed: if connectTimeout already ran out meanwhile, the server is down.
-    func attemptFailed(on server: ServerState) {
-        guard server.downPending, !server.isUp, !server.isDown else { return }
-        if server.connections.contains(where: { $0.state == .connecting || $0.state == .handshaking }) { return }
-        markDown(server)
+    private func hasAttemptInProgress(_ server: ServerState) -> Bool {
+        server.connections.contains(where: { $0.state == .connecting || $0.state == .handshaking })
+    }
+
+    /// A connect or handshake attempt failed (`strike`: it took a whole timeout or the server refused the
+    /// handshake): the server may be down now.
+    func attemptFailed(on server: ServerState, strike: Bool) {
+        if server.health.attemptFailed(strike: strike, attemptsInProgress: hasAttemptInProgress(server)) == .down {
+            markDown(server)
+        }
+        armDownTimer(server)
     }
 
     /// The server stays unreachable: its queued requests and partial batch move to the servers still alive,
     /// or fail when none is left. It keeps being probed; new commands go elsewhere until it answers.
     private func markDown(_ server: ServerState) {
-        server.isDown = true
-        server.downPending = false
         server.downTimer?.cancel()
+        if server.health.isDead {
+            // Stalled retries + 1 times without answering a request in between: given up for the rest of the job
+            // (no more probing, no new work), so a server that answers HELLO and black-holes requests cannot
+            // take new work again and stretch the time to fail.
+            for c in server.connections { c.close() }
+        }
         logger.error("server is down", metadata: ["server": "\(server.endpoint)", "error": "\(server.lastError)"])
         closeBatch(server)
         var slots: [Int] = []
@@ -693,7 +798,7 @@ final class Engine {
 
     private func reportProgress() {
         guard let onProgress, !finished else { return }
-        let elapsed = Double(EventLoop.monotonicNanos() &- startNanos) / 1e9
+        let elapsed = Double(now() &- startNanos) / 1e9
         var inFlightCommands = 0
         for i in table.liveSlots where table[i].connection >= 0 { inFlightCommands += table[i].itemCount }
         onProgress(JobProgress(done: stats.done, pulled: nextSequence, sourceExhausted: sourceExhausted,
@@ -703,9 +808,10 @@ final class Engine {
     }
 
     private func summary() -> JobSummary {
-        stats.summary(elapsedNanos: EventLoop.monotonicNanos() &- startNanos,
+        stats.summary(elapsedNanos: now() &- startNanos,
                       malformed: inPlaceSource?.malformedCount ?? source?.malformedCount ?? 0,
-                      endpoints: servers.map(\.endpoint), upAtEnd: servers.map(\.isUp))
+                      endpoints: servers.map(\.endpoint), upAtEnd: servers.map(\.isUp),
+                      connections: servers.map(\.plan))
     }
 
     private func finish() {

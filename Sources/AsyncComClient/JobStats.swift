@@ -10,6 +10,7 @@ struct ServerStats {
     var reconnects = 0
     var connectionsLost = 0
     var timeouts = 0
+    var stalls = 0
     var latencyMicros = JobSummary.makeHistogram()
 }
 
@@ -63,7 +64,9 @@ struct JobStats {
         if firstFailure == nil { firstFailure = reason }
     }
 
-    func summary(elapsedNanos: UInt64, malformed: Int, endpoints: [Endpoint], upAtEnd: [Bool]) -> JobSummary {
+    /// `connections[i]`: server `i`'s connection plan; nil: none known.
+    func summary(elapsedNanos: UInt64, malformed: Int, endpoints: [Endpoint], upAtEnd: [Bool],
+                 connections: [ConnectionPlan]? = nil) -> JobSummary {
         let elapsed = Double(elapsedNanos) / 1e9
         var reconnects = 0
         var serverSummaries: [ServerSummary] = []
@@ -72,7 +75,9 @@ struct JobStats {
             serverSummaries.append(ServerSummary(
                 endpoint: endpoints[i].description, ok: s.ok, unknown: s.unknown, failed: s.failed,
                 requestsSent: s.requestsSent, reconnects: s.reconnects, connectionsLost: s.connectionsLost,
-                timeouts: s.timeouts, upAtEnd: upAtEnd[i], latency: LatencySummary(microseconds: s.latencyMicros)))
+                timeouts: s.timeouts, upAtEnd: upAtEnd[i], latency: LatencySummary(microseconds: s.latencyMicros),
+                stalls: s.stalls, connections: connections?[i].kept ?? 0, reactors: connections?[i].reactors ?? 0,
+                reactorsCovered: connections?[i].coveredCount ?? 0, coverageFailed: connections?[i].coverageFailed ?? false))
         }
         return JobSummary(
             sum: sum, ok: ok, unknown: unknown, failed: failed, malformed: malformed,

@@ -56,12 +56,23 @@ public struct ServerSummary: Sendable, Codable, Equatable {
     public var timeouts: Int
     /// Whether the server was up (a connection answered HELLO) when the job ended.
     public var upAtEnd: Bool
+    /// Times a connection with requests pending heard nothing for a whole request timeout (the server stalled).
+    public var stalls: Int
+    /// Connections in use (the configured count, or one per reactor and more for the budget).
+    public var connections: Int
+    /// The server's reactor count from HELLO (0: not known), and how many of them got a connection: fewer means
+    /// the bounded attempts to reach every reactor failed (SO_REUSEPORT's hash kept choosing the same ones).
+    public var reactors: Int
+    public var reactorsCovered: Int
+    /// The client chose the connection count (no `connectionsPerServer`) and could not reach every reactor.
+    public var coverageFailed: Bool
     /// Latency of the commands this server answered.
     public var latency: LatencySummary
 
     /// Explicit values (tests, merging).
     public init(endpoint: String, ok: Int = 0, unknown: Int = 0, failed: Int = 0, requestsSent: Int = 0, reconnects: Int = 0,
-                connectionsLost: Int = 0, timeouts: Int = 0, upAtEnd: Bool = false, latency: LatencySummary = LatencySummary()) {
+                connectionsLost: Int = 0, timeouts: Int = 0, upAtEnd: Bool = false, latency: LatencySummary = LatencySummary(),
+                stalls: Int = 0, connections: Int = 0, reactors: Int = 0, reactorsCovered: Int = 0, coverageFailed: Bool = false) {
         self.endpoint = endpoint
         self.ok = ok
         self.unknown = unknown
@@ -71,6 +82,11 @@ public struct ServerSummary: Sendable, Codable, Equatable {
         self.connectionsLost = connectionsLost
         self.timeouts = timeouts
         self.upAtEnd = upAtEnd
+        self.stalls = stalls
+        self.connections = connections
+        self.reactors = reactors
+        self.reactorsCovered = reactorsCovered
+        self.coverageFailed = coverageFailed
         self.latency = latency
     }
 }

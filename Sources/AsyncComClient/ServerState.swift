@@ -18,30 +18,33 @@ final class ServerState {
     @exclusivity(unchecked) private(set) var partialCommands: [PendingCommand] = []
     /// The source's own entries, for sources that hand out `CommandEntry` values (see `Request.entries`).
     @exclusivity(unchecked) private(set) var partialEntries: [CommandEntry] = []
-    /// Commands per request, clamped to the server's `max_items` once a HELLO reply says it.
+    /// Commands per request, clamped to the server's `max_items` once a HELLO reply says it (`DepthPolicy`).
     @exclusivity(unchecked) var batch: Int
-    /// Requests in flight per connection, clamped so `window * batch <= max_inflight`.
-    @exclusivity(unchecked) var window: Int
-    /// Connections that completed their handshake.
-    @exclusivity(unchecked) var readyCount = 0
-    /// Down: no connection answered for `connectTimeout` (or HELLO failed `retries + 1` times). Its requests
-    /// fail over to the other servers; it keeps being probed and comes back when it answers.
-    @exclusivity(unchecked) var isDown = false
-    var everUp = false
+    /// Up, coming back or down (see `ServerHealth`). A down server's requests fail over to the other servers; it
+    /// keeps being probed and comes back when it answers.
+    @exclusivity(unchecked) var health: ServerHealth
+    /// How many connections it gets (see `ConnectionPlan`).
+    var plan: ConnectionPlan
+    /// The endpoint's addresses, resolved once per job (nil until resolved).
+    var resolved: Socket.ResolvedAddresses?
+    /// The limits of its last HELLO.
+    var limits = ServerLimits()
     var lastError = "no connection attempt yet"
-    var helloFailures = 0
-    /// connectTimeout ran out while an attempt was still in progress: down if that attempt fails too.
-    var downPending = false
+    /// Fires at `health.downDeadline`.
     var downTimer: Timer?
     /// Where the next pump starts, so connections share the queue.
     @exclusivity(unchecked) var nextConnection = 0
 
-    init(index: Int, endpoint: Endpoint, batch: Int, window: Int) {
+    init(index: Int, endpoint: Endpoint, batch: Int, health: ServerHealth, plan: ConnectionPlan) {
         self.index = index
         self.endpoint = endpoint
         self.batch = batch
-        self.window = window
+        self.health = health
+        self.plan = plan
     }
+
+    @inline(__always) var isUp: Bool { health.readyCount > 0 }
+    @inline(__always) var isDown: Bool { health.isDown }
 
     /// A buffer for a batch's items when no spare one is at hand.
     func makeItemsBuffer() -> ByteBuffer {
@@ -77,8 +80,6 @@ final class ServerState {
         return batch
     }
 
-    var isUp: Bool { readyCount > 0 }
-
     var inFlight: Int {
         var n = 0
         for c in connections { n += c.inFlight }
@@ -91,35 +92,4 @@ final class ServerState {
 struct QueuedRequest {
     var slot: Int32
     var id: UInt64
-}
-
-/// A server's limits from its HELLO reply, and what they make of the configured batch and window.
-struct ServerLimits: Equatable {
-    var maxItems: Int?
-    var maxLine: Int?
-    var maxInflight: Int?
-
-    init(maxItems: Int? = nil, maxLine: Int? = nil, maxInflight: Int? = nil) {
-        self.maxItems = maxItems
-        self.maxLine = maxLine
-        self.maxInflight = maxInflight
-    }
-
-    /// Reads `max_items`, `max_line`, `max_inflight` (absent or non-positive values mean "no limit").
-    init(helloFields fields: [String: String]) {
-        func positive(_ key: String) -> Int? {
-            guard let text = fields[key], let v = Int(text), v > 0 else { return nil }
-            return v
-        }
-        self.init(maxItems: positive("max_items"), maxLine: positive("max_line"), maxInflight: positive("max_inflight"))
-    }
-
-    /// Batch at most `max_items`; window such that `window * batch <= max_inflight` (at least 1).
-    func clamp(batch: Int, window: Int) -> (batch: Int, window: Int) {
-        var b = batch
-        if let m = maxItems { b = min(b, m) }
-        var w = window
-        if let m = maxInflight { w = min(w, max(1, m / b)) }
-        return (b, w)
-    }
 }

@@ -60,7 +60,8 @@ extension JobSummary {
     /// `malformed`, `elapsed_s`, `commands_per_s`, `latency_ms` {p50, p90, p99, max, mean}, `requests`,
     /// `retries`, `resends`, `reconnects`, `late_replies`, `bad_replies`, `first_failure` (string or null), and
     /// `servers`: [{`endpoint`, `ok`, `unknown`, `failed`, `requests_sent`, `reconnects`, `connections_lost`,
-    /// `timeouts`, `up`, `latency_ms`}].
+    /// `timeouts`, `stalls`, `up`, `connections`, `reactors`, `reactors_covered`, `coverage_failed`,
+    /// `latency_ms`}].
     public func json() -> String {
         var s = "{\"sum\":\(sum),\"ok\":\(ok),\"unknown\":\(unknown),\"failed\":\(failed),\"malformed\":\(malformed)"
         s += ",\"elapsed_s\":\(JSONText.fixed(elapsedSeconds, decimals: 6))"
@@ -74,7 +75,9 @@ extension JobSummary {
             if i > 0 { s += "," }
             s += "{\"endpoint\":\(JSONText.quoted(server.endpoint)),\"ok\":\(server.ok),\"unknown\":\(server.unknown)"
             s += ",\"failed\":\(server.failed),\"requests_sent\":\(server.requestsSent),\"reconnects\":\(server.reconnects)"
-            s += ",\"connections_lost\":\(server.connectionsLost),\"timeouts\":\(server.timeouts),\"up\":\(server.upAtEnd)"
+            s += ",\"connections_lost\":\(server.connectionsLost),\"timeouts\":\(server.timeouts),\"stalls\":\(server.stalls)"
+            s += ",\"up\":\(server.upAtEnd),\"connections\":\(server.connections),\"reactors\":\(server.reactors)"
+            s += ",\"reactors_covered\":\(server.reactorsCovered),\"coverage_failed\":\(server.coverageFailed)"
             s += ",\"latency_ms\":\(server.latency.jsonMilliseconds)}"
         }
         s += "]}"

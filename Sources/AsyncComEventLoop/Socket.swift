@@ -172,24 +172,54 @@ public enum Socket {
         }
     }
 
+    /// The addresses of a TCP endpoint, resolved once (getaddrinfo blocks: a client resolves each server once per
+    /// job, not at every reconnect attempt on its loop thread).
+    public struct ResolvedAddresses: Sendable {
+        public let endpoint: Endpoint
+        fileprivate let addresses: [(storage: sockaddr_storage, length: socklen_t)]
+
+        /// How many addresses the name resolved to (0 for a Unix endpoint, which needs none).
+        public var count: Int { addresses.count }
+    }
+
+    /// Resolves a TCP endpoint's host (a Unix endpoint resolves to no address and connects by path).
+    public static func resolve(_ endpoint: Endpoint) throws(SystemError) -> ResolvedAddresses {
+        guard case .tcp(let host, let port) = endpoint else { return ResolvedAddresses(endpoint: endpoint, addresses: []) }
+        let list = try resolve(host: host, port: port, passive: false)
+        defer { freeaddrinfo(list) }
+        var addresses: [(storage: sockaddr_storage, length: socklen_t)] = []
+        var ai: UnsafeMutablePointer<addrinfo>? = list
+        while let info = ai {
+            ai = info.pointee.ai_next
+            var storage = sockaddr_storage()
+            let length = min(info.pointee.ai_addrlen, socklen_t(MemoryLayout<sockaddr_storage>.size))
+            withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: UnsafeRawBufferPointer(start: info.pointee.ai_addr, count: Int(length))) }
+            addresses.append((storage, length))
+        }
+        return ResolvedAddresses(endpoint: endpoint, addresses: addresses)
+    }
+
     /// Starts a non-blocking connect; returns the fd (completion: writable, then `connectResult`).
-    /// TCP: tries the resolved addresses in order until one does not fail at once. Unix: a connect that cannot
-    /// complete at once (EAGAIN: backlog full), a missing path or a refused connection throw.
+    /// TCP: resolves the host, then as `connect(resolved:)`.
     public static func connect(_ endpoint: Endpoint) throws(SystemError) -> Int32 {
-        switch endpoint {
+        try connect(resolved: resolve(endpoint))
+    }
+
+    /// Starts a non-blocking connect to addresses resolved earlier; returns the fd (completion: writable, then
+    /// `connectResult`). TCP: tries the addresses in order until one does not fail at once. Unix: a connect that
+    /// cannot complete at once (EAGAIN: backlog full), a missing path or a refused connection throw.
+    public static func connect(resolved: ResolvedAddresses) throws(SystemError) -> Int32 {
+        switch resolved.endpoint {
         case .tcp(let host, let port):
             let where_ = "\(host):\(port)"
-            let addresses = try resolve(host: host, port: port, passive: false)
-            defer { freeaddrinfo(addresses) }
             var lastError = SystemError("connect(\(where_))", errno: EADDRNOTAVAIL)
-            var ai: UnsafeMutablePointer<addrinfo>? = addresses
-            while let info = ai {
-                ai = info.pointee.ai_next
-                let fd = socket(info.pointee.ai_family, streamFlags, 0)
+            for var address in resolved.addresses {
+                let fd = socket(Int32(address.storage.ss_family), streamFlags, 0)
                 guard fd >= 0 else { lastError = .last("socket(\(where_))"); continue }
-                if Glibc.connect(fd, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0 || Glibc.errno == EINPROGRESS {
-                    return fd
+                let started = withUnsafePointer(to: &address.storage) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, address.length) == 0 }
                 }
+                if started || Glibc.errno == EINPROGRESS { return fd }
                 lastError = .last("connect(\(where_))")
                 Glibc.close(fd)
             }

@@ -28,11 +28,17 @@ struct ClientCommand: AsyncParsableCommand {
             bounded memory. A malformed line is reported on stderr as `asynccom-client: FILE:LINE: message`, \
             counted as malformed and not sent (`--strict` makes it fatal before anything is sent).
 
-            Commands are batched (--batch) into requests, and up to --window requests are kept in flight on each \
-            connection. With several --server options, each device's commands go to one server (by a hash of the \
-            address); when a server stays unreachable for --connect-timeout its commands fail over to the others. \
-            A request with no reply within --timeout is re-sent, up to --retries times; requests in flight on a \
-            lost connection are re-sent after reconnecting. Every command is counted exactly once.
+            Commands are batched (--batch) into requests. By default the client keeps as many in flight as each \
+            server admits (its max_inflight per connection), up to --max-inflight commands in all, over one \
+            connection per server reactor; --window and --connections set them explicitly. With several --server \
+            options, each device's commands go to one server (by a hash of the address); when a server stays \
+            unreachable for --connect-timeout its commands fail over to the others. A request with no reply within \
+            --timeout is re-sent, up to --retries times; requests in flight on a lost connection are re-sent after \
+            reconnecting. A connection with requests pending that hears nothing for --timeout has stalled: its \
+            server's work moves to another server at once, or, with none up, fails once the server has stalled \
+            retries + 1 times. A job whose server stalls forever ends within \
+            timeout + min(retries x (timeout + 1), connect-timeout + timeout) seconds of its last reply (plus the \
+            time to read the rest of the input). Every command is counted exactly once.
 
             Per-command output (--output FILE, `-` for stdout):
               text   `<item> <result>` per command, in input order; <result> is the decimal response, `unknown`, \
@@ -65,23 +71,27 @@ struct ClientCommand: AsyncParsableCommand {
     var servers: [String] = []
 
     @Option(help: ArgumentHelp("Commands per request, 1-\(ClientConfiguration.maxBatch); lowered to the server's max_items.", valueName: "N"))
-    var batch: Int = 16
+    var batch: Int = ClientConfiguration.defaultBatch
 
-    @Option(help: ArgumentHelp("Requests in flight per connection (pipelining depth), 1-\(ClientConfiguration.maxWindow); lowered so window x batch fits the server's max_inflight.", valueName: "N"))
-    var window: Int = 256
+    @Option(help: ArgumentHelp("Requests in flight per connection at most, 1-\(ClientConfiguration.maxWindow) (default: as many as the server's max_inflight admits, within --max-inflight); lowered so window x batch fits max_inflight.", valueName: "N"))
+    var window: Int?
 
-    @Option(help: ArgumentHelp("Connections per server, 1-\(ClientConfiguration.maxConnectionsPerServer).", valueName: "N"))
-    var connections: Int = 1
+    @Option(name: .customLong("max-inflight"),
+            help: ArgumentHelp("Commands in flight in the whole job at most: the memory budget (about 40 bytes per command in the client, as much again in the server), 1-\(ClientConfiguration.maxMaxInflight).", valueName: "N"))
+    var maxInflight: Int = ClientConfiguration.defaultMaxInflight
 
-    @Option(help: ArgumentHelp("Seconds to wait for a request's reply before re-sending it; also bounds connecting and the HELLO handshake.", valueName: "SECONDS"))
-    var timeout: Double = 30
+    @Option(help: ArgumentHelp("Connections per server, 1-\(ClientConfiguration.maxConnectionsPerServer) (default: one per server reactor, more when the server's max_inflight per connection binds).", valueName: "N"))
+    var connections: Int?
+
+    @Option(help: ArgumentHelp("Seconds to wait for a request's reply before re-sending it; a connection with requests pending that hears nothing for this long counts as stalled. Also bounds connecting and the HELLO handshake.", valueName: "SECONDS"))
+    var timeout: Double = ClientConfiguration.defaultRequestTimeout
 
     @Option(help: ArgumentHelp("Re-sends of a request after a timeout before its commands fail, 0-\(ClientConfiguration.maxRetries).", valueName: "N"))
-    var retries: Int = 3
+    var retries: Int = ClientConfiguration.defaultRetries
 
     @Option(name: .customLong("connect-timeout"),
             help: ArgumentHelp("Seconds to keep reconnecting (backoff 50 ms doubling to 1 s) to a server that is not up, from the start or from when it was last up; then it counts as down.", valueName: "SECONDS"))
-    var connectTimeout: Double = 10
+    var connectTimeout: Double = ClientConfiguration.defaultConnectTimeout
 
     @Option(name: .customLong("send-low-water"),
             help: ArgumentHelp("Unsent bytes a TCP connection's kernel buffer may hold (TCP_NOTSENT_LOWAT); more waits in the client, unstamped, so a server that reads slower than the client writes does not make replies look late. 0 keeps the kernel's default.", valueName: "BYTES"))
@@ -130,7 +140,7 @@ struct ClientCommand: AsyncParsableCommand {
     }
 
     func clientConfiguration(endpoints: [Endpoint]) -> ClientConfiguration {
-        ClientConfiguration(servers: endpoints, batch: batch, window: window, connectionsPerServer: connections,
+        ClientConfiguration(servers: endpoints, batch: batch, window: window, connectionsPerServer: connections, maxInflight: maxInflight,
                             requestTimeout: timeout, retries: retries, connectTimeout: connectTimeout,
                             ordered: output != nil && format == .text, sendLowWater: sendLowWater)
     }

@@ -211,6 +211,9 @@ enum SummaryText {
             out += "\(s.lateReplies) late replies, \(s.badReplies) bad replies\n"
         }
         if let f = s.firstFailure { out += "first failure: \(f)\n" }
+        for server in s.servers where server.coverageFailed {
+            out += "warning: \(server.endpoint): connections reached \(server.reactorsCovered) of its \(server.reactors) reactors\n"
+        }
         if s.servers.count > 1 {
             for server in s.servers {
                 out += "server \(server.endpoint): \(server.ok) ok, \(server.unknown) unknown, \(server.failed) failed"

@@ -190,18 +190,6 @@ import Testing
 }
 
 @Suite struct LimitsAndBackoffTests {
-    @Test func clampToHelloLimits() {
-        let limits = ServerLimits(helloFields: ["max_items": "8", "max_line": "4096", "max_inflight": "64", "other": "x"])
-        #expect(limits == ServerLimits(maxItems: 8, maxLine: 4096, maxInflight: 64))
-        #expect(limits.clamp(batch: 16, window: 256) == (8, 8))
-        #expect(limits.clamp(batch: 4, window: 2) == (4, 2))
-        // A batch larger than max_inflight still gets a window of one.
-        #expect(ServerLimits(maxItems: 1000, maxInflight: 10).clamp(batch: 64, window: 256) == (64, 1))
-        // Missing or nonsense fields mean no limit.
-        #expect(ServerLimits(helloFields: ["max_items": "-3", "max_inflight": "lots"]) == ServerLimits())
-        #expect(ServerLimits().clamp(batch: 16, window: 256) == (16, 256))
-    }
-
     @Test func backoffDoublesToOneSecondAndResets() {
         var b = Backoff()
         let delays = (0..<8).map { _ in b.next() / 1_000_000 }
@@ -217,7 +205,7 @@ import Testing
                     ClientConfiguration(connectionsPerServer: 0), ClientConfiguration(requestTimeout: 0),
                     ClientConfiguration(retries: -1), ClientConfiguration(connectTimeout: -1),
                     ClientConfiguration(requestTimeout: .nan), ClientConfiguration(sendLowWater: -1),
-                    ClientConfiguration(sendLowWater: 2 << 30)] {
+                    ClientConfiguration(sendLowWater: 2 << 30), ClientConfiguration(maxInflight: 0)] {
             #expect(throws: ClientError.self) { try bad.validate() }
         }
     }

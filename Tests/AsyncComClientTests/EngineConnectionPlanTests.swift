@@ -1,0 +1,69 @@
+@testable import AsyncComClient
+import AsyncComCore
+import AsyncComTestSupport
+import Foundation
+import Testing
+
+/// One connection per server reactor by default, against fake servers that say which reactor serves each
+/// connection (a real server's SO_REUSEPORT hash is not under a test's control).
+@Suite(.timeLimit(.minutes(2))) struct EngineConnectionPlanTests {
+    /// A fake server with `reactors` reactors whose n-th connection lands on `landing(n)`; records which
+    /// connections carried requests.
+    static func server(reactors: Int, landing: @escaping @Sendable (Int) -> Int) throws -> (FakeServer, Carried) {
+        let carried = Carried()
+        let server = try FakeServer { c, line in
+            if line.hasPrefix("HELLO") {
+                c.send("HELLO 1 server=fake/0 max_items=1000 max_line=65536 max_inflight=100000 reactors=\(reactors) reactor=\(landing(c.number))\n")
+            } else if let r = FakeServer.parseRequest(line) {
+                carried.add(c.number)
+                c.send(FakeServer.reply(to: r))
+            }
+        }
+        return (server, carried)
+    }
+
+    final class Carried: @unchecked Sendable {
+        private let lock = NSLock()
+        private var set: Set<Int> = []
+        func add(_ n: Int) { lock.lock(); set.insert(n); lock.unlock() }
+        var connections: Set<Int> { lock.lock(); defer { lock.unlock() }; return set }
+    }
+
+    @Test func everyReactorGetsAConnectionAndDuplicatesAreClosed() async throws {
+        // Connections 0 and 1 land on reactor 0, connection 2 on reactor 1.
+        let (server, carried) = try Self.server(reactors: 2) { $0 < 2 ? 0 : 1 }
+        defer { server.stop() }
+        let (lines, sum, _) = cannedCommands(5000)
+        let client = AsyncComClient.quiet(ClientConfiguration(servers: [tcp(server.port)]))
+        let (summary, _) = try await client.runCollecting(lines)
+        #expect(summary.sum == sum && summary.ok == 5000)
+        let s = summary.servers[0]
+        #expect(s.connections == 2 && s.reactors == 2 && s.reactorsCovered == 2 && !s.coverageFailed)
+        // The retired duplicate (connection 1) carried nothing.
+        #expect(!carried.connections.contains(1))
+    }
+
+    @Test func coverageThatCannotBeReachedIsBoundedAndReported() async throws {
+        let (server, _) = try Self.server(reactors: 2) { _ in 0 }
+        defer { server.stop() }
+        let (lines, sum, _) = cannedCommands(2000)
+        let client = AsyncComClient.quiet(ClientConfiguration(servers: [tcp(server.port)]))
+        let (summary, _) = try await client.runCollecting(lines)
+        #expect(summary.sum == sum && summary.ok == 2000)
+        let s = summary.servers[0]
+        #expect(s.coverageFailed && s.reactorsCovered == 1 && s.reactors == 2 && s.connections == 1)
+        #expect(server.connectionCount <= ConnectionPlan.attemptsPerReactor * 2)
+        #expect(summary.json().contains("\"coverage_failed\":true"))
+    }
+
+    @Test func aFixedConnectionCountIsKept() async throws {
+        let (server, carried) = try Self.server(reactors: 4) { $0 % 4 }
+        defer { server.stop() }
+        let (lines, sum, _) = cannedCommands(3000)
+        let client = AsyncComClient.quiet(ClientConfiguration(servers: [tcp(server.port)], window: 4, connectionsPerServer: 3))
+        let (summary, _) = try await client.runCollecting(lines)
+        #expect(summary.sum == sum && summary.ok == 3000)
+        #expect(summary.servers[0].connections == 3 && !summary.servers[0].coverageFailed)
+        #expect(carried.connections.count <= 3)
+    }
+}

@@ -1,0 +1,117 @@
+import AsyncComClient
+import AsyncComCore
+import AsyncComTestSupport
+import Foundation
+import Testing
+
+/// Servers that stall (stop reading, or read and never answer) against the real engine: every accepted command
+/// has a deadline, a stalled server's work fails over or fails at once, and the time to fail does not grow with
+/// the job (issue 11, points 1-3). The bound itself is checked in virtual time in `ServerHealthTests`.
+@Suite(.timeLimit(.minutes(2))) struct EngineStallTests {
+    /// A fake server that answers HELLO and the first `answered` requests, then `mode`s.
+    enum Mode { case stopReading, blackHole }
+
+    final class Gate: @unchecked Sendable {
+        let semaphore = DispatchSemaphore(value: 0)
+        let lock = NSLock()
+        var requests = 0
+        func next() -> Int { lock.lock(); defer { lock.unlock() }; requests += 1; return requests }
+    }
+
+    static func stallingServer(answered: Int, mode: Mode) throws -> (FakeServer, Gate) {
+        let gate = Gate()
+        let server = try FakeServer { c, line in
+            if line.hasPrefix("HELLO") {
+                c.send(FakeServer.hello)
+            } else if let r = FakeServer.parseRequest(line) {
+                if gate.next() <= answered {
+                    c.send(FakeServer.reply(to: r))
+                } else if mode == .stopReading {
+                    // This connection's thread stops reading: the kernel buffers fill, the client's writes stop.
+                    gate.semaphore.wait()
+                }
+            }
+        }
+        return (server, gate)
+    }
+
+    /// `n` commands as a commands file in memory (devices 10.x.y.z, foo/bar alternately).
+    static func commands(_ n: Int) -> MemoryCommandSource {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(n * 18)
+        for i in 0..<n {
+            bytes.append(contentsOf: "10.\(i / 62_500).\((i / 250) % 250).\(i % 250 + 1):\(i % 2 == 0 ? "foo" : "bar")\n".utf8)
+        }
+        return MemoryCommandSource(bytes: bytes, name: "stall-test")
+    }
+
+    static func bound(timeout: Double, retries: Int, connectTimeout: Double) -> Double {
+        timeout + min(Double(retries) * (timeout + 1), connectTimeout + timeout)
+    }
+
+    @Test(arguments: [20_000, 1_000_000])
+    func serverThatStopsReadingEndsTheJobWithinTheBound(commands n: Int) async throws {
+        let (server, gate) = try Self.stallingServer(answered: 3, mode: .stopReading)
+        defer {
+            server.stop()
+            for _ in 0..<64 { gate.semaphore.signal() }
+        }
+        let (timeout, retries, connectTimeout) = (0.5, 1, 10.0)
+        let client = AsyncComClient.quiet(ClientConfiguration(
+            servers: [tcp(server.port)], batch: 16, requestTimeout: timeout, retries: retries, connectTimeout: connectTimeout))
+        let source = Self.commands(n)
+        let start = Date()
+        let summary = try await client.run(source: source, onResult: nil)
+        let elapsed = Date().timeIntervalSince(start)
+        #expect(summary.ok + summary.unknown + summary.failed == n)
+        #expect(summary.ok == 3 * 16)
+        #expect(summary.failed == n - 3 * 16)
+        // Before the fix the job never ended. The wall-clock bound is checked in virtual time
+        // (`ServerHealthTests`); here what makes it hold whatever the job's size: the server is given up after
+        // retries + 1 stalls (one per connection attempt that got to send), not once per group of requests.
+        #expect(summary.servers[0].stalls <= retries + 1)
+        #expect(summary.firstFailure?.contains("stalled") == true, "\(summary.firstFailure ?? "")")
+        // Generous for a loaded machine; a time to fail that grew with the job would be far beyond it.
+        let bound = Self.bound(timeout: timeout, retries: retries, connectTimeout: connectTimeout)
+        #expect(elapsed < bound + 20, "took \(elapsed) s, bound \(bound) s")
+    }
+
+    @Test func serverThatReadsButNeverAnswersFailsEverythingAtOnce() async throws {
+        // Through a black hole, with no retries: one timeout, not one per group of requests.
+        let (server, gate) = try Self.stallingServer(answered: 0, mode: .blackHole)
+        defer {
+            server.stop()
+            gate.semaphore.signal()
+        }
+        let client = AsyncComClient.quiet(ClientConfiguration(
+            servers: [tcp(server.port)], batch: 16, window: 256, requestTimeout: 0.5, retries: 0))
+        let start = Date()
+        let summary = try await client.run(source: Self.commands(100_000), onResult: nil)
+        let elapsed = Date().timeIntervalSince(start)
+        #expect(summary.failed == 100_000)
+        // One stall ends it all (before the fix: a timeout per group of requests pulled).
+        #expect(summary.servers[0].stalls == 1)
+        #expect(elapsed < Self.bound(timeout: 0.5, retries: 0, connectTimeout: 10) + 20, "took \(elapsed) s")
+    }
+
+    @Test func stalledServersWorkFailsOverToTheHealthyOne() async throws {
+        let healthy = try FakeServer(onLine: FakeServer.answering())
+        let (stalled, gate) = try Self.stallingServer(answered: 5, mode: .stopReading)
+        defer {
+            healthy.stop()
+            stalled.stop()
+            for _ in 0..<64 { gate.semaphore.signal() }
+        }
+        let (lines, sum, _) = cannedCommands(20_000)
+        let client = AsyncComClient.quiet(ClientConfiguration(
+            servers: [tcp(healthy.port), tcp(stalled.port)], batch: 16, requestTimeout: 0.5, retries: 3, connectTimeout: 3))
+        let start = Date()
+        let (summary, results) = try await client.runCollecting(lines)
+        let elapsed = Date().timeIntervalSince(start)
+        #expect(summary.failed == 0 && summary.ok == 20_000 && summary.sum == sum)
+        #expect(results.count == 20_000)
+        #expect(summary.servers[1].timeouts > 0)
+        // Failover happens at the stall, not after connect-timeout or the retries (bounded generously: load).
+        #expect(elapsed < 20, "took \(elapsed) s")
+    }
+}
