@@ -40,6 +40,8 @@ final class Connection {
     var stallSince: UInt64 = 0
     /// Set while the connection is on the reactor's list of connections to flush after a timer fire.
     var queuedForFlush = false
+    /// Replies the current reply-timer firing appended (for `late_write_us`).
+    var firedReplies = 0
     /// The BYE line of a QUIT, held until the replies in flight have been sent.
     var byeLine: [UInt8]?
 

@@ -180,6 +180,7 @@ final class Reactor {
         }
         if tcp {
             Socket.setNoDelay(fd: fd)
+            Socket.enableReceiveTimestamps(fd: fd)
             if config.receiveBuffer > 0 { Socket.setReceiveBuffer(fd: fd, bytes: config.receiveBuffer) }
         }
         let (slot, generation) = table.reserve()
@@ -247,6 +248,7 @@ final class Reactor {
                 counters.recordLateness(now &- deadline)
             }
             c.lastActivity = now
+            c.firedReplies += 1
             if !c.queuedForFlush {
                 c.queuedForFlush = true
                 flushQueue.append(c)
@@ -257,6 +259,8 @@ final class Reactor {
         for c in flushQueue {
             c.queuedForFlush = false
             settle(c)
+            counters.recordWriteDelay(EventLoop.monotonicNanos() &- now, replies: c.firedReplies)
+            c.firedReplies = 0
         }
         flushQueue.removeAll(keepingCapacity: flushQueue.capacity <= 4096)
         reclaimStaleReplies()

@@ -13,6 +13,7 @@ public enum StatKey: Int, CaseIterable, Sendable {
     case connections, connectionsTotal, rejected, requests, commands, unknown, errors
     case inflightRequests, inflightCommands, bytesIn, bytesOut
     case lateMaxMicros, lateOver1ms, lateOver10ms, lateOver100ms
+    case lateReplies, lateTimerMicros, lateWriteMicros, lateWriteMaxMicros, lateQueuedMicros, lateQueuedMaxMicros
     case pendingReplies, pendingBytes
 
     /// name (the STATS key), kind, scope, unit, help text. STATS lists the keys in case order.
@@ -40,6 +41,24 @@ public enum StatKey: Int, CaseIterable, Sendable {
         case .lateOver10ms: .init("late_over_10ms", .counter, .reactor, "Replies queued more than 10 ms after due.")
         case .lateOver100ms: .init("late_over_100ms", .counter, .reactor,
                                    "Replies queued more than 100 ms after due.")
+        // Lateness by part (sums, so that a reader takes means over an interval from two readings).
+        case .lateReplies: .init("late_replies", .counter, .reactor,
+                                 "Replies sent when due (requests with a wait above 0): what late_timer_us and late_write_us sum over.")
+        case .lateTimerMicros: .init("late_timer_us", .counter, .reactor,
+                                     "Sum over those replies of due time -> the reply timer's firing.",
+                                     unit: .microseconds)
+        case .lateWriteMicros: .init("late_write_us", .counter, .reactor,
+                                     "Sum over those replies of the timer's firing -> the write(2) of the reply.",
+                                     unit: .microseconds)
+        case .lateWriteMaxMicros: .init("late_write_max_us", .maximum, .reactor,
+                                        "Worst delay between the timer's firing and the write of a reply.",
+                                        unit: .microseconds)
+        case .lateQueuedMicros: .init("late_queued_us", .counter, .reactor,
+                                      "Sum over requests of the time their bytes waited in the kernel before a reactor read them (receive timestamps; the wait starts at the read).",
+                                      unit: .microseconds)
+        case .lateQueuedMaxMicros: .init("late_queued_max_us", .maximum, .reactor,
+                                         "Worst time a request's bytes waited in the kernel before a reactor read them.",
+                                         unit: .microseconds)
         case .pendingReplies: .init("pending_replies", .gauge, .reactor,
                                     "Replies stored until due: those in flight plus those of closed connections not yet reclaimed.")
         case .pendingBytes: .init("pending_bytes", .gauge, .reactor, "Bytes of reply text those replies hold.",
@@ -166,7 +185,7 @@ public struct ServerStats: Sendable, Equatable {
 final class StatCounters: Sendable {
     /// One atomic per `StatKey` case (`init` checks the count). Inline in the object: `counters.add(.requests)`
     /// compiles to one `add` to memory (checked in the -O disassembly), as the named properties did.
-    typealias Slots = InlineArray<17, Atomic<UInt64>>
+    typealias Slots = InlineArray<23, Atomic<UInt64>>
     private let slots: Slots
     /// Odd while an `update` is in progress; bumped by two per update.
     private let sequence = Atomic<UInt64>(0)
@@ -218,10 +237,26 @@ final class StatCounters: Sendable {
     /// Records a reply queued `lateNanos` after its due time.
     @inline(__always) func recordLateness(_ lateNanos: UInt64) {
         let micros = lateNanos / 1000
+        add(.lateReplies)
+        add(.lateTimerMicros, micros)
         if micros > load(.lateMaxMicros) { store(.lateMaxMicros, micros) }
         if lateNanos < 1_000_000 { return }
         add(.lateOver1ms)
         if lateNanos >= 10_000_000 { add(.lateOver10ms) }
         if lateNanos >= 100_000_000 { add(.lateOver100ms) }
+    }
+
+    /// Records `replies` written `nanos` after the timer fired that made them due.
+    @inline(__always) func recordWriteDelay(_ nanos: UInt64, replies: Int) {
+        let micros = nanos / 1000
+        add(.lateWriteMicros, micros &* UInt64(replies))
+        if micros > load(.lateWriteMaxMicros) { store(.lateWriteMaxMicros, micros) }
+    }
+
+    /// Records a request whose bytes waited `nanos` in the kernel before they were read.
+    @inline(__always) func recordQueued(_ nanos: UInt64) {
+        let micros = nanos / 1000
+        add(.lateQueuedMicros, micros)
+        if micros > load(.lateQueuedMaxMicros) { store(.lateQueuedMaxMicros, micros) }
     }
 }
