@@ -20,6 +20,11 @@ struct Scenario: Sendable {
     /// that of a server with a one-entry map, per entry; the same for its peak (the loader's) and startup time.
     var isMapMemory = false
 
+    /// Serve and connect over TLS (`tls://`, a certificate made in the scratch folder).
+    var tls = false
+    /// Measure full TLS handshakes per second instead of a job (reported in the cmd/s column).
+    var isHandshakes = false
+
     var label: String { variant.isEmpty ? name : "\(name) (\(variant))" }
 }
 
@@ -128,6 +133,32 @@ enum Scenarios {
         bigmap.targets = [Target(metric: .loadSeconds, bound: 3, atMost: true),
                           Target(metric: .mapBytesPerEntry, bound: 40, atMost: true)]
         list.append(bigmap)
+
+        // TLS against plaintext in the same run: zero-wait throughput (the TLS cost per byte shows), the inflight
+        // job (1M x 1 s: the wall time should barely move), and full handshakes per second.
+        for tls in [false, true] {
+            var s = Scenario(name: "tls", variant: "throughput, batch 16, \(tls ? "TLS" : "plain")",
+                             summary: "2,097,152 commands, wait 0, over \(tls ? "TLS" : "plain TCP")", data: throughputData)
+            s.window = 1024
+            s.connections = 2
+            s.measureLateness = false
+            s.tls = tls
+            list.append(s)
+        }
+        for tls in [false, true] {
+            var s = Scenario(name: "tls", variant: "inflight 1M x 1 s, \(tls ? "TLS" : "plain")",
+                             summary: "1,000,000 commands x 1 s all in flight, over \(tls ? "TLS" : "plain TCP")",
+                             data: inflightData)
+            s.window = 65_536
+            s.tls = tls
+            list.append(s)
+        }
+        var handshakes = Scenario(name: "tls", variant: "handshakes/s (in cmd/s)",
+                                  summary: "full TLS handshakes one after another for 5 s (connect, verify, PING, close)",
+                                  data: DataSetSpec())
+        handshakes.tls = true
+        handshakes.isHandshakes = true
+        list.append(handshakes)
         return list
     }
 }
