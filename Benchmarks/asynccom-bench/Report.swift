@@ -41,6 +41,8 @@ struct ScenarioReport: Sendable, Codable {
     /// Map scenarios: the server's resident bytes per entry once loaded, and at the loader's peak.
     var mapBytesPerEntry: Spread?
     var loaderPeakBytesPerEntry: Spread?
+    /// Lateness by part, each figure's median over the runs (`Runner.LatenessParts`).
+    var latenessParts: [String: Spread]?
     var targets: [String: Bool]
 
     init(_ s: Scenario, commands: Int, results: [RunResult]) {
@@ -70,6 +72,16 @@ struct ScenarioReport: Sendable, Codable {
                 latenessP50Millis = Spread(late.map(\.p50))
                 latenessP99Millis = Spread(late.map(\.p99))
                 latenessMaxMillis = Spread(late.map(\.max))
+            }
+            let parts = results.compactMap(\.parts)
+            if parts.count == results.count && !parts.isEmpty {
+                let keys: [(String, KeyPath<Runner.LatenessParts, Double>)] = [
+                    ("queued mean", \.queuedMeanMillis), ("queued max", \.queuedMaxMillis),
+                    ("timer mean", \.timerMeanMillis), ("timer max", \.timerMaxMillis),
+                    ("write mean", \.writeMeanMillis), ("write max", \.writeMaxMillis),
+                    ("client p50", \.clientP50Millis), ("client p99", \.clientP99Millis), ("client max", \.clientMaxMillis),
+                ]
+                latenessParts = Dictionary(uniqueKeysWithValues: keys.map { key in (key.0, Spread(parts.map { $0[keyPath: key.1] })) })
             }
         }
         for t in s.targets {
@@ -130,6 +142,13 @@ enum Report {
         var out = [line(header), "|" + widths.map { String(repeating: "-", count: $0 + 2) }.joined(separator: "|") + "|"]
         out += rows.map(line)
         for r in reports {
+            if let p = r.latenessParts {
+                func m(_ key: String) -> String { number(p[key]?.median ?? .nan) }
+                let name = r.variant.isEmpty ? r.scenario : "\(r.scenario) (\(r.variant))"
+                out.append("\(name): lateness by part, ms: server kernel queue \(m("queued mean")) mean / \(m("queued max")) max; "
+                           + "due -> timer \(m("timer mean")) / \(m("timer max")); timer -> write \(m("write mean")) / \(m("write max")); "
+                           + "in client before handled \(m("client p50")) p50 / \(m("client p99")) p99 / \(m("client max")) max")
+            }
             if let resident = r.mapBytesPerEntry, let peak = r.loaderPeakBytesPerEntry {
                 out.append("\(r.scenario): \(r.commands) entries, server resident \(cell(resident)) B/entry once loaded, "
                            + "loader peak \(cell(peak)) B/entry (minus a one-entry server's), load \(cell(r.wallSeconds)) s")

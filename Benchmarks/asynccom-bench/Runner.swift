@@ -11,18 +11,29 @@ import Logging
 /// as the rest of the reply path; `--per-command-results` measures with it).
 final class LatencyRecorder: @unchecked Sendable {
     let nanos: UnsafeMutableBufferPointer<UInt64>
+    /// Per command: the part of its latency spent in the client after the reply reached this host.
+    let clientNanos: UnsafeMutableBufferPointer<UInt64>
     init(count: Int) {
         nanos = .allocate(capacity: count)
         nanos.initialize(repeating: 0)
+        clientNanos = .allocate(capacity: count)
+        clientNanos.initialize(repeating: 0)
     }
-    deinit { nanos.deallocate() }
+    deinit {
+        nanos.deallocate()
+        clientNanos.deallocate()
+    }
 
     @inline(__always) func record(_ result: CommandResult) {
         store(sequence: result.sequence, latency: result.latencyNanos)
     }
 
     @inline(__always) func record(_ answer: AnsweredRequest) {
-        for i in 0..<answer.count { store(sequence: answer.sequence(at: i), latency: answer.latencyNanos) }
+        for i in 0..<answer.count {
+            let sequence = answer.sequence(at: i)
+            store(sequence: sequence, latency: answer.latencyNanos)
+            clientNanos[sequence] = answer.clientNanos
+        }
     }
 
     @inline(__always) private func store(sequence: Int, latency: UInt64) {
@@ -43,6 +54,7 @@ struct RunResult: Sendable {
     /// Lateness beyond the modelled wait in ms (p50, p99, max); nil when not measured.
     var lateness: (p50: Double, p99: Double, max: Double)?
     var loadSeconds: Double?
+    var parts: Runner.LatenessParts?
     /// Server resident bytes per map entry once loaded, and at the loader's peak (`Scenario.isMapMemory`).
     var mapBytesPerEntry: Double?
     var loaderPeakBytesPerEntry: Double?
@@ -99,11 +111,13 @@ enum Runner {
         logger.logLevel = .error
         let client = AsyncComClient(configuration: configuration, logger: logger)
 
-        // With one fixed wait, lateness is the job summary's latency histogram minus the wait: the client runs
-        // exactly as the CLI runs it (no per-command observer, no per-command state, nothing per command in the
-        // process whose peak RSS is measured). Otherwise latency per command, judged against its own wait after.
+        // Big jobs with one fixed wait: lateness is the job summary's latency histogram minus the wait, and the
+        // client runs exactly as the CLI runs it (no per-command observer or state; the recorder's 16 bytes per
+        // command, 160 MB for 10,000,000, would count in the peak RSS measured). Otherwise latency per command,
+        // judged against its own wait afterwards, with the lateness breakdown.
         var fixedWait: UInt64?
-        if case .fixed(let w) = scenario.data.wait, scenario.measureLateness, !perCommandResults { fixedWait = w }
+        if case .fixed(let w) = scenario.data.wait, scenario.measureLateness, !perCommandResults,
+           expectation.commands > 2_000_000 { fixedWait = w }
         let recorder = scenario.measureLateness && fixedWait == nil ? LatencyRecorder(count: expectation.commands) : nil
         var onResult: ((CommandResult) -> Void)?
         var onAnswer: ((AnsweredRequest) -> Void)?
@@ -122,6 +136,7 @@ enum Runner {
         let summary = try await client.run(source: source, onResult: onResult, onAnswer: onAnswer)
         let serverCPU = server.cpuSeconds - cpuBefore
         let serverRSS = server.peakRSS
+        let stats = try ServerStatsProbe.read(server.endpoint)
         let clientRSS = ProcessMetrics.peakRSS(pid: getpid()) ?? 0
         try server.stop()
 
@@ -137,8 +152,10 @@ enum Runner {
         }
 
         var lateness: (Double, Double, Double)?
+        var parts: Runner.LatenessParts?
         if let recorder {
             lateness = latenessMillis(Array(recorder.nanos), scenario: scenario, waits: waits)
+            parts = LatenessParts(stats: stats, client: Array(recorder.clientNanos))
         } else if let fixedWait {
             // Recorded in whole microseconds (at least 1): 3 significant digits.
             let h = summary.latencyHistogramMicros
@@ -155,7 +172,45 @@ enum Runner {
             serverPeakRSS: serverRSS,
             clientPeakRSS: clientRSS,
             lateness: lateness,
-            loadSeconds: nil)
+            loadSeconds: nil,
+            parts: parts)
+    }
+
+    /// Lateness by where it was spent: the server's parts from its STATS (means over the run and maxima), the
+    /// client's from each reply's receive stamp. Parts not listed (the request's time in the client's send
+    /// queue, the network) are what remains of the lateness.
+    struct LatenessParts: Sendable, Codable {
+        /// Request bytes in the server's kernel before a reactor read them.
+        var queuedMeanMillis: Double
+        var queuedMaxMillis: Double
+        /// Due time -> the server's reply timer firing.
+        var timerMeanMillis: Double
+        var timerMaxMillis: Double
+        /// Timer firing -> the reply's write.
+        var writeMeanMillis: Double
+        var writeMaxMillis: Double
+        /// Reply arrival in the client's kernel -> its handling by the client.
+        var clientP50Millis: Double
+        var clientP99Millis: Double
+        var clientMaxMillis: Double
+
+        init(stats: [String: UInt64], client: [UInt64]) {
+            func ms(_ micros: UInt64?) -> Double { Double(micros ?? 0) / 1000 }
+            func mean(_ sum: String, _ count: String) -> Double { ms(stats[sum]) / Double(max(stats[count] ?? 0, 1)) }
+            queuedMeanMillis = mean("late_queued_us", "requests")
+            queuedMaxMillis = ms(stats["late_queued_max_us"])
+            timerMeanMillis = mean("late_timer_us", "late_replies")
+            timerMaxMillis = ms(stats["late_max_us"])
+            writeMeanMillis = mean("late_write_us", "late_replies")
+            writeMaxMillis = ms(stats["late_write_max_us"])
+            let sorted = client.sorted()
+            func at(_ q: Double) -> Double {
+                sorted.isEmpty ? 0 : Double(sorted[min(sorted.count - 1, Int(Double(sorted.count) * q))]) / 1e6
+            }
+            clientP50Millis = at(0.5)
+            clientP99Millis = at(0.99)
+            clientMaxMillis = sorted.isEmpty ? 0 : Double(sorted[sorted.count - 1]) / 1e6
+        }
     }
 
     /// Lateness = latency - the command's own modelled wait. Exact for batch 1 and for a fixed wait; with mixed

@@ -135,6 +135,9 @@ struct InlineItem: Sendable {
 public struct AnsweredRequest: Sendable {
     /// Nanoseconds from the first send of the request to its answer.
     public let latencyNanos: UInt64
+    /// Of those, the nanoseconds from the reply's arrival in this host's kernel (its receive stamp) to its
+    /// handling here: the time the reply spent in the client before it was read and processed.
+    public let clientNanos: UInt64
     public let server: Endpoint
     let commands: [PendingCommand]
     let results: [ItemResult]

@@ -35,6 +35,8 @@ final class Connection {
     @exclusivity(unchecked) var results: [ItemResult] = []
     /// Requests sent here and not answered, timed out or lost.
     @exclusivity(unchecked) var inFlight = 0
+    /// When the bytes of the latest read reached this host (monotonic ns; see `readReplies`).
+    @exclusivity(unchecked) var arrivedNanos: UInt64 = 0
     @exclusivity(unchecked) var window: Int
     var maxItems = Int.max
     var maxLine = Int.max
@@ -92,6 +94,7 @@ final class Connection {
             return
         }
         Socket.setNoDelay(fd: fd)
+        Socket.enableReceiveTimestamps(fd: fd)
         if engine.sendLowWater > 0, case .tcp = server.endpoint { Socket.setNotSentLowWater(fd: fd, bytes: engine.sendLowWater) }
         state = .handshaking
         ClientProtocol.appendHello(to: output)
@@ -153,7 +156,17 @@ final class Connection {
         for _ in 0..<16 {
             let n: Int?
             do {
-                n = try Socket.read(fd: fd, into: input, chunk: 64 << 10)
+                let got = try Socket.readStamped(fd: fd, into: input, chunk: 64 << 10)
+                n = got?.count
+                // When the newest byte read reached this host (its kernel receive stamp, on the monotonic clock):
+                // a reply's time in the client is measured from there to its handling.
+                let mono = EventLoop.monotonicNanos()
+                if let stamp = got?.stamp, stamp > 0 {
+                    let age = EventLoop.realtimeNanos() &- stamp
+                    arrivedNanos = age > 0 && UInt64(age) < mono ? mono &- UInt64(age) : mono
+                } else {
+                    arrivedNanos = mono
+                }
             } catch {
                 lost(reason: Connection.describe(error))
                 return

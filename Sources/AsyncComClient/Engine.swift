@@ -514,7 +514,8 @@ final class Engine {
             let endpoint = c.server.endpoint
             let results = c.results
             if let onAnswer {
-                onAnswer(AnsweredRequest(latencyNanos: latency, server: endpoint, commands: request.commands, results: results))
+                onAnswer(AnsweredRequest(latencyNanos: latency, clientNanos: now > c.arrivedNanos ? now &- c.arrivedNanos : 0,
+                                         server: endpoint, commands: request.commands, results: results))
             }
             deliverResults(of: request, server: endpoint, latency: latency) { CommandOutcome(results[$0]) }
         }

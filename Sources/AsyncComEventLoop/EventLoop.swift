@@ -52,4 +52,11 @@ public final class EventLoop {
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
     }
+
+    /// CLOCK_REALTIME in nanoseconds: the clock of the kernel's receive stamps (`Socket.readStamped`).
+    public static func realtimeNanos() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) &* 1_000_000_000 &+ Int64(ts.tv_nsec)
+    }
 }

@@ -300,6 +300,30 @@ public enum Socket {
         }
     }
 
+    /// Asks the kernel to stamp the segments this socket receives (SO_TIMESTAMPNS), for `readStamped`.
+    public static func enableReceiveTimestamps(fd: Int32) {
+        var on: Int32 = 1
+        _ = setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &on, socklen_t(MemoryLayout<Int32>.size))
+    }
+
+    /// Like `read`, and also when the newest byte read arrived: the kernel's receive stamp of its segment
+    /// (CLOCK_REALTIME nanoseconds; 0 without `enableReceiveTimestamps`). Nil when it would block.
+    public static func readStamped(fd: Int32, into buffer: ByteBuffer, chunk: Int) throws(SystemError) -> (count: Int, stamp: Int64)? {
+        buffer.reserveWritable(max(chunk, 1))
+        var stamp: Int64 = 0
+        while true {
+            let n = asynccom_recv_stamped(fd, buffer.writePointer, buffer.writableBytes, &stamp)
+            if n >= 0 {
+                buffer.didWrite(n)
+                return (n, stamp)
+            }
+            let e = Glibc.errno
+            if e == EINTR { continue }
+            if e == EAGAIN || e == EWOULDBLOCK { return nil }
+            throw SystemError("recvmsg", errno: e)
+        }
+    }
+
     /// write(2) from the buffer's readable bytes, consuming what was written. Returns bytes written (0 when it
     /// would block); throws on errors such as EPIPE. Sockets are written with MSG_NOSIGNAL, so a closed peer is
     /// an EPIPE error, never a SIGPIPE that kills the process.
@@ -320,6 +344,22 @@ public enum Socket {
             if e == EAGAIN || e == EWOULDBLOCK { return 0 }
             if e == ENOTSOCK && useSend { useSend = false; continue }
             throw SystemError("write", errno: e)
+        }
+    }
+
+    /// What a readable socket holds, without consuming it: `.closed` at EOF or on an error (the peer is gone),
+    /// `.data` when bytes wait to be read, `.nothing` when the readiness was spurious.
+    public enum Peek: Sendable, Equatable { case closed, data, nothing }
+
+    public static func peek(fd: Int32) -> Peek {
+        var byte: UInt8 = 0
+        while true {
+            let n = recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT))
+            if n > 0 { return .data }
+            if n == 0 { return .closed }
+            let e = Glibc.errno
+            if e == EINTR { continue }
+            return e == EAGAIN || e == EWOULDBLOCK ? .nothing : .closed
         }
     }
 

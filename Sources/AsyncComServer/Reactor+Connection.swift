@@ -29,15 +29,20 @@ extension Reactor {
     private func readInput(_ c: Connection) {
         // One arrival time per callback: every request read now is due relative to it.
         let now = EventLoop.monotonicNanos()
+        // How long the bytes of a read waited in the kernel before it (STATS late_queued_us): the segment stamp
+        // of the newest byte read, against the same clock. A lower bound for the older bytes of the same read.
+        let realNow = EventLoop.realtimeNanos()
         var budget = Self.readBudget
         var peerClosed = false
         while budget > 0 && c.isOpen && !c.paused {
             // Read into the shared buffer unless a partial line is waiting (bytes must stay in order).
             let target = c.input.isEmpty ? readBuffer : c.input
             let n: Int
+            let queued: UInt64
             do {
-                guard let got = try Socket.read(fd: c.fd, into: target, chunk: Self.readChunk) else { break }
-                n = got
+                guard let got = try Socket.readStamped(fd: c.fd, into: target, chunk: Self.readChunk) else { break }
+                n = got.count
+                queued = got.stamp > 0 && realNow > got.stamp ? UInt64(realNow - got.stamp) : 0
             } catch {
                 abort(c, error)
                 return
@@ -49,7 +54,7 @@ extension Reactor {
             counters.add(.bytesIn, UInt64(n))
             budget -= n
             c.lastActivity = now
-            processLines(c, in: target, now: now)
+            processLines(c, in: target, now: now, queued: queued)
             if target === readBuffer {
                 if !readBuffer.isEmpty && c.isOpen { c.input.append(readBuffer.readableView) }
                 readBuffer.clear()
@@ -66,7 +71,8 @@ extension Reactor {
     }
 
     /// Answers every complete line in `buffer` until the connection must stop reading.
-    func processLines(_ c: Connection, in buffer: ByteBuffer, now: UInt64) {
+    /// `queued`: how long the bytes waited in the kernel before they were read (0 for lines held back).
+    func processLines(_ c: Connection, in buffer: ByteBuffer, now: UInt64, queued: UInt64 = 0) {
         while c.isOpen && !c.paused {
             switch LineFramer.next(in: buffer.readableView, maxLine: config.maxLine) {
             case .incomplete:
@@ -79,7 +85,7 @@ extension Reactor {
                 buffer.clear()
                 return
             case .line(let line, let consumed):
-                handle(line: line, on: c, now: now)
+                handle(line: line, on: c, now: now, queued: queued)
                 buffer.consume(consumed)
                 if c.inflightCommands > config.maxInflightCommands || c.output.readableBytes > config.outputHighWater {
                     c.paused = true
@@ -88,7 +94,7 @@ extension Reactor {
         }
     }
 
-    private func handle(line: UnsafeRawBufferPointer, on c: Connection, now: UInt64) {
+    private func handle(line: UnsafeRawBufferPointer, on c: Connection, now: UInt64, queued: UInt64) {
         scratch.clear()
         switch ServerProtocol.handle(line: line, map: config.map, maxItems: config.maxItems, reply: scratch) {
         case .empty:
@@ -96,6 +102,7 @@ extension Reactor {
         case .request(_, let waitNanos, let commands, let unknown):
             counters.add(.requests)
             counters.add(.commands, UInt64(commands))
+            counters.recordQueued(queued)
             if unknown > 0 { counters.add(.unknown, UInt64(unknown)) }
             if waitNanos == 0 {
                 c.output.append(scratch)

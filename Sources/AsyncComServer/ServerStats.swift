@@ -9,7 +9,9 @@ public enum StatKey: Int, CaseIterable, Sendable {
     case connections, connectionsTotal, rejected, requests, commands, unknown, errors
     case inflightRequests, inflightCommands, bytesIn, bytesOut
     case lateMaxMicros, lateOver1ms, lateOver10ms, lateOver100ms
+    case lateReplies, lateTimerMicros, lateWriteMicros, lateWriteMaxMicros, lateQueuedMicros, lateQueuedMaxMicros
     case pendingReplies, pendingBytes
+    case httpRequests
 
     /// name (the STATS key), kind, scope, unit, help text. STATS lists the keys in case order.
     public var definition: StatDefinition {
@@ -36,10 +38,30 @@ public enum StatKey: Int, CaseIterable, Sendable {
         case .lateOver10ms: .init("late_over_10ms", .counter, .reactor, "Replies queued more than 10 ms after due.")
         case .lateOver100ms: .init("late_over_100ms", .counter, .reactor,
                                    "Replies queued more than 100 ms after due.")
+        // Lateness by part (sums, so that a reader takes means over an interval from two readings).
+        case .lateReplies: .init("late_replies", .counter, .reactor,
+                                 "Replies sent when due (requests with a wait above 0): what late_timer_us and late_write_us sum over.")
+        case .lateTimerMicros: .init("late_timer_us", .counter, .reactor,
+                                     "Sum over those replies of due time -> the reply timer's firing.",
+                                     unit: .microseconds)
+        case .lateWriteMicros: .init("late_write_us", .counter, .reactor,
+                                     "Sum over those replies of the timer's firing -> the write(2) of the reply.",
+                                     unit: .microseconds)
+        case .lateWriteMaxMicros: .init("late_write_max_us", .maximum, .reactor,
+                                        "Worst delay between the timer's firing and the write of a reply.",
+                                        unit: .microseconds)
+        case .lateQueuedMicros: .init("late_queued_us", .counter, .reactor,
+                                      "Sum over requests of the time their bytes waited in the kernel before a reactor read them (receive timestamps; the wait starts at the read).",
+                                      unit: .microseconds)
+        case .lateQueuedMaxMicros: .init("late_queued_max_us", .maximum, .reactor,
+                                         "Worst time a request's bytes waited in the kernel before a reactor read them.",
+                                         unit: .microseconds)
         case .pendingReplies: .init("pending_replies", .gauge, .reactor,
                                     "Replies stored until due: those in flight plus those of closed connections not yet reclaimed.")
         case .pendingBytes: .init("pending_bytes", .gauge, .reactor, "Bytes of reply text those replies hold.",
                                   unit: .bytes)
+        case .httpRequests: .init("http_requests", .counter, .reactor,
+                                  "HTTP requests received (every path; POST /v1/commands also counts in requests).")
         }
     }
 }
@@ -92,8 +114,15 @@ public struct StatDefinition: Sendable, Equatable {
 /// `StatKey`.
 public struct ReactorStats: Sendable, Equatable {
     public private(set) var values: [UInt64]
+    /// Replies per lateness bucket (`LatenessHistogram.boundsNanos`, then one for longer): not cumulative.
+    public var latenessBuckets: [UInt64]
+    /// Total lateness of those replies, in nanoseconds.
+    public var latenessSumNanos: UInt64 = 0
 
-    public init() { values = Array(repeating: 0, count: StatKey.allCases.count) }
+    public init() {
+        values = Array(repeating: 0, count: StatKey.allCases.count)
+        latenessBuckets = Array(repeating: 0, count: LatenessHistogram.bucketCount)
+    }
 
     public subscript(key: StatKey) -> UInt64 {
         get { values[key.rawValue] }
@@ -111,6 +140,8 @@ public struct ReactorStats: Sendable, Equatable {
         for key in StatKey.allCases {
             s[key] = key.definition.kind == .maximum ? max(a[key], b[key]) : a[key] &+ b[key]
         }
+        for k in s.latenessBuckets.indices { s.latenessBuckets[k] = a.latenessBuckets[k] &+ b.latenessBuckets[k] }
+        s.latenessSumNanos = a.latenessSumNanos &+ b.latenessSumNanos
         return s
     }
 }
@@ -156,7 +187,7 @@ public struct ServerStats: Sendable, Equatable {
 final class StatCounters: Sendable {
     /// One atomic per `StatKey` case (`init` checks the count). Inline in the object: `counters.add(.requests)`
     /// compiles to one `add` to memory (checked in the -O disassembly), as the named properties did.
-    typealias Slots = InlineArray<17, Atomic<UInt64>>
+    typealias Slots = InlineArray<24, Atomic<UInt64>>
     private let slots: Slots
 
     init() {
@@ -183,16 +214,64 @@ final class StatCounters: Sendable {
     var snapshot: ReactorStats {
         var s = ReactorStats()
         for key in StatKey.allCases { s[key] = load(key) }
+        for k in 0..<LatenessHistogram.bucketCount { s.latenessBuckets[k] = lateness.buckets[k].load(ordering: .relaxed) }
+        s.latenessSumNanos = lateness.sumNanos.load(ordering: .relaxed)
         return s
     }
 
+    /// Reply lateness for `/metrics` (single writer, like the counters).
+    let lateness = LatenessHistogram()
+
     /// Records a reply queued `lateNanos` after its due time.
     @inline(__always) func recordLateness(_ lateNanos: UInt64) {
+        lateness.record(lateNanos)
         let micros = lateNanos / 1000
+        add(.lateReplies)
+        add(.lateTimerMicros, micros)
         if micros > load(.lateMaxMicros) { store(.lateMaxMicros, micros) }
         if lateNanos < 1_000_000 { return }
         add(.lateOver1ms)
         if lateNanos >= 10_000_000 { add(.lateOver10ms) }
         if lateNanos >= 100_000_000 { add(.lateOver100ms) }
+    }
+
+    /// Records `replies` written `nanos` after the timer fired that made them due.
+    @inline(__always) func recordWriteDelay(_ nanos: UInt64, replies: Int) {
+        let micros = nanos / 1000
+        add(.lateWriteMicros, micros &* UInt64(replies))
+        if micros > load(.lateWriteMaxMicros) { store(.lateWriteMaxMicros, micros) }
+    }
+
+    /// Records a request whose bytes waited `nanos` in the kernel before they were read.
+    @inline(__always) func recordQueued(_ nanos: UInt64) {
+        let micros = nanos / 1000
+        add(.lateQueuedMicros, micros)
+        if micros > load(.lateQueuedMaxMicros) { store(.lateQueuedMaxMicros, micros) }
+    }
+}
+
+/// A histogram of reply lateness with Prometheus-style bounds, written by one reactor thread, read by any.
+/// A record is a few compares (most replies fall in the first buckets) and two single-writer stores.
+final class LatenessHistogram: Sendable {
+    /// Upper bounds in nanoseconds: 0.1 ms ... 2.5 s; one more bucket holds everything later.
+    static let boundsNanos: [UInt64] = [
+        100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000, 10_000_000, 25_000_000, 50_000_000,
+        100_000_000, 250_000_000, 500_000_000, 1_000_000_000, 2_500_000_000,
+    ]
+    static let bucketCount = 15
+    typealias Buckets = InlineArray<15, Atomic<UInt64>>
+    let buckets: Buckets
+    let sumNanos = Atomic<UInt64>(0)
+
+    init() {
+        precondition(Self.boundsNanos.count + 1 == Self.bucketCount, "LatenessHistogram bounds and buckets out of step")
+        buckets = Buckets { _ in Atomic(0) }
+    }
+
+    @inline(__always) func record(_ nanos: UInt64) {
+        var k = 0
+        while k < Self.bucketCount - 1 && nanos > Self.boundsNanos[k] { k += 1 }
+        buckets[k].store(buckets[k].load(ordering: .relaxed) &+ 1, ordering: .relaxed)
+        sumNanos.store(sumNanos.load(ordering: .relaxed) &+ nanos, ordering: .relaxed)
     }
 }

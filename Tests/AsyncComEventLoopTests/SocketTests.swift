@@ -123,6 +123,21 @@ private final class EchoExchange {
     }
 }
 
+/// A connected loopback TCP pair: (client, the server's accepted end).
+private func connectedPair() throws -> (Int32, Int32) {
+    let listenFD = try Socket.listen(.tcp(host: "127.0.0.1", port: 0), reusePort: false)
+    defer { Socket.close(fd: listenFD) }
+    let client = try Socket.connect(try Socket.localEndpoint(fd: listenFD))
+    var server: Int32?
+    let deadline = EventLoop.monotonicNanos() + 10_000_000_000
+    while server == nil && EventLoop.monotonicNanos() < deadline { server = try Socket.accept(fd: listenFD) }
+    guard let server else {
+        Socket.close(fd: client)
+        throw SystemError("accept", errno: ETIMEDOUT)
+    }
+    return (client, server)
+}
+
 @Suite("Socket") struct SocketTests {
     @Test func notSentLowWaterIsSetAndReadBack() throws {
         let fd = try Socket.listen(.tcp(host: "127.0.0.1", port: 0), reusePort: false)
@@ -139,6 +154,53 @@ private final class EchoExchange {
         Socket.setReceiveBuffer(fd: fd, bytes: wanted)
         // Linux doubles the value for its bookkeeping.
         #expect(Socket.receiveBuffer(fd: fd) == 2 * wanted)
+    }
+
+    @Test("readStamped tells when the bytes reached the socket, not when they were read")
+    func receiveTimestamps() throws {
+        let (client, fd) = try connectedPair()
+        defer { Socket.close(fd: client); Socket.close(fd: fd) }
+        Socket.enableReceiveTimestamps(fd: fd)
+        // The kernel turns stamping on asynchronously (a static key flipped by a work item): until it is on,
+        // segments arrive unstamped. Exchange single bytes until one is stamped.
+        let out = ByteBuffer()
+        let warmup = ByteBuffer()
+        var stamped = false
+        let warmDeadline = EventLoop.monotonicNanos() + 10_000_000_000
+        while !stamped && EventLoop.monotonicNanos() < warmDeadline {
+            out.append("w")
+            while !out.isEmpty { _ = try Socket.write(fd: client, from: out) }
+            var got: (count: Int, stamp: Int64)?
+            while got == nil && EventLoop.monotonicNanos() < warmDeadline { got = try Socket.readStamped(fd: fd, into: warmup, chunk: 64) }
+            stamped = (got?.stamp ?? 0) != 0
+        }
+        #expect(stamped, "no receive stamp within 10 s")
+        out.append("PING\n")
+        let sent = EventLoop.realtimeNanos()
+        while !out.isEmpty { _ = try Socket.write(fd: client, from: out) }
+        // The bytes wait in the kernel while this thread sleeps: that wait is what the stamp must show.
+        usleep(20_000)
+        let input = ByteBuffer()
+        var got: (count: Int, stamp: Int64)?
+        let readDeadline = EventLoop.monotonicNanos() + 10_000_000_000
+        while got == nil && EventLoop.monotonicNanos() < readDeadline { got = try Socket.readStamped(fd: fd, into: input, chunk: 64) }
+        let read = EventLoop.realtimeNanos()
+        let result = try #require(got)
+        #expect(result.count == 5 && input.readableString == "PING\n")
+        #expect(result.stamp >= sent - 1_000_000, "stamped before it was sent")
+        #expect(read - result.stamp >= 20_000_000, "the 20 ms in the kernel do not show: \(read - result.stamp) ns")
+    }
+
+    @Test func readStampedWithoutTimestampsGivesNoStamp() throws {
+        let (client, fd) = try connectedPair()
+        defer { Socket.close(fd: client); Socket.close(fd: fd) }
+        let deadline = EventLoop.monotonicNanos() + 10_000_000_000
+        let out = ByteBuffer()
+        out.append("x")
+        while !out.isEmpty { _ = try Socket.write(fd: client, from: out) }
+        var got: (count: Int, stamp: Int64)?
+        while got == nil && EventLoop.monotonicNanos() < deadline { got = try Socket.readStamped(fd: fd, into: ByteBuffer(), chunk: 64) }
+        #expect(got?.count == 1 && got?.stamp == 0)
     }
 
     @Test func listenOnPortZeroReadsBackThePort() throws {

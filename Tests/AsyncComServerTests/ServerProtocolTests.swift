@@ -181,6 +181,11 @@ struct ServerReplyTests {
             #expect(s["bytes_in"] == UInt64(sentBeforeStats + "STATS\n".utf8.count))
             #expect(s["bytes_out"] == UInt64(received))
             #expect(s["reactors"] == 2)
+            // Lateness by part: one reply was sent by the timer (REQ 2's wait of 0.3 s); the sums are over it.
+            #expect(s["late_replies"] == 1)
+            #expect(s["late_timer_us"].map { $0 <= s["late_max_us"]! } == true)
+            #expect(s["late_write_us"].map { $0 <= s["late_write_max_us"]! } == true)
+            #expect(s["late_queued_us"].map { $0 >= s["late_queued_max_us"]! } == true)
             // Per-reactor values sum to the totals.
             for key in ["connections", "requests", "commands", "unknown", "errors", "bytes_in", "bytes_out"] {
                 #expect((s["r0.\(key)"] ?? 0) + (s["r1.\(key)"] ?? 0) == s[key], "\(key)")

@@ -69,5 +69,18 @@ import Testing
         let s = c.snapshot
         #expect(s[.lateMaxMicros] == 150_000)
         #expect(s[.lateOver1ms] == 3 && s[.lateOver10ms] == 2 && s[.lateOver100ms] == 1)
+        #expect(s[.lateReplies] == 5 && s[.lateTimerMicros] == 500 + 1_000 + 20_000 + 150_000 + 2)
+    }
+
+    @Test("lateness by part: sums for means, and the worst of each")
+    func latenessParts() {
+        let c = StatCounters()
+        c.recordWriteDelay(300_000, replies: 4)
+        c.recordWriteDelay(1_000_000, replies: 1)
+        c.recordQueued(2_500_000)
+        c.recordQueued(500_000)
+        let s = c.snapshot
+        #expect(s[.lateWriteMicros] == 4 * 300 + 1_000 && s[.lateWriteMaxMicros] == 1_000)
+        #expect(s[.lateQueuedMicros] == 3_000 && s[.lateQueuedMaxMicros] == 2_500)
     }
 }
