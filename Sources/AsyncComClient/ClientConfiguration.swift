@@ -37,6 +37,11 @@ public struct ClientConfiguration: Sendable, Equatable {
     /// kernel cannot send yet (the server reads slower than this client writes) would count as lateness. A small
     /// limit keeps them in the engine's queue, unstamped, instead. Bytes already sent are not limited by it.
     public var sendLowWater: Int
+    /// Sent as `HELLO 1 token=<token>` to servers that require one (`--auth-token-file`); nil sends `HELLO 1`.
+    public var token: String? = nil
+    /// CA certificates (PEM) that `tls://` servers' certificates must chain to; nil: the system's trust store.
+    /// The certificate must also name the server's host (or IP address) as given in its endpoint.
+    public var tlsCAFile: String? = nil
 
     public init(
         servers: [Endpoint] = [.default],
@@ -92,6 +97,15 @@ public struct ClientConfiguration: Sendable, Equatable {
         func bad(_ message: String) -> ClientError { .invalidConfiguration(message) }
         if servers.isEmpty { throw bad("at least one server is required") }
         if servers.count > Self.maxServers { throw bad("at most \(Self.maxServers) servers") }
+        if let token, token.isEmpty || token.count > AuthTokens.maxTokenLength
+            || token.utf8.contains(where: { $0 <= 0x20 || $0 >= 0x7F }) {
+            throw bad("the token must be 1-\(AuthTokens.maxTokenLength) printable ASCII characters without blanks")
+        }
+        do {
+            _ = try ClientTransport.context(for: self)
+        } catch {
+            throw bad("TLS: \(error)")
+        }
         if batch < 1 || batch > Self.maxBatch { throw bad("batch must be 1...\(Self.maxBatch), got \(batch)") }
         if let window, window < 1 || window > Self.maxWindow { throw bad("window must be 1...\(Self.maxWindow), got \(window)") }
         if let connectionsPerServer, connectionsPerServer < 1 || connectionsPerServer > Self.maxConnectionsPerServer {
