@@ -2,7 +2,7 @@
 import PackageDescription
 
 // Module map (what may depend on what):
-//   CLibevent          system library: Debian's libevent-dev (event_core + event_pthreads)
+//   CLibevent          system library: Debian's libevent-dev (event_core + event_pthreads + event_extra for evhttp)
 //   AsyncComCore       pure Swift: wire protocol, device map, commands file, endpoints. No I/O, no libevent.
 //   AsyncComEventLoop  thin Swift layer over libevent: event base, fd events, timers, notifier, sockets.
 //   AsyncComServer     the reactor server (Core + EventLoop).
@@ -27,7 +27,7 @@ let package = Package(
     targets: [
         .systemLibrary(
             name: "CLibevent",
-            pkgConfig: "libevent_core",
+            pkgConfig: "libevent_extra",
             providers: [.apt(["libevent-dev"])]
         ),
         .target(name: "AsyncComCore"),

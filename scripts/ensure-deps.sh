@@ -18,3 +18,30 @@ if ! pkg-config --exists libevent_core 2>/dev/null; then
     exit 1
   fi
 fi
+
+# What scripts/http-check.sh needs beyond the build: curl, promtool and a Prometheus server (Debian's
+# `prometheus`), and a Python venv (python3-venv) with requests and schemathesis from PyPI, kept in
+# .build/http-check-venv. Installs what is missing when we can (root), otherwise says what to run.
+ensure_http_check_deps() {
+  local missing=()
+  command -v curl >/dev/null 2>&1 || missing+=(curl)
+  command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+  python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+  if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then
+      echo "asynccom: installing ${missing[*]} (Debian/Ubuntu packages) ..." >&2
+      export DEBIAN_FRONTEND=noninteractive
+      apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    else
+      echo "asynccom: missing ${missing[*]}. Install with: sudo apt-get install -y ${missing[*]}" >&2
+      exit 1
+    fi
+  fi
+  local venv=.build/http-check-venv
+  if ! "$venv/bin/python" -c 'import requests, schemathesis' >/dev/null 2>&1; then
+    echo "asynccom: setting up $venv (requests, schemathesis from PyPI) ..." >&2
+    mkdir -p .build
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check "requests>=2.31" "schemathesis>=4.0,<5"
+  fi
+}

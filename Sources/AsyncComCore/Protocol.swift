@@ -10,6 +10,9 @@ public enum ProtocolErrorCode: String, Sendable, CaseIterable {
     case lineTooLong = "LINE_TOO_LONG"
     case busy = "BUSY"
     case idleTimeout = "IDLE_TIMEOUT"
+    /// HTTP only (docs/openapi.yaml): no such path, or not with this method.
+    case notFound = "NOT_FOUND"
+    case methodNotAllowed = "METHOD_NOT_ALLOWED"
 }
 
 /// What the server advertises in its HELLO reply.

@@ -347,6 +347,22 @@ public enum Socket {
         }
     }
 
+    /// What a readable socket holds, without consuming it: `.closed` at EOF or on an error (the peer is gone),
+    /// `.data` when bytes wait to be read, `.nothing` when the readiness was spurious.
+    public enum Peek: Sendable, Equatable { case closed, data, nothing }
+
+    public static func peek(fd: Int32) -> Peek {
+        var byte: UInt8 = 0
+        while true {
+            let n = recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT))
+            if n > 0 { return .data }
+            if n == 0 { return .closed }
+            let e = Glibc.errno
+            if e == EINTR { continue }
+            return e == EAGAIN || e == EWOULDBLOCK ? .nothing : .closed
+        }
+    }
+
     /// close(2); not retried on EINTR (on Linux the fd is gone either way).
     public static func close(fd: Int32) {
         _ = Glibc.close(fd)

@@ -56,11 +56,21 @@ final class Connection {
     var isLingering: Bool { if case .lingering = state { return true } else { return false } }
 }
 
-/// The reactor's connections by slot. A slot's generation changes whenever its connection closes, so a
-/// `(slot, generation)` pair held by a pending reply detects a closed or replaced connection with two array
-/// reads, no dictionary and no reference counting on the hot path.
-struct ConnectionTable {
-    private(set) var slots: [Connection?] = []
+/// Something kept in a `SlotTable`: it knows its own slot.
+protocol Slotted: AnyObject {
+    var slot: UInt32 { get }
+}
+
+extension Connection: Slotted {}
+
+/// The reactor's connections by slot.
+typealias ConnectionTable = SlotTable<Connection>
+
+/// Objects by slot. A slot's generation changes whenever its object leaves, so a `(slot, generation)` pair held
+/// by a pending reply detects a closed or replaced connection with two array reads, no dictionary and no
+/// reference counting on the hot path.
+struct SlotTable<Element: Slotted> {
+    private(set) var slots: [Element?] = []
     private var generations: [UInt32] = []
     private var free: [UInt32] = []
     private(set) var count = 0
@@ -75,27 +85,27 @@ struct ConnectionTable {
         return (slot, 0)
     }
 
-    mutating func install(_ connection: Connection) {
-        slots[Int(connection.slot)] = connection
+    mutating func install(_ element: Element) {
+        slots[Int(element.slot)] = element
     }
 
-    /// The live connection at `slot` if it is still generation `generation`.
-    @inline(__always) func get(_ slot: UInt32, _ generation: UInt32) -> Connection? {
+    /// The live element at `slot` if it is still generation `generation`.
+    @inline(__always) func get(_ slot: UInt32, _ generation: UInt32) -> Element? {
         let i = Int(slot)
         guard i < slots.count, generations[i] == generation else { return nil }
         return slots[i]
     }
 
     /// Frees the slot and invalidates every `(slot, generation)` reference to it.
-    mutating func release(_ connection: Connection) {
-        let i = Int(connection.slot)
-        precondition(slots[i] === connection, "connection table out of step")
+    mutating func release(_ element: Element) {
+        let i = Int(element.slot)
+        precondition(slots[i] === element, "slot table out of step")
         slots[i] = nil
         generations[i] &+= 1
-        free.append(connection.slot)
+        free.append(element.slot)
         count -= 1
     }
 
-    /// The live connections (a copy: the caller may close connections while iterating).
-    var all: [Connection] { slots.compactMap { $0 } }
+    /// The live elements (a copy: the caller may release elements while iterating).
+    var all: [Element] { slots.compactMap { $0 } }
 }

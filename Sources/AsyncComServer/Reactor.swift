@@ -31,7 +31,11 @@ final class Reactor {
     var logger: Logger
 
     private var listenerSockets: [ListenerSocket]
-    private var loop: EventLoop!
+    /// HTTP listening sockets, handed to the reactor's evhttp in `run` (`--http-listen`).
+    private var httpSockets: [ListenerSocket]
+    /// The HTTP side, when the server has HTTP endpoints.
+    var http: HTTPState?
+    private(set) var loop: EventLoop!
     private var listenerWatchers: [IOWatcher] = []
     private var replyTimer: Timer!
     /// The deadline `replyTimer` is armed for; 0 when it is not armed.
@@ -54,8 +58,8 @@ final class Reactor {
     let scratch = ByteBuffer(capacity: 4096)
     /// Connections that got replies in the current timer callback, flushed once each at its end.
     var flushQueue: [Connection] = []
-    /// Closed connections kept alive until the callback that closed them has returned.
-    var retired: [Connection] = []
+    /// Closed connections (and watchers) kept alive until the callback that closed them has returned.
+    var retired: [AnyObject] = []
     var stopping = false
     let idleNanos: UInt64
     let helloInfo: HelloInfo
@@ -66,7 +70,8 @@ final class Reactor {
         self.shared = shared
         self.config = shared.configuration
         self.counters = shared.counters[index]
-        self.listenerSockets = listeners
+        self.listenerSockets = listeners.filter { !$0.isHTTP }
+        self.httpSockets = listeners.filter(\.isHTTP)
         var logger = logger
         logger[metadataKey: "reactor"] = "\(index)"
         self.logger = logger
@@ -91,8 +96,10 @@ final class Reactor {
         do {
             loop = try EventLoop()
             notifier = try Notifier(loop: loop) { [unowned self] in self.beginStopping() }
+            try startHTTP(sockets: httpSockets)
+            httpSockets = []
         } catch {
-            for l in listenerSockets { Socket.close(fd: l.fd) }
+            for l in listenerSockets + httpSockets { Socket.close(fd: l.fd) }
             shared.reactorFailed(.reactor(index: index, reason: error.description))
             return
         }
@@ -121,6 +128,8 @@ final class Reactor {
         sweepTimer.cancel()
         acceptTimer.cancel()
         closeListeners()
+        http?.listener.close()  // connections that never sent a request, if any
+        http = nil
         retired.removeAll()
         flushQueue.removeAll()
         logger.debug("reactor stopped")
@@ -231,6 +240,11 @@ final class Reactor {
         let now = EventLoop.monotonicNanos()
         lastReplyFire = now
         pending.popDue(now: now) { ref, deadline, line in
+            if ref.slot & PendingRef.httpFlag != 0 {
+                guard deliverHTTP(ref, body: line) else { return false }
+                counters.recordLateness(now &- deadline)
+                return true
+            }
             // A closed connection's replies are stale: its slot's generation has moved on.
             guard let c = table.get(ref.slot, ref.generation) else { return false }
             c.output.append(line)
@@ -264,7 +278,11 @@ final class Reactor {
     func reclaimStaleReplies() {
         guard pending.shouldReclaim else { return }
         let before = pending.count
-        pending.reclaim { ref in table.get(ref.slot, ref.generation) != nil }
+        pending.reclaim { ref in
+            ref.slot & PendingRef.httpFlag != 0
+                ? http?.table.get(ref.slot & ~PendingRef.httpFlag, ref.generation)?.pending != nil
+                : table.get(ref.slot, ref.generation) != nil
+        }
         logger.debug("reclaimed stale replies", metadata: ["replies": "\(before - pending.count)", "kept": "\(pending.count)"])
         publishPending()
     }
@@ -334,6 +352,7 @@ final class Reactor {
         logger.debug("reactor draining", metadata: ["connections": "\(table.count)", "pending": "\(pending.count)"])
         acceptTimer.cancel()
         closeListeners()
+        stopHTTP()
         // Lingering connections must close within their 2 s; sweep more often while draining.
         sweepNanos = min(sweepNanos, 100_000_000)
         sweepTimer.schedule(afterNanos: sweepNanos)
@@ -345,7 +364,7 @@ final class Reactor {
     }
 
     func stopIfDrained() {
-        guard stopping, table.count == 0 else { return }
+        guard stopping, table.count == 0, (http?.table.count ?? 0) == 0 else { return }
         replyTimer.cancel()
         sweepTimer.cancel()
         loop.stop()

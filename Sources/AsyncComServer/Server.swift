@@ -23,6 +23,7 @@ public final class Server: Sendable {
     private struct Lifecycle {
         var started = false
         var threads: [pthread_t] = []
+        var httpEndpoints: [Endpoint] = []
     }
 
     public init(configuration: ServerConfiguration, logger: Logger) {
@@ -48,9 +49,12 @@ public final class Server: Sendable {
         if alreadyStarted { throw .alreadyStarted }
         shared.control.withLock { $0.onStopped = onStopped }
 
-        let (perReactor, bound) = try bindListeners()
+        let (perReactor, bound, httpBound) = try bindListeners()
         let threads = try startThreads(listeners: perReactor)
-        lifecycle.withLock { $0.threads = threads }
+        lifecycle.withLock {
+            $0.threads = threads
+            $0.httpEndpoints = httpBound
+        }
         for _ in threads { shared.started.wait() }
         if let failure = shared.control.withLock({ $0.startErrors.first }) {
             beginShutdown()
@@ -79,12 +83,17 @@ public final class Server: Sendable {
     /// Counters per reactor and in total, readable from any thread while the server runs.
     public func stats() -> ServerStats { shared.stats }
 
+    /// The HTTP endpoints as bound (real ports for port 0), in the order of `configuration.httpEndpoints`;
+    /// empty before `start`.
+    public var httpEndpoints: [Endpoint] { lifecycle.withLock { $0.httpEndpoints } }
+
     // MARK: - Listeners
 
-    private func bindListeners() throws(ServerError) -> ([[ListenerSocket]], [Endpoint]) {
+    private func bindListeners() throws(ServerError) -> ([[ListenerSocket]], [Endpoint], [Endpoint]) {
         let n = configuration.reactors
         var perReactor = [[ListenerSocket]](repeating: [], count: n)
         var bound: [Endpoint] = []
+        var httpBound: [Endpoint] = []
         func listen(_ endpoint: Endpoint, reusePort: Bool) throws(ServerError) -> Int32 {
             do {
                 return try Socket.listen(endpoint, reusePort: reusePort)
@@ -92,38 +101,46 @@ public final class Server: Sendable {
                 throw .listen(endpoint: endpoint.description, reason: error.description)
             }
         }
+        /// One SO_REUSEPORT listener per reactor on `endpoint`; returns the address bound.
+        func listenEverywhere(_ endpoint: Endpoint, host: String, port: UInt16, http: Bool) throws(ServerError) -> Endpoint {
+            if port != 0 {
+                // SO_REUSEPORT would let us silently share a port with another server of the same
+                // user: bind once without it to make sure the port is really free.
+                Socket.close(fd: try listen(endpoint, reusePort: false))
+            }
+            let first = try listen(endpoint, reusePort: true)
+            perReactor[0].append(ListenerSocket(fd: first, endpoint: endpoint, isHTTP: http))
+            let actual: Endpoint
+            do {
+                actual = try Socket.localEndpoint(fd: first)
+            } catch {
+                throw .listen(endpoint: endpoint.description, reason: error.description)
+            }
+            // Port 0: the other reactors join the port the kernel picked for the first.
+            let shared: Endpoint
+            if case .tcp(_, let actualPort) = actual, port == 0 {
+                shared = .tcp(host: host, port: actualPort)
+            } else {
+                shared = endpoint
+            }
+            for k in 1..<n {
+                perReactor[k].append(ListenerSocket(fd: try listen(shared, reusePort: true), endpoint: shared, isHTTP: http))
+            }
+            return actual
+        }
         do throws(ServerError) {
             for endpoint in configuration.endpoints {
                 switch endpoint {
                 case .tcp(let host, let port):
-                    if port != 0 {
-                        // SO_REUSEPORT would let us silently share a port with another server of the same
-                        // user: bind once without it to make sure the port is really free.
-                        Socket.close(fd: try listen(endpoint, reusePort: false))
-                    }
-                    let first = try listen(endpoint, reusePort: true)
-                    perReactor[0].append(ListenerSocket(fd: first, endpoint: endpoint))
-                    let actual: Endpoint
-                    do {
-                        actual = try Socket.localEndpoint(fd: first)
-                    } catch {
-                        throw .listen(endpoint: endpoint.description, reason: error.description)
-                    }
-                    // Port 0: the other reactors join the port the kernel picked for the first.
-                    let shared: Endpoint
-                    if case .tcp(_, let actualPort) = actual, port == 0 {
-                        shared = .tcp(host: host, port: actualPort)
-                    } else {
-                        shared = endpoint
-                    }
-                    for k in 1..<n {
-                        perReactor[k].append(ListenerSocket(fd: try listen(shared, reusePort: true), endpoint: shared))
-                    }
-                    bound.append(actual)
+                    bound.append(try listenEverywhere(endpoint, host: host, port: port, http: false))
                 case .unix:
                     perReactor[0].append(ListenerSocket(fd: try listen(endpoint, reusePort: false), endpoint: endpoint))
                     bound.append(endpoint)
                 }
+            }
+            for endpoint in configuration.httpEndpoints {
+                guard case .tcp(let host, let port) = endpoint else { continue }  // validate() refuses others
+                httpBound.append(try listenEverywhere(endpoint, host: host, port: port, http: true))
             }
         } catch {
             for list in perReactor {
@@ -134,7 +151,7 @@ public final class Server: Sendable {
             }
             throw error
         }
-        return (perReactor, bound)
+        return (perReactor, bound, httpBound)
     }
 
     // MARK: - Threads

@@ -36,6 +36,13 @@ public struct ServerConfiguration: Sendable {
     public var replyCoalescing: Double
     /// Advertised in HELLO as `server=asynccom/<serverVersion>`.
     public var serverVersion: String
+    /// Where to serve the HTTP API (`POST /v1/commands`, `/metrics`, `/healthz`, `/readyz`): TCP endpoints,
+    /// each with one SO_REUSEPORT listener per reactor. Empty (the default): no HTTP.
+    public var httpEndpoints: [Endpoint] = []
+    /// Largest HTTP request body in bytes (a longer one gets 413 and the connection closes).
+    public var httpMaxBody: Int = ServerConfiguration.defaultHTTPMaxBody
+    /// Largest HTTP request line plus headers in bytes (longer: 400 and the connection closes).
+    public var httpMaxHeaders: Int = ServerConfiguration.defaultHTTPMaxHeaders
 
     public static let defaultMaxConnections = 4096
     public static let defaultMaxInflightCommands = 1_048_576
@@ -46,6 +53,9 @@ public struct ServerConfiguration: Sendable {
     public static let defaultReplyCoalescing: Double = 0.000_5
     public static let defaultReceiveBuffer = 64 << 10
     public static let defaultServerVersion = "1.0.0"
+    /// 1 MiB: 1,024 items of the longest form (an IPv6 device and a 64-byte command) fit 8 times over.
+    public static let defaultHTTPMaxBody = 1 << 20
+    public static let defaultHTTPMaxHeaders = 8 << 10
 
     /// The number of processors online, at least 1.
     public static var defaultReactors: Int {
@@ -101,6 +111,15 @@ public struct ServerConfiguration: Sendable {
         try check(receiveBuffer == 0 || (receiveBuffer >= 4096 && receiveBuffer <= 1 << 30),
                   "receive buffer must be 0 (kernel autotuning) or 4096...\(1 << 30) bytes (got \(receiveBuffer))")
         try check(outputHighWater >= 1024, "output high water must be at least 1024 bytes (got \(outputHighWater))")
+        for endpoint in httpEndpoints {
+            guard case .tcp = endpoint else {
+                throw .invalidConfiguration("HTTP endpoints must be tcp://HOST:PORT (got \(endpoint))")
+            }
+        }
+        try check(httpMaxBody >= 64 && httpMaxBody <= 1 << 30,
+                  "HTTP max body must be 64...\(1 << 30) bytes (got \(httpMaxBody))")
+        try check(httpMaxHeaders >= 256 && httpMaxHeaders <= 1 << 20,
+                  "HTTP max headers must be 256...\(1 << 20) bytes (got \(httpMaxHeaders))")
     }
 }
 

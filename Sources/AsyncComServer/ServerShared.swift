@@ -7,6 +7,8 @@ import Synchronization
 struct ListenerSocket: Sendable {
     let fd: Int32
     let endpoint: Endpoint
+    /// Served by the reactor's evhttp (`--http-listen`) rather than protocol v1.
+    var isHTTP = false
     var isTCP: Bool { if case .tcp = endpoint { return true } else { return false } }
 }
 
@@ -28,6 +30,8 @@ final class ServerShared: Sendable {
     /// Open connections over all reactors (the only counter with several writers).
     let openConnections = Atomic<Int>(0)
     let control: Locked<Control>
+    /// When the server was created (CLOCK_MONOTONIC), for `asynccom_uptime_seconds`.
+    let startNanos = EventLoop.monotonicNanos()
     /// Signalled once by each reactor when it is running or has failed to start.
     let started = DispatchSemaphore(value: 0)
 

@@ -11,6 +11,7 @@ public enum StatKey: Int, CaseIterable, Sendable {
     case lateMaxMicros, lateOver1ms, lateOver10ms, lateOver100ms
     case lateReplies, lateTimerMicros, lateWriteMicros, lateWriteMaxMicros, lateQueuedMicros, lateQueuedMaxMicros
     case pendingReplies, pendingBytes
+    case httpRequests
 
     /// name (the STATS key), kind, scope, unit, help text. STATS lists the keys in case order.
     public var definition: StatDefinition {
@@ -59,6 +60,8 @@ public enum StatKey: Int, CaseIterable, Sendable {
                                     "Replies stored until due: those in flight plus those of closed connections not yet reclaimed.")
         case .pendingBytes: .init("pending_bytes", .gauge, .reactor, "Bytes of reply text those replies hold.",
                                   unit: .bytes)
+        case .httpRequests: .init("http_requests", .counter, .reactor,
+                                  "HTTP requests received (every path; POST /v1/commands also counts in requests).")
         }
     }
 }
@@ -111,8 +114,15 @@ public struct StatDefinition: Sendable, Equatable {
 /// `StatKey`.
 public struct ReactorStats: Sendable, Equatable {
     public private(set) var values: [UInt64]
+    /// Replies per lateness bucket (`LatenessHistogram.boundsNanos`, then one for longer): not cumulative.
+    public var latenessBuckets: [UInt64]
+    /// Total lateness of those replies, in nanoseconds.
+    public var latenessSumNanos: UInt64 = 0
 
-    public init() { values = Array(repeating: 0, count: StatKey.allCases.count) }
+    public init() {
+        values = Array(repeating: 0, count: StatKey.allCases.count)
+        latenessBuckets = Array(repeating: 0, count: LatenessHistogram.bucketCount)
+    }
 
     public subscript(key: StatKey) -> UInt64 {
         get { values[key.rawValue] }
@@ -130,6 +140,8 @@ public struct ReactorStats: Sendable, Equatable {
         for key in StatKey.allCases {
             s[key] = key.definition.kind == .maximum ? max(a[key], b[key]) : a[key] &+ b[key]
         }
+        for k in s.latenessBuckets.indices { s.latenessBuckets[k] = a.latenessBuckets[k] &+ b.latenessBuckets[k] }
+        s.latenessSumNanos = a.latenessSumNanos &+ b.latenessSumNanos
         return s
     }
 }
@@ -175,7 +187,7 @@ public struct ServerStats: Sendable, Equatable {
 final class StatCounters: Sendable {
     /// One atomic per `StatKey` case (`init` checks the count). Inline in the object: `counters.add(.requests)`
     /// compiles to one `add` to memory (checked in the -O disassembly), as the named properties did.
-    typealias Slots = InlineArray<23, Atomic<UInt64>>
+    typealias Slots = InlineArray<24, Atomic<UInt64>>
     private let slots: Slots
 
     init() {
@@ -202,11 +214,17 @@ final class StatCounters: Sendable {
     var snapshot: ReactorStats {
         var s = ReactorStats()
         for key in StatKey.allCases { s[key] = load(key) }
+        for k in 0..<LatenessHistogram.bucketCount { s.latenessBuckets[k] = lateness.buckets[k].load(ordering: .relaxed) }
+        s.latenessSumNanos = lateness.sumNanos.load(ordering: .relaxed)
         return s
     }
 
+    /// Reply lateness for `/metrics` (single writer, like the counters).
+    let lateness = LatenessHistogram()
+
     /// Records a reply queued `lateNanos` after its due time.
     @inline(__always) func recordLateness(_ lateNanos: UInt64) {
+        lateness.record(lateNanos)
         let micros = lateNanos / 1000
         add(.lateReplies)
         add(.lateTimerMicros, micros)
@@ -229,5 +247,31 @@ final class StatCounters: Sendable {
         let micros = nanos / 1000
         add(.lateQueuedMicros, micros)
         if micros > load(.lateQueuedMaxMicros) { store(.lateQueuedMaxMicros, micros) }
+    }
+}
+
+/// A histogram of reply lateness with Prometheus-style bounds, written by one reactor thread, read by any.
+/// A record is a few compares (most replies fall in the first buckets) and two single-writer stores.
+final class LatenessHistogram: Sendable {
+    /// Upper bounds in nanoseconds: 0.1 ms ... 2.5 s; one more bucket holds everything later.
+    static let boundsNanos: [UInt64] = [
+        100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000, 10_000_000, 25_000_000, 50_000_000,
+        100_000_000, 250_000_000, 500_000_000, 1_000_000_000, 2_500_000_000,
+    ]
+    static let bucketCount = 15
+    typealias Buckets = InlineArray<15, Atomic<UInt64>>
+    let buckets: Buckets
+    let sumNanos = Atomic<UInt64>(0)
+
+    init() {
+        precondition(Self.boundsNanos.count + 1 == Self.bucketCount, "LatenessHistogram bounds and buckets out of step")
+        buckets = Buckets { _ in Atomic(0) }
+    }
+
+    @inline(__always) func record(_ nanos: UInt64) {
+        var k = 0
+        while k < Self.bucketCount - 1 && nanos > Self.boundsNanos[k] { k += 1 }
+        buckets[k].store(buckets[k].load(ordering: .relaxed) &+ 1, ordering: .relaxed)
+        sumNanos.store(sumNanos.load(ordering: .relaxed) &+ nanos, ordering: .relaxed)
     }
 }

@@ -23,6 +23,10 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <event2/util.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
 
 // Function-like macros are not imported by Swift: tiny inline stand-ins.
 static inline struct event *asynccom_evsignal_new(struct event_base *base, int signum,

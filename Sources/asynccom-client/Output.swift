@@ -123,24 +123,9 @@ final class ResultWriter: @unchecked Sendable {
         buffer.append("}\n")
     }
 
-    /// A JSON string literal: quotes, backslashes and control bytes escaped; other bytes (UTF-8) as they are.
+    /// A JSON string literal (the one escaping rule of the project: `JSONString` in Core).
     private func appendJSONString(_ bytes: UnsafeRawBufferPointer) {
-        buffer.append(byte: UInt8(ascii: "\""))
-        for b in bytes {
-            switch b {
-            case UInt8(ascii: "\""), UInt8(ascii: "\\"):
-                buffer.append(byte: UInt8(ascii: "\\"))
-                buffer.append(byte: b)
-            case 0..<0x20:
-                let hex: [UInt8] = Array("0123456789abcdef".utf8)
-                buffer.append("\\u00")
-                buffer.append(byte: hex[Int(b >> 4)])
-                buffer.append(byte: hex[Int(b & 15)])
-            default:
-                buffer.append(byte: b)
-            }
-        }
-        buffer.append(byte: UInt8(ascii: "\""))
+        JSONString.append(bytes, to: buffer)
     }
 
     func flush() {

@@ -21,13 +21,21 @@ struct ServerCommand: ParsableCommand {
             The map has one `ip:command:response:wait` line per entry (wait in seconds, e.g. 1 or 0.25); blank \
             lines and # comments are allowed. A bad line stops the server before it listens.
 
-            On startup one line `listening on <url>` per endpoint (the real port when 0 was asked) is printed \
-            to stdout; logs go to stderr.
+            On startup one line `listening on <url>` per endpoint (the real port when 0 was asked), then one \
+            line `listening for HTTP on <url>` per --http-listen endpoint, is printed to stdout; logs go to stderr.
+
+            --http-listen adds a JSON API on the same reactors, map and timers: POST /v1/commands with \
+            {"items": ["ip:command", ...]} (or text/plain, one item per line) is answered when its slowest item \
+            is due with {"results": [...], "sum": N, "unknown": K}; GET /metrics (Prometheus), /healthz, /readyz \
+            (503 while draining). HTTP connections count against --max-connections; --idle-timeout (whole \
+            seconds) closes idle ones. See docs/openapi.yaml.
 
             Examples:
               asynccom-server --map data/seed/map.txt
               asynccom-server --map map.txt --listen tcp://[::]:5557 --listen unix:///tmp/ac.sock
               printf 'HELLO 1\\nREQ 1 137.72.95.0:foo\\nQUIT\\n' | nc 127.0.0.1 5557
+              asynccom-server --map data/seed/map.txt --http-listen tcp://127.0.0.1:8080
+              curl -d '{"items": ["137.72.95.0:foo"]}' http://127.0.0.1:8080/v1/commands
 
             Signals: SIGINT or SIGTERM stops accepting, sends every in-flight reply when due, closes the \
             connections and exits 0. A second SIGINT/SIGTERM exits at once with status 130.
@@ -73,16 +81,33 @@ struct ServerCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Least seconds between two firings of a reactor's reply timer: replies due closer together go out in one write, at most this late. 0 answers at every deadline exactly.", valueName: "seconds"))
     var replyCoalescing: Double = ServerConfiguration.defaultReplyCoalescing
 
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Also serve the HTTP API on tcp://HOST:PORT (POST /v1/commands, GET /metrics, /healthz, /readyz; docs/openapi.yaml), on every reactor; repeatable; port 0 picks a free port. (default: off)",
+            valueName: "url"))
+    var httpListen: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("Largest HTTP request body; a longer one gets 413 and the connection is closed.", valueName: "bytes"))
+    var httpMaxBody: Int = ServerConfiguration.defaultHTTPMaxBody
+
+    @Option(name: .long, help: ArgumentHelp("Largest HTTP request line plus headers; longer gets 400 and the connection is closed.", valueName: "bytes"))
+    var httpMaxHeaders: Int = ServerConfiguration.defaultHTTPMaxHeaders
+
     @Option(name: .long, help: ArgumentHelp("Log level on stderr.", valueName: "level"))
     var logLevel: LogLevel = .info
 
     func validate() throws {
         _ = try endpoints()
+        _ = try httpEndpoints()
     }
 
-    private func endpoints() throws -> [Endpoint] {
-        if listen.isEmpty { return [.default] }
-        return try listen.map { text in
+    private func httpEndpoints() throws -> [Endpoint] { try Self.parse(httpListen) }
+
+    private func endpoints() throws -> [Endpoint] { listen.isEmpty ? [.default] : try Self.parse(listen) }
+
+    private static func parse(_ urls: [String]) throws -> [Endpoint] {
+        try urls.map { text in
             do throws(Endpoint.ParseError) { return try Endpoint(parsing: text) } catch { throw ValidationError(error.description) }
         }
     }
@@ -105,11 +130,14 @@ struct ServerCommand: ParsableCommand {
         } catch {
             fail("\(error)", status: 2)
         }
-        let configuration = ServerConfiguration(
+        var configuration = ServerConfiguration(
             map: deviceMap, endpoints: try endpoints(), reactors: reactors ?? ServerConfiguration.defaultReactors,
             maxConnections: maxConnections, maxInflightCommands: maxInflight, maxLine: maxLine,
             maxItems: maxItems, idleTimeout: idleTimeout, outputHighWater: outputHighWater,
             replyCoalescing: replyCoalescing, receiveBuffer: receiveBuffer)
+        configuration.httpEndpoints = try httpEndpoints()
+        configuration.httpMaxBody = httpMaxBody
+        configuration.httpMaxHeaders = httpMaxHeaders
         do {
             try configuration.validate()
         } catch {
@@ -138,6 +166,7 @@ struct ServerCommand: ParsableCommand {
             fail("\(error)", status: 1)
         }
         for endpoint in endpoints { print("listening on \(endpoint)") }
+        for endpoint in server.httpEndpoints { print("listening for HTTP on \(endpoint)") }
         fflush(nil)  // tests and scripts read these lines through a pipe
         logger.info("asynccom-server started", metadata: [
             "map": "\(map)", "entries": "\(deviceMap.count)", "reactors": "\(configuration.reactors)",
