@@ -19,6 +19,10 @@ struct Scenario: Sendable {
     /// Map memory is measured on the server process: its resident memory once listening with this map, minus
     /// that of a server with a one-entry map, per entry; the same for its peak (the loader's) and startup time.
     var isMapMemory = false
+    /// Window and connections as the client picks them by default (adaptive), not this scenario's fields.
+    var clientDefaults = false
+    /// Many connections with one request each (`ManyConnections`), this many of them.
+    var manyConnections = 0
 
     var label: String { variant.isEmpty ? name : "\(name) (\(variant))" }
 }
@@ -33,6 +37,7 @@ struct Target: Sendable {
         case latenessP99Millis = "lateness p99 ms"
         case loadSeconds = "load s"
         case mapBytesPerEntry = "map B/entry"
+        case rssPerConnectionBytes = "server B/connection"
     }
 
     var metric: Metric
@@ -74,6 +79,33 @@ enum Scenarios {
         inflight1.window = 1 << 20
         inflight1.targets = []
         list.append(inflight1)
+        // The same million commands on a map of a million entries: lookups miss the cache.
+        var bigInflightData = DataSetSpec()
+        bigInflightData.devices = 500_000
+        var inflightBig = inflight
+        inflightBig.variant = "batch 16, 1M-entry map"
+        inflightBig.data = bigInflightData
+        inflightBig.targets = [Target(metric: .latenessP99Millis, bound: 3, atMost: true)]
+        list.append(inflightBig)
+
+        // Ten million commands of 1 s (a fleet of 500,000 devices walked 10 times), with the client's defaults.
+        var tenMillionData = DataSetSpec()
+        tenMillionData.devices = 500_000
+        tenMillionData.repeats = 10
+        var tenMillion = Scenario(name: "inflight10m", variant: "client defaults",
+                                  summary: "10,000,000 commands x 1 s, the client's default window and connections",
+                                  data: tenMillionData)
+        tenMillion.clientDefaults = true
+        tenMillion.runs = 1
+        tenMillion.targets = [Target(metric: .latenessP99Millis, bound: 10, atMost: true)]
+        list.append(tenMillion)
+        var tenMillionTuned = tenMillion
+        tenMillionTuned.variant = "window 65536, 10 connections"
+        tenMillionTuned.clientDefaults = false
+        tenMillionTuned.window = 65_536
+        tenMillionTuned.connections = 10
+        tenMillionTuned.targets = []
+        list.append(tenMillionTuned)
 
         var throughputData = DataSetSpec()
         throughputData.devices = 65_536
@@ -128,6 +160,16 @@ enum Scenarios {
         bigmap.targets = [Target(metric: .loadSeconds, bound: 3, atMost: true),
                           Target(metric: .mapBytesPerEntry, bound: 40, atMost: true)]
         list.append(bigmap)
+
+        // 50,000 connections from 127.0.0.2-9, each with one 1 s request in flight.
+        var many = Scenario(name: "connections", variant: "50,000",
+                            summary: "50,000 concurrent connections, one 1 s request each: accept rate, server RSS per idle connection, lateness",
+                            data: DataSetSpec())
+        many.manyConnections = 50_000
+        many.runs = 1
+        many.targets = [Target(metric: .latenessP99Millis, bound: 10, atMost: true),
+                        Target(metric: .rssPerConnectionBytes, bound: 2048, atMost: true)]
+        list.append(many)
         return list
     }
 }
