@@ -103,10 +103,6 @@ extension Reactor {
         case .empty:
             break
         case .request(_, let waitNanos, let commands, let unknown):
-            counters.add(.requests)
-            counters.add(.commands, UInt64(commands))
-            counters.recordQueued(queued)
-            if unknown > 0 { counters.add(.unknown, UInt64(unknown)) }
             if waitNanos == 0 {
                 c.output.append(scratch)
             } else {
@@ -116,8 +112,18 @@ extension Reactor {
                 c.inflightRequests += 1
                 c.inflightCommands += commands
                 c.pendingBytes += scratch.readableBytes
-                counters.add(.inflightRequests)
-                counters.add(.inflightCommands, UInt64(commands))
+            }
+            counters.update {
+                counters.add(.requests)
+                counters.add(.commands, UInt64(commands))
+                counters.recordQueued(queued)
+                if unknown > 0 { counters.add(.unknown, UInt64(unknown)) }
+                if waitNanos != 0 {
+                    counters.add(.inflightRequests)
+                    counters.add(.inflightCommands, UInt64(commands))
+                    counters.add(.pendingReplies)
+                    counters.add(.pendingBytes, UInt64(scratch.readableBytes))
+                }
             }
         case .error(_, let close):
             counters.add(.errors)
@@ -238,9 +244,13 @@ extension Reactor {
     func close(_ c: Connection) {
         if case .closed = c.state { return }
         let abandoned = c.inflightRequests
-        if abandoned > 0 {
+        counters.update {
+            // Its replies stay stored (pending_*) until due or reclaimed; they are no longer in flight.
             counters.subtract(.inflightRequests, UInt64(c.inflightRequests))
             counters.subtract(.inflightCommands, UInt64(c.inflightCommands))
+            counters.subtract(.connections)
+        }
+        if abandoned > 0 {
             pending.abandon(replies: c.inflightRequests, bytes: c.pendingBytes)
             c.inflightRequests = 0
             c.inflightCommands = 0
@@ -251,7 +261,6 @@ extension Reactor {
         Socket.close(fd: c.fd)
         table.release(c)
         retired.append(c)  // the watcher may be inside its own callback right now
-        counters.subtract(.connections)
         shared.releaseConnection()
         // Out of the table first, so that the reclaim sees this connection's replies as stale.
         if abandoned > 0 { reclaimStaleReplies() }

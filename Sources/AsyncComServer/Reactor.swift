@@ -201,8 +201,10 @@ final class Reactor {
         c.watcher = watcher
         table.install(c)
         watcher.setInterest(read: true, write: false)
-        counters.add(.connections)
-        counters.add(.connectionsTotal)
+        counters.update {
+            counters.add(.connections)
+            counters.add(.connectionsTotal)
+        }
     }
 
     private func closeListeners() {
@@ -223,7 +225,6 @@ final class Reactor {
 
     /// Re-arms the reply timer when the earliest deadline changed.
     func rearmReplyTimer() {
-        publishPending()
         guard let due = pending.nextDeadline else { return }
         // Never sooner than `replyCoalescing` after the last firing: under a stream of distinct deadlines this
         // bounds the timer's rate and batches the replies into fewer writes, for at most that much lateness.
@@ -246,14 +247,24 @@ final class Reactor {
                 return true
             }
             // A closed connection's replies are stale: its slot's generation has moved on.
-            guard let c = table.get(ref.slot, ref.generation) else { return false }
+            guard let c = table.get(ref.slot, ref.generation) else {
+                counters.update {
+                    counters.subtract(.pendingReplies)
+                    counters.subtract(.pendingBytes, UInt64(line.count))
+                }
+                return false
+            }
             c.output.append(line)
             c.inflightRequests -= 1
             c.inflightCommands -= Int(ref.commands)
             c.pendingBytes -= line.count
-            counters.subtract(.inflightRequests)
-            counters.subtract(.inflightCommands, UInt64(ref.commands))
-            counters.recordLateness(now &- deadline)
+            counters.update {
+                counters.subtract(.inflightRequests)
+                counters.subtract(.inflightCommands, UInt64(ref.commands))
+                counters.subtract(.pendingReplies)
+                counters.subtract(.pendingBytes, UInt64(line.count))
+                counters.recordLateness(now &- deadline)
+            }
             c.lastActivity = now
             c.firedReplies += 1
             if !c.queuedForFlush {
@@ -284,13 +295,10 @@ final class Reactor {
                 : table.get(ref.slot, ref.generation) != nil
         }
         logger.debug("reclaimed stale replies", metadata: ["replies": "\(before - pending.count)", "kept": "\(pending.count)"])
-        publishPending()
-    }
-
-    /// Publishes the pending-reply gauges for STATS (after each batch, not per reply).
-    func publishPending() {
-        counters.store(.pendingReplies, UInt64(pending.count))
-        counters.store(.pendingBytes, UInt64(pending.storedBytes))
+        counters.update {
+            counters.store(.pendingReplies, UInt64(pending.count))
+            counters.store(.pendingBytes, UInt64(pending.storedBytes))
+        }
     }
 
     // MARK: - Idle sweep and lingering closes

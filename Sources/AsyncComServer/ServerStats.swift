@@ -1,5 +1,9 @@
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 // MARK: - The counter table
 
 /// Every counter the server keeps. `definition` below is THE table: STATS, the shutdown log line and `/metrics`
@@ -184,11 +188,19 @@ public struct ServerStats: Sendable, Equatable {
 /// Live counters, one slot per `StatKey`: each reactor has one (its thread is the only writer of its reactor
 /// keys: a plain load + store, no locked read-modify-write), and the server one more for the global keys. Any
 /// thread may read them for STATS, `/metrics` or `Server.stats()`.
+///
+/// Counters that describe one state (a request's `requests`, `commands`, `inflight_*` and `pending_*`; a reply
+/// leaving `inflight_*` and `pending_*`) change together inside `update`, a sequence lock: `snapshot` retries
+/// while an update is half done, so a snapshot never shows `inflight_requests=2` with `pending_replies=0`. The
+/// writer pays two plain stores per update (no locked instruction on x86); a reader retries only when it
+/// overlaps one.
 final class StatCounters: Sendable {
     /// One atomic per `StatKey` case (`init` checks the count). Inline in the object: `counters.add(.requests)`
     /// compiles to one `add` to memory (checked in the -O disassembly), as the named properties did.
     typealias Slots = InlineArray<24, Atomic<UInt64>>
     private let slots: Slots
+    /// Odd while an `update` is in progress; bumped by two per update.
+    private let sequence = Atomic<UInt64>(0)
 
     init() {
         precondition(Slots.count == StatKey.allCases.count,
@@ -211,12 +223,31 @@ final class StatCounters: Sendable {
         slots[key.rawValue].wrappingAdd(n, ordering: .relaxed)
     }
 
+    /// Runs `body`, whose counter changes a `snapshot` sees all or none of. Owning thread only, not nested.
+    @inline(__always) func update<R>(_ body: () throws -> R) rethrows -> R {
+        let s = sequence.load(ordering: .relaxed)
+        sequence.store(s &+ 1, ordering: .relaxed)
+        atomicMemoryFence(ordering: .releasing)  // the odd sequence is visible before any counter changes
+        defer { sequence.store(s &+ 2, ordering: .releasing) }
+        return try body()
+    }
+
+    /// Every counter, as of a moment between two `update`s.
     var snapshot: ReactorStats {
         var s = ReactorStats()
-        for key in StatKey.allCases { s[key] = load(key) }
-        for k in 0..<LatenessHistogram.bucketCount { s.latenessBuckets[k] = lateness.buckets[k].load(ordering: .relaxed) }
-        s.latenessSumNanos = lateness.sumNanos.load(ordering: .relaxed)
-        return s
+        while true {
+            let before = sequence.load(ordering: .acquiring)
+            if before & 1 == 0 {
+                for key in StatKey.allCases { s[key] = load(key) }
+                for k in 0..<LatenessHistogram.bucketCount {
+                    s.latenessBuckets[k] = lateness.buckets[k].load(ordering: .relaxed)
+                }
+                s.latenessSumNanos = lateness.sumNanos.load(ordering: .relaxed)
+                atomicMemoryFence(ordering: .acquiring)  // the loads above happen before the check below
+                if sequence.load(ordering: .relaxed) == before { return s }
+            }
+            sched_yield()
+        }
     }
 
     /// Reply lateness for `/metrics` (single writer, like the counters).
