@@ -10,6 +10,10 @@ public enum ProtocolErrorCode: String, Sendable, CaseIterable {
     case lineTooLong = "LINE_TOO_LONG"
     case busy = "BUSY"
     case idleTimeout = "IDLE_TIMEOUT"
+    case authRequired = "AUTH_REQUIRED"
+    case authFailed = "AUTH_FAILED"
+    case authTimeout = "AUTH_TIMEOUT"
+    case tlsRequired = "TLS_REQUIRED"
     /// HTTP only (docs/openapi.yaml): no such path, or not with this method.
     case notFound = "NOT_FOUND"
     case methodNotAllowed = "METHOD_NOT_ALLOWED"
@@ -284,6 +288,13 @@ public enum ServerReply: Equatable, Sendable {
 public enum ClientProtocol {
     public static func appendHello(to buffer: ByteBuffer) {
         buffer.append("HELLO 1\n")
+    }
+    /// `HELLO 1 token=<token>` for servers that require authentication (docs/PROTOCOL.md, Authentication).
+    public static func appendHello(token: String?, to buffer: ByteBuffer) {
+        guard let token else { return appendHello(to: buffer) }
+        buffer.append("HELLO 1 token=")
+        Wire.appendSanitized(token, to: buffer, blanksToo: true)
+        buffer.append(byte: 0x0A)
     }
     /// `REQ <id>`; follow with `appendItem` for each item and `endRequest`.
     public static func beginRequest(id: UInt64, to buffer: ByteBuffer) {

@@ -51,13 +51,18 @@ struct ClientCommand: AsyncParsableCommand {
             elapsed time, commands per second, latency percentiles p50/p90/p99/max, and per server when several. \
             With --json it is one JSON object instead, with the keys sum, ok, unknown, failed, malformed, \
             elapsed_s, commands_per_s, latency_ms {p50, p90, p99, max, mean}, requests, retries, resends, \
-            reconnects, late_replies, bad_replies, first_failure and servers [...].
+            reconnects, late_replies, bad_replies, first_failure, interrupted, not_answered and servers [...].
 
             A progress line (done/known so far, rate, in flight) is shown on stderr when it is a terminal.
 
+            Ctrl-C or SIGTERM stops the job: nothing more is read or sent, every result received is written to \
+            --output, and the summary says `interrupted` with the count of commands read but not answered \
+            (JSON: interrupted, not_answered). A second signal exits at once.
+
             Exit status: 0 when every well-formed command was answered (a value or unknown); 1 when any failed \
             (timeouts and retries exhausted, server unreachable, server error); 2 for usage or input errors \
-            (bad option, missing or unreadable file, --strict violation).
+            (bad option, missing or unreadable file, --strict violation); 130 / 143 when interrupted by SIGINT / \
+            SIGTERM.
 
             Example:
               asynccom-server --map data/seed/map.txt &
@@ -68,8 +73,16 @@ struct ClientCommand: AsyncParsableCommand {
     )
 
     @Option(name: .customLong("server"),
-            help: ArgumentHelp("Server to use; repeat for several. tcp://HOST:PORT, tcp://[IPv6]:PORT or unix:///path (default: \(Endpoint.defaultURL)).", valueName: "URL"))
+            help: ArgumentHelp("Server to use; repeat for several. tcp://HOST:PORT, tcp://[IPv6]:PORT, tls://HOST:PORT (verified against --tls-ca or the system's CAs, and the host name) or unix:///path (default: \(Endpoint.defaultURL)).", valueName: "URL"))
     var servers: [String] = []
+
+    @Option(name: .customLong("token-file"),
+            help: ArgumentHelp("File holding the token for servers started with --auth-token-file (its first token: a line `token` or `name:token`; # comments). Default: the environment variable ASYNCCOM_TOKEN, if set. Never give a token on the command line: other users can read it there.", valueName: "FILE"))
+    var tokenFile: String?
+
+    @Option(name: .customLong("tls-ca"),
+            help: ArgumentHelp("CA certificates (PEM) that tls:// servers' certificates must chain to (default: the system's trust store).", valueName: "FILE"))
+    var tlsCA: String?
 
     @Option(help: ArgumentHelp("Commands per request, 1-\(ClientConfiguration.maxBatch); lowered to the server's max_items.", valueName: "N"))
     var batch: Int = ClientConfiguration.defaultBatch
@@ -123,6 +136,11 @@ struct ClientCommand: AsyncParsableCommand {
     func validate() throws {
         _ = try endpoints()
         do {
+            _ = try token()
+        } catch {
+            throw ValidationError("\(error)")
+        }
+        do {
             try clientConfiguration(endpoints: try endpoints()).validate()
         } catch {
             throw ValidationError("\(error)")
@@ -141,9 +159,25 @@ struct ClientCommand: AsyncParsableCommand {
     }
 
     func clientConfiguration(endpoints: [Endpoint]) -> ClientConfiguration {
-        ClientConfiguration(servers: endpoints, batch: batch, window: window, connectionsPerServer: connections, maxInflight: maxInflight,
-                            requestTimeout: timeout, retries: retries, connectTimeout: connectTimeout,
-                            ordered: output != nil && format == .text, sendLowWater: sendLowWater)
+        var c = ClientConfiguration(servers: endpoints, batch: batch, window: window, connectionsPerServer: connections, maxInflight: maxInflight,
+                                    requestTimeout: timeout, retries: retries, connectTimeout: connectTimeout,
+                                    ordered: output != nil && format == .text, sendLowWater: sendLowWater)
+        c.token = (try? token()) ?? nil  // validate() has reported a bad token file
+        c.tlsCAFile = tlsCA
+        return c
+    }
+
+    /// The token: from --token-file (errors are FILE:LINE: message), else $ASYNCCOM_TOKEN, else none.
+    func token() throws(InputFileError) -> String? {
+        if let tokenFile {
+            let tokens = try AuthTokens(contentsOfFile: tokenFile)
+            return String(decoding: tokens.entries[0].token, as: UTF8.self)
+        }
+        if let value = getenv("ASYNCCOM_TOKEN") {
+            let text = String(cString: value)
+            return text.isEmpty ? nil : text
+        }
+        return nil
     }
 
     /// ArgumentParser exits 64 on usage errors; asynccom's contract is 2.
