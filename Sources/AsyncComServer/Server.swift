@@ -15,10 +15,20 @@ import Glibc
 /// applies to TCP and UDP only, and several loops waking on one shared listener would just race for each
 /// accept. Unix sockets are for local tools, so one reactor is plenty; the socket file is removed on shutdown.
 public final class Server: Sendable {
-    public let configuration: ServerConfiguration
-    private let logger: Logger
-    private let shared: ServerShared
+    /// The configuration, with the map the reactors answer from now (the one given, or the latest reload).
+    public var configuration: ServerConfiguration {
+        var c = baseConfiguration
+        c.map = shared.maps.current().map
+        return c
+    }
+    /// The configuration with a placeholder map: holding the start-up map here would keep it alive after a
+    /// reload (old + new + newer). The live map is `shared.maps`.
+    let baseConfiguration: ServerConfiguration
+    let logger: Logger
+    let shared: ServerShared
     private let lifecycle = Locked(Lifecycle())
+    /// One map reload at a time, so at most the old map and the new one exist.
+    let reloadLock = Locked(())
 
     private struct Lifecycle {
         var started = false
@@ -27,9 +37,11 @@ public final class Server: Sendable {
     }
 
     public init(configuration: ServerConfiguration, logger: Logger) {
-        self.configuration = configuration
+        var base = configuration
+        base.map = DeviceMap.placeholder
+        self.baseConfiguration = base
         self.logger = logger
-        self.shared = ServerShared(configuration: configuration)
+        self.shared = ServerShared(configuration: base, map: configuration.map)
     }
 
     /// A server that logs nothing (tests, embedding).
@@ -41,7 +53,7 @@ public final class Server: Sendable {
     /// in the order of `configuration.endpoints`. `onStopped` runs on a reactor thread once all have stopped.
     @discardableResult
     public func start(onStopped: (@Sendable () -> Void)? = nil) throws(ServerError) -> [Endpoint] {
-        try configuration.validate()
+        try baseConfiguration.validate()
         let alreadyStarted = lifecycle.withLock { l -> Bool in
             defer { l.started = true }
             return l.started
@@ -90,7 +102,7 @@ public final class Server: Sendable {
     // MARK: - Listeners
 
     private func bindListeners() throws(ServerError) -> ([[ListenerSocket]], [Endpoint], [Endpoint]) {
-        let n = configuration.reactors
+        let n = baseConfiguration.reactors
         var perReactor = [[ListenerSocket]](repeating: [], count: n)
         var bound: [Endpoint] = []
         var httpBound: [Endpoint] = []
@@ -129,7 +141,7 @@ public final class Server: Sendable {
             return actual
         }
         do throws(ServerError) {
-            for endpoint in configuration.endpoints {
+            for endpoint in baseConfiguration.endpoints {
                 switch endpoint {
                 case .tcp(let host, let port):
                     bound.append(try listenEverywhere(endpoint, host: host, port: port, http: false))
@@ -138,7 +150,7 @@ public final class Server: Sendable {
                     bound.append(endpoint)
                 }
             }
-            for endpoint in configuration.httpEndpoints {
+            for endpoint in baseConfiguration.httpEndpoints {
                 guard case .tcp(let host, let port) = endpoint else { continue }  // validate() refuses others
                 httpBound.append(try listenEverywhere(endpoint, host: host, port: port, http: true))
             }
@@ -168,7 +180,7 @@ public final class Server: Sendable {
         defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
 
         var threads: [pthread_t] = []
-        for k in 0..<configuration.reactors {
+        for k in 0..<baseConfiguration.reactors {
             let reactor = Reactor(index: k, shared: shared, listeners: listeners[k], logger: logger)
             let context = Unmanaged.passRetained(reactor).toOpaque()
             var thread = pthread_t()

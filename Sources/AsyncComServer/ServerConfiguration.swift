@@ -8,6 +8,8 @@ import Glibc
 public struct ServerConfiguration: Sendable {
     /// The device map every reactor answers from (immutable, shared read-only).
     public var map: DeviceMap
+    /// The file `map` was loaded from: `Server.reloadMap()` (SIGHUP) loads it again. nil: not reloadable.
+    public var mapFile: String?
     /// Where to listen. TCP endpoints get one SO_REUSEPORT listener per reactor; Unix ones a single listener.
     public var endpoints: [Endpoint]
     /// Reactor threads, each with its own event loop. Default: the number of online processors.
@@ -65,6 +67,7 @@ public struct ServerConfiguration: Sendable {
 
     public init(
         map: DeviceMap,
+        mapFile: String? = nil,
         endpoints: [Endpoint] = [.default],
         reactors: Int = ServerConfiguration.defaultReactors,
         maxConnections: Int = ServerConfiguration.defaultMaxConnections,
@@ -78,6 +81,7 @@ public struct ServerConfiguration: Sendable {
         serverVersion: String = ServerConfiguration.defaultServerVersion
     ) {
         self.map = map
+        self.mapFile = mapFile
         self.endpoints = endpoints
         self.reactors = reactors
         self.maxConnections = maxConnections
@@ -130,6 +134,8 @@ public enum ServerError: Error, CustomStringConvertible, Sendable {
     /// A reactor could not set up its event loop.
     case reactor(index: Int, reason: String)
     case alreadyStarted
+    /// A map reload failed; the message is `FILE:LINE: what is wrong` for a bad file.
+    case reload(String)
 
     public var description: String {
         switch self {
@@ -137,6 +143,7 @@ public enum ServerError: Error, CustomStringConvertible, Sendable {
         case .listen(let endpoint, let reason): return "cannot listen on \(endpoint): \(reason)"
         case .reactor(let index, let reason): return "reactor \(index) failed to start: \(reason)"
         case .alreadyStarted: return "the server was already started"
+        case .reload(let message): return message
         }
     }
 }

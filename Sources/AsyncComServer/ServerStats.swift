@@ -16,6 +16,7 @@ public enum StatKey: Int, CaseIterable, Sendable {
     case lateReplies, lateTimerMicros, lateWriteMicros, lateWriteMaxMicros, lateQueuedMicros, lateQueuedMaxMicros
     case pendingReplies, pendingBytes
     case httpRequests
+    case mapGeneration, reloadFailures
 
     /// name (the STATS key), kind, scope, unit, help text. STATS lists the keys in case order.
     public var definition: StatDefinition {
@@ -66,6 +67,10 @@ public enum StatKey: Int, CaseIterable, Sendable {
                                   unit: .bytes)
         case .httpRequests: .init("http_requests", .counter, .reactor,
                                   "HTTP requests received (every path; POST /v1/commands also counts in requests).")
+        case .mapGeneration: .init("map_generation", .gauge, .global,
+                                   "The device map published to the reactors: 1 at start, one more per successful reload.")
+        case .reloadFailures: .init("reload_failures", .counter, .global,
+                                    "Map reloads refused (bad or unreadable file); the previous map stayed in use.")
         }
     }
 }
@@ -197,7 +202,7 @@ public struct ServerStats: Sendable, Equatable {
 final class StatCounters: Sendable {
     /// One atomic per `StatKey` case (`init` checks the count). Inline in the object: `counters.add(.requests)`
     /// compiles to one `add` to memory (checked in the -O disassembly), as the named properties did.
-    typealias Slots = InlineArray<24, Atomic<UInt64>>
+    typealias Slots = InlineArray<26, Atomic<UInt64>>
     private let slots: Slots
     /// Odd while an `update` is in progress; bumped by two per update.
     private let sequence = Atomic<UInt64>(0)
