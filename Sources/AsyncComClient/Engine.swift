@@ -187,6 +187,7 @@ final class Engine {
             timer.schedule(afterNanos: Engine.progressIntervalNanos)
         }
         resumeTimer = Timer(loop: loop) { [unowned self] in self.settle() }
+        inPlaceSource?.startReading { [control] in control.wake() }
         for c in connections { c.connect() }
         settle()
     }
@@ -300,7 +301,8 @@ final class Engine {
                 }
                 budget -= pulled
                 if pulled < limit {
-                    sourceExhausted = true
+                    // Input still to come (a pipe that paused) wakes the loop when it arrives.
+                    if inPlaceSource?.isAwaitingInput != true { sourceExhausted = true }
                     break
                 }
             }

@@ -29,6 +29,11 @@ final class JobControl: Sendable {
 
     var isCancelled: Bool { state.withLock { $0.cancelled } }
 
+    /// Any thread: brings the loop back to look for work (e.g. input arrived); nothing once the job is over.
+    func wake() {
+        state.withLock { $0.notifier?.notify() }
+    }
+
     /// Loop thread, at start. Returns false when the job was cancelled before it started.
     func attach(_ notifier: Notifier) -> Bool {
         state.withLock { s in

@@ -25,7 +25,8 @@ struct ClientCommand: AsyncParsableCommand {
         discussion: """
             COMMANDS_FILE holds one `ip:command` per line (IPv4 or IPv6; split at the last colon); blank lines and \
             lines starting with `#` are skipped. `-` reads standard input. The file is streamed: any size runs in \
-            bounded memory. A malformed line is reported on stderr as `asynccom-client: FILE:LINE: message`, \
+            bounded memory. Standard input, pipes and FIFOs are read on a thread of their own: a writer that \
+            pauses holds up nothing already sent. A malformed line is reported on stderr as `asynccom-client: FILE:LINE: message`, \
             counted as malformed and not sent (`--strict` makes it fatal before anything is sent).
 
             Commands are batched (--batch) into requests. By default the client keeps as many in flight as each \
