@@ -156,6 +156,8 @@ final class Engine {
         let notifier = try Notifier(loop: loop) { [unowned self] in
             if self.control.isCancelled {
                 self.abort(CancellationError())
+            } else if self.control.isInterrupted {
+                self.finishInterrupted()
             } else {
                 self.settle()
             }
@@ -820,6 +822,20 @@ final class Engine {
     private func finish() {
         guard !finished else { return }
         let summary = summary()
+        outcome = .success(summary)
+        finished = true
+        teardown()
+        loop.stop()
+    }
+
+    /// Ends the job early on request (`JobInterruption`): nothing more is pulled or sent; results held back for
+    /// input order are handed over (gaps skipped), and the summary counts the commands left without a result.
+    private func finishInterrupted() {
+        guard !finished else { return }
+        if ordered, let onResult { ring.drainSkippingGaps(onResult) }
+        var summary = summary()
+        summary.interrupted = true
+        summary.notAnswered = outstanding
         outcome = .success(summary)
         finished = true
         teardown()

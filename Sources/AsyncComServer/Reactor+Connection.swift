@@ -17,6 +17,10 @@ extension Reactor {
         case .open, .finishing:
             break
         }
+        if let gate = c.gate, gate.isWaiting {
+            gateEvent(c, gate, readable: readable, writable: writable)
+            return
+        }
         if writable && !flush(c) { return }
         if readable && c.isOpen && !c.paused {
             readInput(c)
@@ -41,9 +45,17 @@ extension Reactor {
             let n: Int
             let queued: UInt64
             do {
-                guard let got = try Socket.readStamped(fd: c.fd, into: target, chunk: Self.readChunk) else { break }
-                n = got.count
-                queued = got.stamp > 0 && realNow > got.stamp ? UInt64(realNow - got.stamp) : 0
+                // Plaintext keeps its one direct read(2) (stamped); TLS decrypts at most a record (16 KiB) per
+                // call, and its bytes carry no kernel stamp.
+                if let tls = c.tls {
+                    guard let got = try tls.read(into: target, atMost: Self.readChunk) else { break }
+                    n = got
+                    queued = 0
+                } else {
+                    guard let got = try Socket.readStamped(fd: c.fd, into: target, chunk: Self.readChunk) else { break }
+                    n = got.count
+                    queued = got.stamp > 0 && realNow > got.stamp ? UInt64(realNow - got.stamp) : 0
+                }
             } catch {
                 abort(c, error)
                 return
@@ -147,7 +159,7 @@ extension Reactor {
         while !c.output.isEmpty {
             let n: Int
             do {
-                n = try Socket.write(fd: c.fd, from: c.output)
+                n = try c.send(from: c.output)
             } catch {
                 abort(c, error)
                 return false
@@ -204,6 +216,7 @@ extension Reactor {
 
     /// Everything is sent: half-close, then discard what the peer still sends until it closes (or 2 s pass).
     private func beginLinger(_ c: Connection) {
+        c.tls?.close()
         Socket.shutdownWrite(fd: c.fd)
         c.state = .lingering(deadline: EventLoop.monotonicNanos() &+ Self.lingerNanos)
         c.input.clear()
@@ -259,7 +272,7 @@ extension Reactor {
         Socket.close(fd: c.fd)
         table.release(c)
         retired.append(c)  // the watcher may be inside its own callback right now
-        shared.releaseConnection()
+        if c.gate != nil { dropGate(c) } else { shared.releaseConnection() }
         // Out of the table first, so that the reclaim sees this connection's replies as stale.
         if abandoned > 0 { reclaimStaleReplies() }
         stopIfDrained()

@@ -68,6 +68,7 @@ final class Reactor {
     var map: DeviceMap
     var mapGeneration: UInt64
     private let busyLine: [UInt8]
+    private let unauthenticatedBusyLine: [UInt8]
 
     init(index: Int, shared: ServerShared, listeners: [ListenerSocket], logger: Logger) {
         self.index = index
@@ -92,6 +93,11 @@ final class Reactor {
         ServerProtocol.appendError(
             id: nil, code: .busy, message: "too many connections (max \(config.maxConnections))", to: busy)
         self.busyLine = Array(busy.readableView)
+        busy.clear()
+        ServerProtocol.appendError(
+            id: nil, code: .busy,
+            message: "too many connections waiting to authenticate (max \(config.maxUnauthenticated))", to: busy)
+        self.unauthenticatedBusyLine = Array(busy.readableView)
     }
 
     // MARK: - Thread body
@@ -174,7 +180,7 @@ final class Reactor {
                 acceptFailed(error)
                 return
             }
-            admit(fd: fd, tcp: listener.isTCP)
+            admit(fd: fd, listener: listener)
         }
     }
 
@@ -203,16 +209,23 @@ final class Reactor {
         for w in listenerWatchers { w.setInterest(read: true, write: false) }
     }
 
-    private func admit(fd: Int32, tcp: Bool) {
-        guard shared.claimConnection() else {
+    private func admit(fd: Int32, listener: ListenerSocket) {
+        // A connection that must authenticate first (a token, a TLS handshake) takes an unauthenticated slot,
+        // not a real client's.
+        let gated = config.requiresAuthentication || listener.tls != nil
+        guard gated ? shared.claimUnauthenticated() : shared.claimConnection() else {
             // Counted before the peer can see BUSY, so a STATS sent after it always includes this rejection.
-            counters.add(.rejected)
+            counters.add(gated ? .authRejected : .rejected)
             // Best effort: the socket is non-blocking and fresh, so this fits in its send buffer or is dropped.
-            _ = busyLine.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+            // (Not on a TLS port: the peer expects a handshake, and a plaintext line would only confuse it.)
+            let line = gated ? unauthenticatedBusyLine : busyLine
+            if listener.tls == nil {
+                _ = line.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+            }
             Socket.close(fd: fd)
             return
         }
-        if tcp {
+        if listener.isTCP {
             Socket.setNoDelay(fd: fd)
             Socket.enableReceiveTimestamps(fd: fd)
             if config.receiveBuffer > 0 { Socket.setReceiveBuffer(fd: fd, bytes: config.receiveBuffer) }
@@ -224,6 +237,7 @@ final class Reactor {
         }
         c.watcher = watcher
         table.install(c)
+        if gated && !openGate(c, tls: listener.tls) { return }
         watcher.setInterest(read: true, write: false)
         counters.update {
             counters.add(.connections)

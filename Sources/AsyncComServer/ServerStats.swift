@@ -16,6 +16,8 @@ public enum StatKey: Int, CaseIterable, Sendable {
     case lateReplies, lateTimerMicros, lateWriteMicros, lateWriteMaxMicros, lateQueuedMicros, lateQueuedMaxMicros
     case pendingReplies, pendingBytes
     case httpRequests
+    case authOK, authFailed, authRequired, authTimeouts, authRejected, unauthenticated
+    case tlsHandshakes, tlsFailed, tlsTimeouts
     case mapGeneration, reloadFailures
 
     /// name (the STATS key), kind, scope, unit, help text. STATS lists the keys in case order.
@@ -67,6 +69,22 @@ public enum StatKey: Int, CaseIterable, Sendable {
                                   unit: .bytes)
         case .httpRequests: .init("http_requests", .counter, .reactor,
                                   "HTTP requests received (every path; POST /v1/commands also counts in requests).")
+        case .authOK: .init("auth_ok", .counter, .reactor, "Connections that authenticated with a token.")
+        case .authFailed: .init("auth_failed", .counter, .reactor,
+                                "Connections refused AUTH_FAILED: a wrong, empty, binary or too long token or first line.")
+        case .authRequired: .init("auth_required", .counter, .reactor,
+                                  "Connections refused AUTH_REQUIRED: the first line was not HELLO 1 token=...")
+        case .authTimeouts: .init("auth_timeouts", .counter, .reactor,
+                                  "Connections closed AUTH_TIMEOUT: not authenticated within the auth timeout.")
+        case .authRejected: .init("auth_rejected", .counter, .reactor,
+                                  "Connections refused at once because max-unauthenticated were waiting.")
+        case .unauthenticated: .init("unauthenticated", .gauge, .reactor,
+                                     "Connections not yet authenticated, now (included in connections).")
+        case .tlsHandshakes: .init("tls_handshakes", .counter, .reactor, "TLS handshakes completed.")
+        case .tlsFailed: .init("tls_failed", .counter, .reactor,
+                               "TLS handshakes that failed (plaintext on a TLS port, bad or missing client certificate, ...).")
+        case .tlsTimeouts: .init("tls_timeouts", .counter, .reactor,
+                                 "TLS handshakes not finished within the auth timeout (connection closed).")
         case .mapGeneration: .init("map_generation", .gauge, .global,
                                    "The device map published to the reactors: 1 at start, one more per successful reload.")
         case .reloadFailures: .init("reload_failures", .counter, .global,
@@ -202,7 +220,7 @@ public struct ServerStats: Sendable, Equatable {
 final class StatCounters: Sendable {
     /// One atomic per `StatKey` case (`init` checks the count). Inline in the object: `counters.add(.requests)`
     /// compiles to one `add` to memory (checked in the -O disassembly), as the named properties did.
-    typealias Slots = InlineArray<26, Atomic<UInt64>>
+    typealias Slots = InlineArray<35, Atomic<UInt64>>
     private let slots: Slots
     /// Odd while an `update` is in progress; bumped by two per update.
     private let sequence = Atomic<UInt64>(0)
