@@ -50,7 +50,7 @@ let package = Package(
         .target(
             name: "AsyncComClient",
             dependencies: [
-                "AsyncComCore", "AsyncComEventLoop",
+                "AsyncComCore", "AsyncComEventLoop", "AsyncComTLS",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
@@ -66,7 +66,7 @@ let package = Package(
         .executableTarget(
             name: "asynccom-client",
             dependencies: [
-                "AsyncComClient", "AsyncComCore",
+                "AsyncComClient", "AsyncComCore", "AsyncComEventLoop",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -22,9 +22,10 @@ struct ScenarioReport: Sendable, Codable {
     var variant: String
     var runs: Int
     var commands: Int
-    var batch: Int
-    var window: Int
-    var connections: Int
+    /// nil: the client's default.
+    var batch: Int?
+    var window: Int?
+    var connections: Int?
     var reactors: String
     var wallSeconds: Spread
     var commandsPerSecond: Spread?
@@ -32,6 +33,8 @@ struct ScenarioReport: Sendable, Codable {
     var serverCPUPerMillion: Spread?
     var serverPeakRSSMiB: Spread?
     var clientPeakRSSMiB: Spread?
+    /// Server and client peak RSS added, per run.
+    var combinedPeakRSSMiB: Spread?
     var latenessP50Millis: Spread?
     var latenessP99Millis: Spread?
     var latenessMaxMillis: Spread?
@@ -40,6 +43,11 @@ struct ScenarioReport: Sendable, Codable {
     var loaderPeakBytesPerEntry: Spread?
     /// Lateness by part, each figure's median over the runs (`Runner.LatenessParts`).
     var latenessParts: [String: Spread]?
+    /// Many-connections scenarios: accepts per second and server bytes per idle connection.
+    var acceptsPerSecond: Spread?
+    var rssPerConnection: Spread?
+    var rssPerConnectionAfter: Spread?
+    var connectionsRun: Int?
     var targets: [String: Bool]
 
     init(_ s: Scenario, commands: Int, results: [RunResult]) {
@@ -63,11 +71,19 @@ struct ScenarioReport: Sendable, Codable {
             serverCPUPerMillion = Spread(results.map(\.serverCPUPerMillion))
             serverPeakRSSMiB = Spread(results.map { Double($0.serverPeakRSS) / 1_048_576 })
             clientPeakRSSMiB = Spread(results.map { Double($0.clientPeakRSS) / 1_048_576 })
+            combinedPeakRSSMiB = Spread(results.map { Double($0.serverPeakRSS + $0.clientPeakRSS) / 1_048_576 })
             let late = results.compactMap(\.lateness)
             if late.count == results.count {
                 latenessP50Millis = Spread(late.map(\.p50))
                 latenessP99Millis = Spread(late.map(\.p99))
                 latenessMaxMillis = Spread(late.map(\.max))
+            }
+            let accepts = results.compactMap(\.acceptsPerSecond)
+            if !accepts.isEmpty {
+                acceptsPerSecond = Spread(accepts)
+                rssPerConnection = Spread(results.compactMap(\.rssPerConnection))
+                rssPerConnectionAfter = Spread(results.compactMap(\.rssPerConnectionAfter))
+                connectionsRun = results.compactMap(\.connections).min()
             }
             let parts = results.compactMap(\.parts)
             if parts.count == results.count && !parts.isEmpty {
@@ -87,8 +103,10 @@ struct ScenarioReport: Sendable, Codable {
             case .commandsPerSecond: value = commandsPerSecond?.median
             case .serverCPUPerMillion: value = serverCPUPerMillion?.median
             case .serverPeakRSSMiB: value = serverPeakRSSMiB?.median
+            case .combinedPeakRSSMiB: value = combinedPeakRSSMiB?.median
             case .latenessP99Millis: value = latenessP99Millis?.median
             case .mapBytesPerEntry: value = mapBytesPerEntry?.median
+            case .rssPerConnectionBytes: value = rssPerConnection?.median
             }
             if let value { targets[t.text] = t.met(value) }
         }
@@ -143,6 +161,10 @@ enum Report {
                 out.append("\(name): lateness by part, ms: server kernel queue \(m("queued mean")) mean / \(m("queued max")) max; "
                            + "due -> timer \(m("timer mean")) / \(m("timer max")); timer -> write \(m("write mean")) / \(m("write max")); "
                            + "in client before handled \(m("client p50")) p50 / \(m("client p99")) p99 / \(m("client max")) max")
+            }
+            if let accepts = r.acceptsPerSecond, let rss = r.rssPerConnection {
+                out.append("\(r.scenario) (\(r.variant)): \(cell(accepts)) accepts/s, server RSS \(cell(rss)) B per idle connection (\(cell(r.rssPerConnectionAfter)) once answered), "
+                           + "\(r.connectionsRun.map(String.init) ?? "?") connections, all answered")
             }
             if let resident = r.mapBytesPerEntry, let peak = r.loaderPeakBytesPerEntry {
                 out.append("\(r.scenario): \(r.commands) entries, server resident \(cell(resident)) B/entry once loaded, "
