@@ -15,16 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/ensure-deps.sh
 
-if ! command -v haproxy >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ]; then
-    echo "haproxy-demo: installing haproxy (Debian package) ..." >&2
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq && apt-get install -y -qq haproxy >/dev/null
-  else
-    echo "haproxy-demo: HAProxy is missing. Install it with:  sudo apt-get install -y haproxy" >&2
-    exit 1
-  fi
-fi
+ensure_command haproxy haproxy || exit 1
 
 runs=${HAPROXY_DEMO_RUNS:-3}
 if [ -n "${ASYNCCOM_BIN:-}" ]; then

@@ -4,19 +4,10 @@
 # ExecStart points at the built asynccom-server (ASYNCCOM_BIN, default: swift build -c release --show-bin-path).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v systemd-analyze >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ]; then
-    echo "verify-systemd-unit: installing systemd (Debian package) ..." >&2
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq && apt-get install -y -qq systemd >/dev/null
-  else
-    echo "verify-systemd-unit: systemd-analyze is missing. Install it with:  sudo apt-get install -y systemd" >&2
-    exit 1
-  fi
-fi
+source scripts/ensure-deps.sh
+ensure_command systemd-analyze systemd || exit 1
 bin=${ASYNCCOM_BIN:-}
 if [ -z "$bin" ]; then
-  source scripts/ensure-deps.sh
   swift build -c release --product asynccom-server >/dev/null
   bin=$(swift build -c release --show-bin-path)
 fi

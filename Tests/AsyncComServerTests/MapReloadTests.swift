@@ -20,19 +20,24 @@ func helloGeneration(_ hello: String) -> UInt64? {
     hello.split(separator: " ").first { $0.hasPrefix("map_generation=") }.flatMap { UInt64($0.dropFirst(15)) }
 }
 
+/// An in-process server (2 reactors, port 0) on a map loaded from a temporary file, so it can be reloaded.
+func reloadableServer(_ mapText: String) throws -> (Server, TempFile, UInt16) {
+    let file = try TempFile(mapText)
+    let server = Server(configuration: ServerConfiguration(
+        map: try DeviceMap(contentsOfFile: file.path), mapFile: file.path,
+        endpoints: [.tcp(host: "127.0.0.1", port: 0)], reactors: 2))
+    let endpoints = try server.start()
+    guard case .tcp(_, let port) = endpoints[0] else { throw TestFailure("no port") }
+    return (server, file, port)
+}
+
 @Suite("Server: map reload", .timeLimit(.minutes(3)))
 struct MapReloadTests {
     @Test("reloadMap: requests read after the switch see the new map, earlier ones keep their answer; generation up")
     func reloadSwitches() async throws {
         try await blocking {
-            let file = try TempFile("10.0.0.1:a:1:0\n10.0.0.1:slow:10:1\n")
-            defer { file.remove() }
-            let server = Server(configuration: ServerConfiguration(
-                map: try DeviceMap(contentsOfFile: file.path), mapFile: file.path,
-                endpoints: [.tcp(host: "127.0.0.1", port: 0)], reactors: 2))
-            let endpoints = try server.start()
-            defer { server.beginShutdown(); server.waitUntilStopped() }
-            guard case .tcp(_, let port) = endpoints[0] else { throw TestFailure("no port") }
+            let (server, file, port) = try reloadableServer("10.0.0.1:a:1:0\n10.0.0.1:slow:10:1\n")
+            defer { file.remove(); server.beginShutdown(); server.waitUntilStopped() }
             let client = try LineClient(port: port)
             #expect(helloGeneration(try client.request("HELLO 1")) == 1)
             #expect(try client.request("REQ 1 10.0.0.1:a 10.0.0.2:b") == "RES 1 1 ?")
@@ -67,14 +72,8 @@ struct MapReloadTests {
     @Test("a bad map keeps the old one: FILE:LINE: message, reload_failures, generation unchanged, still serving")
     func badReloadKeepsServing() async throws {
         try await blocking {
-            let file = try TempFile("10.0.0.1:a:1:0\n")
-            defer { file.remove() }
-            let server = Server(configuration: ServerConfiguration(
-                map: try DeviceMap(contentsOfFile: file.path), mapFile: file.path,
-                endpoints: [.tcp(host: "127.0.0.1", port: 0)], reactors: 2))
-            let endpoints = try server.start()
-            defer { server.beginShutdown(); server.waitUntilStopped() }
-            guard case .tcp(_, let port) = endpoints[0] else { throw TestFailure("no port") }
+            let (server, file, port) = try reloadableServer("10.0.0.1:a:1:0\n")
+            defer { file.remove(); server.beginShutdown(); server.waitUntilStopped() }
             let client = try LineClient(port: port)
 
             try replaceFile(file.path, "10.0.0.1:a:2:0\n10.0.0.1:b:3:0\n10.0.0.1:c:oops:0\n")
