@@ -79,8 +79,8 @@ extension Server {
     /// Reloads every input the server reads from files, each loaded and validated in full on the calling thread
     /// (call it from a thread that is not a reactor, as `ServerRunner` does on SIGHUP; an HTTP `POST /v1/reload`
     /// must hand it to such a thread too) and published only when all of it is good. Today the input is the
-    /// device map.
-    /// A new reloadable input (such as a token file) adds its step here, so every trigger reloads it too.
+    /// device map and, when the server was started with one, the token file (`authTokenFile`).
+    /// A new reloadable input adds its step here, so every trigger reloads it too.
     @discardableResult
     public func reload() -> [ReloadOutcome] {
         var outcomes: [ReloadOutcome] = []
@@ -92,7 +92,26 @@ extension Server {
         } catch {
             outcomes.append(ReloadOutcome(input: "map", result: .failure(error)))
         }
+        if let path = baseConfiguration.authTokenFile {
+            outcomes.append(ReloadOutcome(input: "tokens", result: reloadTokens(from: path)))
+        }
         return outcomes
+    }
+
+    /// Reads the token file again and, when all of it is good, checks new connections against it (admitted
+    /// connections stay). A bad file keeps the old tokens, counts `reload_failures` and logs `FILE:LINE: message`.
+    private func reloadTokens(from path: String) -> Result<String, ServerError> {
+        let tokens: AuthTokens
+        do throws(InputFileError) {
+            tokens = try AuthTokens(contentsOfFile: path)
+        } catch {
+            shared.globalCounters.addFromAnyThread(.reloadFailures)
+            logger.error("token file reload failed: \(error); still checking the previous tokens")
+            return .failure(.reload(error.description))
+        }
+        replaceTokens(tokens)
+        logger.info("tokens reloaded", metadata: ["file": "\(path)", "tokens": "\(tokens.entries.count)"])
+        return .success("tokens: \(tokens.entries.count) from \(path)")
     }
 
     /// Loads `configuration.mapFile` again, validates all of it, and publishes it to every reactor; returns once

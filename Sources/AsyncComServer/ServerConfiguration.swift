@@ -41,6 +41,9 @@ public struct ServerConfiguration: Sendable {
     /// When set, a connection must send `HELLO 1 token=<one of these>` as its first line (docs/PROTOCOL.md,
     /// Authentication). `Server.replaceTokens` swaps them while the server runs.
     public var authTokens: AuthTokens?
+    /// The file `authTokens` was read from: `Server.reload()` (SIGHUP) reads it again with the map. nil: the
+    /// tokens are not reloadable.
+    public var authTokenFile: String?
     /// Seconds a connection may take to authenticate (TLS handshake and `HELLO 1 token=...`) before
     /// `ERR - AUTH_TIMEOUT` and close.
     public var authTimeout: Double

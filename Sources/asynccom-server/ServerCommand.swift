@@ -48,7 +48,8 @@ struct ServerCommand: ParsableCommand {
             connections and exits 0. A second SIGINT/SIGTERM exits at once with status 130. SIGHUP loads the \
             map file again without dropping a connection or a request: a good map is answered from once it \
             is loaded (map_generation in HELLO and STATS goes up, and entries and time are logged); a bad one is \
-            logged as FILE:LINE: message, counted in STATS reload_failures, and the old map stays in use.
+            logged as FILE:LINE: message, counted in STATS reload_failures, and the old map stays in use. \
+            SIGHUP reads --auth-token-file again the same way (new connections use the new tokens).
             Exit status: 0 after a clean shutdown, 1 when an endpoint cannot be bound, 2 for a bad map, \
             token file or TLS certificate/key, 64 for bad options (protected mode included), 130 after a second signal.
             """
@@ -235,6 +236,7 @@ extension ServerCommand {
             replyCoalescing: replyCoalescing, receiveBuffer: receiveBuffer, authTokens: tokens,
             authTimeout: authTimeout, maxUnauthenticated: maxUnauthenticated, insecure: insecure,
             tls: tlsCert.map { .init(certificateFile: $0, keyFile: tlsKey ?? $0, clientCAFile: tlsClientCa) })
+        configuration.authTokenFile = authTokenFile
         configuration.httpEndpoints = try httpEndpoints()
         configuration.httpMaxBody = httpMaxBody
         configuration.httpMaxHeaders = httpMaxHeaders

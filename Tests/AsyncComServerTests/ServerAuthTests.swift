@@ -185,6 +185,42 @@ struct ServerAuthTests {
         }
     }
 
+    @Test("reload() (SIGHUP) reads the token file again: new connections use the new tokens; a bad file keeps the old ones")
+    func reloadTokenFile() async throws {
+        try await blocking {
+            let mapFile = try TempFile("10.0.0.1:fast:7:0\n")
+            let tokenFile = try TempFile("alice:\(Self.alice)\n")
+            defer { mapFile.remove(); tokenFile.remove() }
+            var configuration = ServerConfiguration(
+                map: try DeviceMap(contentsOfFile: mapFile.path), mapFile: mapFile.path,
+                endpoints: [.tcp(host: "127.0.0.1", port: 0)], reactors: 2,
+                authTokens: try AuthTokens(contentsOfFile: tokenFile.path), authFailureDelay: 0.05)
+            configuration.authTokenFile = tokenFile.path
+            let server = Server(configuration: configuration)
+            let endpoints = try server.start()
+            defer { server.beginShutdown(); server.waitUntilStopped() }
+            guard case .tcp(_, let port) = endpoints[0] else { throw TestFailure("no port") }
+            let old = try LineClient(port: port)
+            #expect(try old.request("HELLO 1 token=\(Self.alice)").hasPrefix("HELLO 1 server="))
+
+            try writeFile(tokenFile.path, "bob:\(Self.bob)\n")
+            let outcomes = server.reload()
+            #expect(outcomes.map(\.input) == ["map", "tokens"])
+            guard case .success = outcomes[1].result else { throw TestFailure("token reload failed: \(outcomes)") }
+            #expect(try LineClient(port: port).request("HELLO 1 token=\(Self.alice)") == Self.failed)
+            #expect(try LineClient(port: port).request("HELLO 1 token=\(Self.bob)").hasPrefix("HELLO 1 server="))
+            #expect(try old.stillAnswers())
+
+            // A bad token file: FILE:LINE, counted, and the tokens in force stay.
+            try writeFile(tokenFile.path, "bob:\(Self.bob)\nshort\n")
+            let bad = server.reload()
+            guard case .failure(let error) = bad[1].result else { throw TestFailure("a bad token file was accepted") }
+            #expect("\(error)".contains("\(tokenFile.path):2: "))
+            #expect(try LineClient(port: port).request("HELLO 1 token=\(Self.bob)").hasPrefix("HELLO 1 server="))
+            #expect(try old.stats()["reload_failures"] == 1)
+        }
+    }
+
     @Test("protected mode: a non-loopback endpoint needs tokens or --insecure")
     func protectedMode() throws {
         let map = try TestServer.map(smallMap)
