@@ -89,6 +89,7 @@ struct ScenarioReport: Sendable, Codable {
             case .serverPeakRSSMiB: value = serverPeakRSSMiB?.median
             case .latenessP99Millis: value = latenessP99Millis?.median
             case .mapBytesPerEntry: value = mapBytesPerEntry?.median
+            case .requestsPerSecond: value = requestsPerSecond?.median
             }
             if let value { targets[t.text] = t.met(value) }
         }

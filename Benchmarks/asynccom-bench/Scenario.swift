@@ -20,6 +20,11 @@ struct Scenario: Sendable {
     /// that of a server with a one-entry map, per entry; the same for its peak (the loader's) and startup time.
     var isMapMemory = false
 
+    /// Extra asynccom-server arguments of this scenario (added to `--server-arg`s).
+    var serverArguments: [String] = []
+    /// The `http` scenario: wrk against an HTTP server instead of the client engine (HTTPBench.swift).
+    var http: HTTPLoad? = nil
+
     var label: String { variant.isEmpty ? name : "\(name) (\(variant))" }
 }
 
@@ -33,6 +38,7 @@ struct Target: Sendable {
         case latenessP99Millis = "lateness p99 ms"
         case loadSeconds = "load s"
         case mapBytesPerEntry = "map B/entry"
+        case requestsPerSecond = "req/s"
     }
 
     var metric: Metric
@@ -96,6 +102,14 @@ enum Scenarios {
                     ]
                 }
                 list.append(s)
+                if batch == 16 && reactors == nil {
+                    // Protocol v1 with the HTTP listener on as well (idle): it must cost protocol v1 nothing.
+                    var withHTTP = s
+                    withHTTP.variant += ", --http-listen on"
+                    withHTTP.serverArguments = ["--http-listen", "tcp://127.0.0.1:0"]
+                    withHTTP.targets = []
+                    list.append(withHTTP)
+                }
             }
         }
 
@@ -128,6 +142,7 @@ enum Scenarios {
         bigmap.targets = [Target(metric: .loadSeconds, bound: 3, atMost: true),
                           Target(metric: .mapBytesPerEntry, bound: 40, atMost: true)]
         list.append(bigmap)
+        list += HTTPBench.scenarios()
         return list
     }
 }
