@@ -5,6 +5,8 @@ import PackageDescription
 //   CLibevent          system library: Debian's libevent-dev (event_core + event_pthreads + event_extra for evhttp)
 //   AsyncComCore       pure Swift: wire protocol, device map, commands file, endpoints. No I/O, no libevent.
 //   AsyncComEventLoop  thin Swift layer over libevent: event base, fd events, timers, notifier, sockets.
+//   COpenSSL           system library: Debian's libssl-dev (OpenSSL 3: ssl + crypto)
+//   AsyncComTLS        TLS sessions on non-blocking sockets (OpenSSL), for the server and the client.
 //   AsyncComServer     the reactor server (Core + EventLoop).
 //   AsyncComClient     the pipelining client engine, usable as a library (Core + EventLoop).
 //   asynccom-server / asynccom-client / asynccom-bench: thin command-line front ends.
@@ -30,12 +32,18 @@ let package = Package(
             pkgConfig: "libevent_extra",
             providers: [.apt(["libevent-dev"])]
         ),
+        .systemLibrary(
+            name: "COpenSSL",
+            pkgConfig: "openssl",
+            providers: [.apt(["libssl-dev"])]
+        ),
         .target(name: "AsyncComCore"),
+        .target(name: "AsyncComTLS", dependencies: ["COpenSSL", "AsyncComCore", "AsyncComEventLoop"]),
         .target(name: "AsyncComEventLoop", dependencies: ["CLibevent", "AsyncComCore"]),
         .target(
             name: "AsyncComServer",
             dependencies: [
-                "AsyncComCore", "AsyncComEventLoop",
+                "AsyncComCore", "AsyncComEventLoop", "AsyncComTLS",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -75,14 +83,14 @@ let package = Package(
         // other executables, a blocking line client, temporary files, polling.
         .target(
             name: "AsyncComTestSupport",
-            dependencies: ["AsyncComServer", "AsyncComCore"],
+            dependencies: ["AsyncComServer", "AsyncComCore", "AsyncComTLS"],
             path: "Tests/AsyncComTestSupport"
         ),
         .testTarget(name: "AsyncComCoreTests", dependencies: ["AsyncComCore"]),
         .testTarget(name: "AsyncComEventLoopTests", dependencies: ["AsyncComEventLoop", "AsyncComCore"]),
         .testTarget(
             name: "AsyncComServerTests",
-            dependencies: ["AsyncComServer", "AsyncComCore", "AsyncComEventLoop", "AsyncComTestSupport"]
+            dependencies: ["AsyncComServer", "AsyncComCore", "AsyncComEventLoop", "AsyncComTestSupport", "AsyncComTLS"]
         ),
         .testTarget(
             name: "AsyncComClientTests",

@@ -10,14 +10,14 @@ cd "$(dirname "$0")/.."
 
 seconds=${1:-60}
 [[ $# -gt 0 ]] && shift
-all=(request reply map commands address body)
+all=(request reply map commands address auth body)
 if [[ $# -gt 0 ]]; then targets=("$@"); else targets=("${all[@]}"); fi
 if ! [[ $seconds =~ ^[0-9]+$ ]]; then echo "usage: Fuzz/run.sh [SECONDS_PER_TARGET] [${all[*]}]" >&2; exit 2; fi
 
 declare -A source=([request]=FuzzRequest [reply]=FuzzReply [map]=FuzzDeviceMap [commands]=FuzzCommands
-                   [address]=FuzzAddress [body]=FuzzCommandsBody)
+                   [address]=FuzzAddress [auth]=FuzzAuth [body]=FuzzCommandsBody)
 # A map file needs room for many lines; everything else is one peer line or a few.
-declare -A maxlen=([request]=4096 [reply]=4096 [map]=16384 [commands]=4096 [address]=4096 [body]=4096)
+declare -A maxlen=([request]=4096 [reply]=4096 [map]=16384 [commands]=4096 [address]=4096 [auth]=4096 [body]=4096)
 for t in "${targets[@]}"; do
     [[ -n ${source[$t]:-} ]] || { echo "unknown target '$t' (targets: ${all[*]})" >&2; exit 2; }
 done

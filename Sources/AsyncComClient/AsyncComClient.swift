@@ -1,4 +1,5 @@
 import AsyncComCore
+import AsyncComEventLoop
 import Logging
 
 /// The pipelining client engine as a library.
@@ -36,6 +37,8 @@ public final class AsyncComClient: Sendable {
     ///     per command. For metrics and benchmarks that must not slow the reply path down. Failed commands have
     ///     no answer (see `onResult` and the summary).
     ///   - onProgress: called about four times a second on the engine's thread.
+    ///   - interruption: `interrupt()` on it ends the job early and gracefully: the summary covers what was
+    ///     answered until then, with `interrupted` set and the commands left without a result in `notAnswered`.
     /// - Returns: the summary; commands that failed are counted in it (`failed`), they do not throw.
     /// - Throws: `ClientError.invalidConfiguration`, `ClientError.source` when the source throws (the job stops at
     ///   once), `ClientError.startup`, or `CancellationError` when the task is cancelled (the job stops at once).
@@ -43,10 +46,12 @@ public final class AsyncComClient: Sendable {
         source: sending some CommandSource,
         onResult: sending ((CommandResult) -> Void)? = nil,
         onAnswer: sending ((AnsweredRequest) -> Void)? = nil,
-        onProgress: sending ((JobProgress) -> Void)? = nil
+        onProgress: sending ((JobProgress) -> Void)? = nil,
+        interruption: JobInterruption? = nil
     ) async throws -> JobSummary {
         try configuration.validate()
         let control = JobControl(streamHighWater: nil)
+        interruption?.register(control)
         let payload = UncheckedTransfer(JobPayload(
             source: source, onResult: onResult, onAnswer: onAnswer, onFlush: nil, onProgress: onProgress))
         let configuration = self.configuration
@@ -71,7 +76,8 @@ public final class AsyncComClient: Sendable {
     /// `configuration.ordered`); `ResultStream.summary()` awaits the job's summary.
     ///
     /// The engine pauses pulling commands while the consumer lags (about 64k undelivered results), so memory
-    /// stays bounded: iterate the stream to the end, or call `cancel()`. Dropping the iteration cancels the job.
+    /// stays bounded: iterate the stream to the end, or call `cancel()`. Leaving the iteration early (`break`,
+    /// a thrown error, a cancelled task) cancels the job: `summary()` then throws `CancellationError`.
     public func results(source: sending some CommandSource, onProgress: sending ((JobProgress) -> Void)? = nil) -> ResultStream {
         let completion = JobCompletion()
         do {
@@ -120,7 +126,7 @@ public struct ResultStream: AsyncSequence, Sendable {
     let completion: JobCompletion
 
     public func makeAsyncIterator() -> Iterator {
-        Iterator(inner: chunks.makeAsyncIterator(), control: control)
+        Iterator(inner: chunks.makeAsyncIterator(), control: control, cancelOnDrop: CancelOnDrop(control))
     }
 
     /// Awaits the end of the job. Throws as `AsyncComClient.run` does.
@@ -136,6 +142,9 @@ public struct ResultStream: AsyncSequence, Sendable {
     public struct Iterator: AsyncIteratorProtocol {
         var inner: AsyncStream<[CommandResult]>.Iterator
         let control: JobControl
+        /// Shared by the iterator's copies: the last one to go cancels the job (a no-op once it has ended).
+        /// Without it, a consumer that stopped early left the engine waiting for it forever (`summary()` hung).
+        let cancelOnDrop: CancelOnDrop
         var chunk: [CommandResult] = []
         var index = 0
 
@@ -149,6 +158,48 @@ public struct ResultStream: AsyncSequence, Sendable {
             defer { index += 1 }
             return chunk[index]
         }
+    }
+}
+
+/// Cancels a job when the last reference to it goes.
+final class CancelOnDrop: Sendable {
+    private let control: JobControl
+    init(_ control: JobControl) { self.control = control }
+    deinit { control.cancel() }
+}
+
+/// Ends jobs early and gracefully on request, e.g. on Ctrl-C: pass one to `AsyncComClient.run` and call
+/// `interrupt()` from any thread. The job stops pulling and sending, hands over the results it has, and returns
+/// its summary with `interrupted` set and `notAnswered` counting the commands left without a result. (Task
+/// cancellation, by contrast, stops a job at once and throws `CancellationError`.)
+public final class JobInterruption: Sendable {
+    private struct State {
+        var requested = false
+        var controls: [JobControl] = []
+    }
+
+    private let state = Locked(State())
+
+    public init() {}
+
+    /// Interrupts every job run with this object, now or later (idempotent).
+    public func interrupt() {
+        let controls = state.withLock { s -> [JobControl] in
+            s.requested = true
+            return s.controls
+        }
+        for c in controls { c.interrupt() }
+    }
+
+    public var isInterrupted: Bool { state.withLock { $0.requested } }
+
+    func register(_ control: JobControl) {
+        let requested = state.withLock { s -> Bool in
+            s.controls.removeAll { $0.isFinished }
+            s.controls.append(control)
+            return s.requested
+        }
+        if requested { control.interrupt() }
     }
 }
 

@@ -91,6 +91,7 @@ public struct ClientConfiguration: Sendable, Equatable {
         func bad(_ message: String) -> ClientError { .invalidConfiguration(message) }
         if servers.isEmpty { throw bad("at least one server is required") }
         if servers.count > Self.maxServers { throw bad("at most \(Self.maxServers) servers") }
+        if let tls = servers.first(where: \.isTLS) { throw bad("\(tls): this client does not speak TLS yet") }
         if batch < 1 || batch > Self.maxBatch { throw bad("batch must be 1...\(Self.maxBatch), got \(batch)") }
         if let window, window < 1 || window > Self.maxWindow { throw bad("window must be 1...\(Self.maxWindow), got \(window)") }
         if let connectionsPerServer, connectionsPerServer < 1 || connectionsPerServer > Self.maxConnectionsPerServer {

@@ -27,6 +27,18 @@ protocol InPlaceCommandSource: CommandSource {
     /// only during the call), the command's offset in them and the line number. Returns how many it handed out;
     /// fewer than `limit` means the source is exhausted. Malformed lines are counted and reported as by `next()`.
     mutating func pull(limit: Int, _ body: (DeviceAddress, UnsafeRawBufferPointer, Int, Int) -> Void) throws -> Int
+    /// Called once on the loop thread before the first `pull`. A source whose input arrives over time (a pipe,
+    /// FIFO or terminal) starts reading it in the background here; from then on `pull` never waits for input,
+    /// and `wake` (any thread) brings the loop back when more has come.
+    func startReading(wake: @escaping @Sendable () -> Void)
+    /// After a `pull` that returned fewer than `limit`: true when that is because nothing more has arrived yet
+    /// (the source calls `wake` when it has), false when the source has ended.
+    var isAwaitingInput: Bool { get }
+}
+
+extension InPlaceCommandSource {
+    func startReading(wake: @escaping @Sendable () -> Void) {}
+    var isAwaitingInput: Bool { false }
 }
 
 /// Commands from a commands file (`ip:command` lines; blank and `#` lines skipped), streamed with `LineReader`.
@@ -46,6 +58,15 @@ public struct FileCommandSource: CommandSource, InPlaceCommandSource {
     /// The name errors use for the file (`<stdin>` for `-`, else the path).
     public var name: String { reader.name }
 
+    /// A pipe, FIFO or terminal is read on a thread of its own (`InputFeed`), so that a writer that pauses does
+    /// not stop the loop; a regular file is read in place.
+    func startReading(wake: @escaping @Sendable () -> Void) {
+        guard reader.isStream else { return }
+        _ = reader.install { fd, ownsDescriptor in InputFeed(fd: fd, ownsDescriptor: ownsDescriptor, wake: wake) }
+    }
+
+    private(set) var isAwaitingInput = false
+
     /// The next well-formed command; throws on an unreadable file, a line over 1 MiB or a NUL byte.
     public mutating func next() throws -> CommandEntry? {
         while let (line, number) = try reader.next() {
@@ -62,7 +83,19 @@ public struct FileCommandSource: CommandSource, InPlaceCommandSource {
 
     mutating func pull(limit: Int, _ body: (DeviceAddress, UnsafeRawBufferPointer, Int, Int) -> Void) throws -> Int {
         var pulled = 0
-        while pulled < limit, let (line, number) = try reader.next() {
+        isAwaitingInput = false
+        while pulled < limit {
+            let line: UnsafeRawBufferPointer
+            let number: Int
+            switch try reader.nextIfReady() {
+            case .line(let l, let n):
+                (line, number) = (l, n)
+            case .notYet:
+                isAwaitingInput = true
+                return pulled
+            case .end:
+                return pulled
+            }
             switch CommandsFile.parseInPlace(line: line) {
             case .command(let device, let item, let commandStart):
                 body(device, item, commandStart, number)

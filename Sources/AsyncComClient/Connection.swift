@@ -147,13 +147,14 @@ final class Connection {
         }
     }
 
-    private func readReplies() {
-        // Bounded reads per callback so one busy connection cannot starve the others.
+    /// Reads and handles replies: at most `maxReads` reads of 64 KiB (so one busy connection cannot starve the
+    /// others), or until the socket has nothing more.
+    private func readReplies(maxReads: Int = 16) {
         var heard = false
         defer {
             if heard && state == .ready { silence.heard(now: engine.now(), pending: inFlight > 0 || !output.isEmpty) }
         }
-        for _ in 0..<16 {
+        for _ in 0..<maxReads {
             let n: Int?
             do {
                 let got = try Socket.readStamped(fd: fd, into: input, chunk: 64 << 10)
@@ -278,8 +279,10 @@ final class Connection {
         case .handshaking:
             lost(reason: "no reply to HELLO within \(engine.configuration.requestTimeout) s", helloFailure: true)
         case .ready:
-            // Replies already in the socket are read before any request's timer is judged.
-            readReplies()
+            // Every reply already in the socket is read before any request's timer is judged: a loop that was
+            // held up (a slow result consumer, a starved CPU) must not fail requests whose answers have arrived.
+            // Bounded by what the server has sent: it answers only requests in flight here.
+            readReplies(maxReads: .max)
             guard state == .ready else { return }
             let now = engine.now()
             if silence.isStalled(now: now, timeoutNanos: engine.requestTimeoutNanos) {

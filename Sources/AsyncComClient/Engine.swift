@@ -156,6 +156,8 @@ final class Engine {
         let notifier = try Notifier(loop: loop) { [unowned self] in
             if self.control.isCancelled {
                 self.abort(CancellationError())
+            } else if self.control.isInterrupted {
+                self.finishInterrupted()
             } else {
                 self.settle()
             }
@@ -187,6 +189,7 @@ final class Engine {
             timer.schedule(afterNanos: Engine.progressIntervalNanos)
         }
         resumeTimer = Timer(loop: loop) { [unowned self] in self.settle() }
+        inPlaceSource?.startReading { [control] in control.wake() }
         for c in connections { c.connect() }
         settle()
     }
@@ -300,7 +303,8 @@ final class Engine {
                 }
                 budget -= pulled
                 if pulled < limit {
-                    sourceExhausted = true
+                    // Input still to come (a pipe that paused) wakes the loop when it arrives.
+                    if inPlaceSource?.isAwaitingInput != true { sourceExhausted = true }
                     break
                 }
             }
@@ -818,6 +822,20 @@ final class Engine {
     private func finish() {
         guard !finished else { return }
         let summary = summary()
+        outcome = .success(summary)
+        finished = true
+        teardown()
+        loop.stop()
+    }
+
+    /// Ends the job early on request (`JobInterruption`): nothing more is pulled or sent; results held back for
+    /// input order are handed over (gaps skipped), and the summary counts the commands left without a result.
+    private func finishInterrupted() {
+        guard !finished else { return }
+        if ordered, let onResult { ring.drainSkippingGaps(onResult) }
+        var summary = summary()
+        summary.interrupted = true
+        summary.notAnswered = outstanding
         outcome = .success(summary)
         finished = true
         teardown()

@@ -7,6 +7,8 @@ import AsyncComEventLoop
 final class JobControl: Sendable {
     private struct State {
         var cancelled = false
+        var interrupted = false
+        var finished = false
         var notifier: Notifier?
         var buffered = 0
         var engineWaiting = false
@@ -29,18 +31,41 @@ final class JobControl: Sendable {
 
     var isCancelled: Bool { state.withLock { $0.cancelled } }
 
+    /// Any thread: asks the job to end early with a summary of what it has (see `JobInterruption`).
+    func interrupt() {
+        state.withLock { s in
+            s.interrupted = true
+            s.notifier?.notify()
+        }
+    }
+
+    var isInterrupted: Bool { state.withLock { $0.interrupted } }
+
+    /// Any thread: brings the loop back to look for work (e.g. input arrived); nothing once the job is over.
+    func wake() {
+        state.withLock { $0.notifier?.notify() }
+    }
+
     /// Loop thread, at start. Returns false when the job was cancelled before it started.
     func attach(_ notifier: Notifier) -> Bool {
         state.withLock { s in
             s.notifier = notifier
+            // An interruption that came before the loop was up is acted on at its first wake-up.
+            if s.interrupted { notifier.notify() }
             return !s.cancelled
         }
     }
 
     /// Loop thread, at teardown.
     func detach() {
-        state.withLock { $0.notifier = nil }
+        state.withLock { s in
+            s.notifier = nil
+            s.finished = true
+        }
     }
+
+    /// The job has ended (its loop is gone).
+    var isFinished: Bool { state.withLock { $0.finished } }
 
     /// Loop thread: whether the stream consumer keeps up well enough to pull more commands.
     func mayProduce() -> Bool {

@@ -130,6 +130,12 @@ public struct JobSummary: Sendable, Codable {
     public var badReplies: Int
     /// The first failure reason seen, if any command failed.
     public var firstFailure: String?
+    /// The job was ended early by `JobInterruption.interrupt()` (Ctrl-C in the CLI): the counts cover only the
+    /// commands that got a result before that.
+    public var interrupted: Bool = false
+    /// Commands read from the source that had no result when the job was interrupted (queued or in flight);
+    /// 0 unless `interrupted`. Input not read yet is not counted.
+    public var notAnswered: Int = 0
 
     /// Commands with a result.
     public var total: Int { ok + unknown + failed }

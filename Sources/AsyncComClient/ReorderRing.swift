@@ -37,6 +37,20 @@ struct ReorderRing {
         }
     }
 
+    /// Hands out every result held, in order, skipping the sequences still missing (the job is ending early:
+    /// nothing more will fill the gaps).
+    mutating func drainSkippingGaps(_ body: (CommandResult) -> Void) {
+        let mask = slots.count - 1
+        while held > 0 {
+            if let r = slots[base & mask] {
+                slots[base & mask] = nil
+                held -= 1
+                body(r)
+            }
+            base += 1
+        }
+    }
+
     private mutating func grow(toFit offset: Int) {
         var c = slots.count
         while c <= offset { c *= 2 }

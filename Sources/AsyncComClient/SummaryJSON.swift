@@ -58,7 +58,8 @@ extension LatencySummary {
 extension JobSummary {
     /// The summary as one JSON object on one line, keys: `sum` (exact integer), `ok`, `unknown`, `failed`,
     /// `malformed`, `elapsed_s`, `commands_per_s`, `latency_ms` {p50, p90, p99, max, mean}, `requests`,
-    /// `retries`, `resends`, `reconnects`, `late_replies`, `bad_replies`, `first_failure` (string or null), and
+    /// `retries`, `resends`, `reconnects`, `late_replies`, `bad_replies`, `first_failure` (string or null),
+    /// `interrupted`, `not_answered`, and
     /// `servers`: [{`endpoint`, `ok`, `unknown`, `failed`, `requests_sent`, `reconnects`, `connections_lost`,
     /// `timeouts`, `stalls`, `up`, `connections`, `reactors`, `reactors_covered`, `coverage_failed`,
     /// `latency_ms`}].
@@ -70,6 +71,7 @@ extension JobSummary {
         s += ",\"requests\":\(requests),\"retries\":\(retries),\"resends\":\(resends),\"reconnects\":\(reconnects)"
         s += ",\"late_replies\":\(lateReplies),\"bad_replies\":\(badReplies)"
         s += ",\"first_failure\":" + (firstFailure.map(JSONText.quoted) ?? "null")
+        s += ",\"interrupted\":\(interrupted),\"not_answered\":\(notAnswered)"
         s += ",\"servers\":["
         for (i, server) in servers.enumerated() {
             if i > 0 { s += "," }

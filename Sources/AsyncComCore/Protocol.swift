@@ -10,6 +10,10 @@ public enum ProtocolErrorCode: String, Sendable, CaseIterable {
     case lineTooLong = "LINE_TOO_LONG"
     case busy = "BUSY"
     case idleTimeout = "IDLE_TIMEOUT"
+    case authRequired = "AUTH_REQUIRED"
+    case authFailed = "AUTH_FAILED"
+    case authTimeout = "AUTH_TIMEOUT"
+    case tlsRequired = "TLS_REQUIRED"
     /// HTTP only (docs/openapi.yaml): no such path, or not with this method.
     case notFound = "NOT_FOUND"
     case methodNotAllowed = "METHOD_NOT_ALLOWED"

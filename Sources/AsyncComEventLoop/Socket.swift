@@ -15,7 +15,7 @@ public enum Socket {
     /// does not apply, so reactors must share one Unix listener). Returns the fd.
     public static func listen(_ endpoint: Endpoint, reusePort: Bool, backlog: Int32 = 1024) throws(SystemError) -> Int32 {
         switch endpoint {
-        case .tcp(let host, let port):
+        case .tcp(let host, let port), .tls(let host, let port):
             return try listenTCP(host: host, port: port, reusePort: reusePort, backlog: backlog)
         case .unix(let path):
             return try listenUnix(path: path, backlog: backlog)
@@ -184,7 +184,12 @@ public enum Socket {
 
     /// Resolves a TCP endpoint's host (a Unix endpoint resolves to no address and connects by path).
     public static func resolve(_ endpoint: Endpoint) throws(SystemError) -> ResolvedAddresses {
-        guard case .tcp(let host, let port) = endpoint else { return ResolvedAddresses(endpoint: endpoint, addresses: []) }
+        let host: String
+        let port: UInt16
+        switch endpoint {
+        case .tcp(let h, let p), .tls(let h, let p): (host, port) = (h, p)
+        case .unix: return ResolvedAddresses(endpoint: endpoint, addresses: [])
+        }
         let list = try resolve(host: host, port: port, passive: false)
         defer { freeaddrinfo(list) }
         var addresses: [(storage: sockaddr_storage, length: socklen_t)] = []
@@ -210,7 +215,7 @@ public enum Socket {
     /// cannot complete at once (EAGAIN: backlog full), a missing path or a refused connection throw.
     public static func connect(resolved: ResolvedAddresses) throws(SystemError) -> Int32 {
         switch resolved.endpoint {
-        case .tcp(let host, let port):
+        case .tcp(let host, let port), .tls(let host, let port):
             let where_ = "\(host):\(port)"
             var lastError = SystemError("connect(\(where_))", errno: EADDRNOTAVAIL)
             for var address in resolved.addresses {
@@ -287,8 +292,15 @@ public enum Socket {
     /// or nil on EAGAIN; throws on errors such as ECONNRESET.
     public static func read(fd: Int32, into buffer: ByteBuffer, chunk: Int) throws(SystemError) -> Int? {
         buffer.reserveWritable(max(chunk, 1))
+        return try read(fd: fd, into: buffer, atMost: buffer.writableBytes)
+    }
+
+    /// read(2) of at most `count` bytes (at least 1) into the buffer; returns like `read(fd:into:chunk:)`.
+    /// For peers that may send only a little (a connection that has not authenticated yet).
+    public static func read(fd: Int32, into buffer: ByteBuffer, atMost count: Int) throws(SystemError) -> Int? {
+        buffer.reserveWritable(max(count, 1))
         while true {
-            let n = Glibc.read(fd, buffer.writePointer, buffer.writableBytes)
+            let n = Glibc.read(fd, buffer.writePointer, max(count, 1))
             if n >= 0 {
                 buffer.didWrite(n)
                 return n

@@ -1,5 +1,6 @@
 import AsyncComCore
 import AsyncComEventLoop
+import AsyncComTLS
 
 /// One accepted socket, owned by the reactor that accepted it.
 final class Connection {
@@ -44,6 +45,10 @@ final class Connection {
     var firedReplies = 0
     /// The BYE line of a QUIT, held until the replies in flight have been sent.
     var byeLine: [UInt8]?
+    /// Set until the connection has authenticated (servers that require it): see `Reactor+Gate.swift`.
+    var gate: ConnectionGate?
+    /// The TLS session of a connection accepted on a `tls://` listener; nil for plaintext.
+    var tls: TLSSession?
 
     init(fd: Int32, slot: UInt32, generation: UInt32, now: UInt64) {
         self.fd = fd
@@ -53,6 +58,18 @@ final class Connection {
     }
 
     var isOpen: Bool { if case .open = state { return true } else { return false } }
+
+    /// Reads at most `count` bytes, through TLS when the connection has it (see `Socket.read`).
+    @inline(__always) func receive(into buffer: ByteBuffer, atMost count: Int) throws(SystemError) -> Int? {
+        if let tls { return try tls.read(into: buffer, atMost: count) }
+        return try Socket.read(fd: fd, into: buffer, atMost: count)
+    }
+
+    /// Writes what the socket takes of `buffer`, through TLS when the connection has it (see `Socket.write`).
+    @inline(__always) func send(from buffer: ByteBuffer) throws(SystemError) -> Int {
+        if let tls { return try tls.write(from: buffer) }
+        return try Socket.write(fd: fd, from: buffer)
+    }
     var isLingering: Bool { if case .lingering = state { return true } else { return false } }
 }
 

@@ -16,6 +16,10 @@ extension Reactor {
         case .open, .finishing:
             break
         }
+        if let gate = c.gate, gate.isWaiting {
+            gateEvent(c, gate, readable: readable, writable: writable)
+            return
+        }
         if writable && !flush(c) { return }
         if readable && c.isOpen && !c.paused {
             readInput(c)
@@ -40,9 +44,17 @@ extension Reactor {
             let n: Int
             let queued: UInt64
             do {
-                guard let got = try Socket.readStamped(fd: c.fd, into: target, chunk: Self.readChunk) else { break }
-                n = got.count
-                queued = got.stamp > 0 && realNow > got.stamp ? UInt64(realNow - got.stamp) : 0
+                // Plaintext keeps its one direct read(2) (stamped); TLS decrypts at most a record (16 KiB) per
+                // call, and its bytes carry no kernel stamp.
+                if let tls = c.tls {
+                    guard let got = try tls.read(into: target, atMost: Self.readChunk) else { break }
+                    n = got
+                    queued = 0
+                } else {
+                    guard let got = try Socket.readStamped(fd: c.fd, into: target, chunk: Self.readChunk) else { break }
+                    n = got.count
+                    queued = got.stamp > 0 && realNow > got.stamp ? UInt64(realNow - got.stamp) : 0
+                }
             } catch {
                 abort(c, error)
                 return
@@ -100,10 +112,6 @@ extension Reactor {
         case .empty:
             break
         case .request(_, let waitNanos, let commands, let unknown):
-            counters.add(.requests)
-            counters.add(.commands, UInt64(commands))
-            counters.recordQueued(queued)
-            if unknown > 0 { counters.add(.unknown, UInt64(unknown)) }
             if waitNanos == 0 {
                 c.output.append(scratch)
             } else {
@@ -113,8 +121,18 @@ extension Reactor {
                 c.inflightRequests += 1
                 c.inflightCommands += commands
                 c.pendingBytes += scratch.readableBytes
-                counters.add(.inflightRequests)
-                counters.add(.inflightCommands, UInt64(commands))
+            }
+            counters.update {
+                counters.add(.requests)
+                counters.add(.commands, UInt64(commands))
+                counters.recordQueued(queued)
+                if unknown > 0 { counters.add(.unknown, UInt64(unknown)) }
+                if waitNanos != 0 {
+                    counters.add(.inflightRequests)
+                    counters.add(.inflightCommands, UInt64(commands))
+                    counters.add(.pendingReplies)
+                    counters.add(.pendingBytes, UInt64(scratch.readableBytes))
+                }
             }
         case .error(_, let close):
             counters.add(.errors)
@@ -140,7 +158,7 @@ extension Reactor {
         while !c.output.isEmpty {
             let n: Int
             do {
-                n = try Socket.write(fd: c.fd, from: c.output)
+                n = try c.send(from: c.output)
             } catch {
                 abort(c, error)
                 return false
@@ -197,6 +215,7 @@ extension Reactor {
 
     /// Everything is sent: half-close, then discard what the peer still sends until it closes (or 2 s pass).
     private func beginLinger(_ c: Connection) {
+        c.tls?.close()
         Socket.shutdownWrite(fd: c.fd)
         c.state = .lingering(deadline: EventLoop.monotonicNanos() &+ Self.lingerNanos)
         c.input.clear()
@@ -235,9 +254,13 @@ extension Reactor {
     func close(_ c: Connection) {
         if case .closed = c.state { return }
         let abandoned = c.inflightRequests
-        if abandoned > 0 {
+        counters.update {
+            // Its replies stay stored (pending_*) until due or reclaimed; they are no longer in flight.
             counters.subtract(.inflightRequests, UInt64(c.inflightRequests))
             counters.subtract(.inflightCommands, UInt64(c.inflightCommands))
+            counters.subtract(.connections)
+        }
+        if abandoned > 0 {
             pending.abandon(replies: c.inflightRequests, bytes: c.pendingBytes)
             c.inflightRequests = 0
             c.inflightCommands = 0
@@ -248,8 +271,7 @@ extension Reactor {
         Socket.close(fd: c.fd)
         table.release(c)
         retired.append(c)  // the watcher may be inside its own callback right now
-        counters.subtract(.connections)
-        shared.releaseConnection()
+        if c.gate != nil { dropGate(c) } else { shared.releaseConnection() }
         // Out of the table first, so that the reclaim sees this connection's replies as stale.
         if abandoned > 0 { reclaimStaleReplies() }
         stopIfDrained()

@@ -94,6 +94,11 @@ extension Reactor {
             peer = admitted
         }
         let route = exchange.withPath { HTTPRoute.resolve(method: exchange.method, path: $0) }
+        if case .healthz = route {
+            // Liveness stays open to load balancers and orchestrators without a token.
+        } else if !authorizeHTTP(exchange) {
+            return
+        }
         switch route {
         case .commands:
             handleCommands(exchange, peer: peer, http: http)
@@ -114,6 +119,28 @@ extension Reactor {
             respondError(exchange, status: 405, reason: "Method Not Allowed",
                          .init(.methodNotAllowed, "allowed: \(allow)"), headers: [("Allow", allow)])
         }
+    }
+
+    /// On a server with tokens, every route but /healthz needs `Authorization: Bearer <token>`. A refusal is a
+    /// 401 with `WWW-Authenticate: Bearer`, counted as on the line protocol, and closes the connection, so a
+    /// guesser pays a connection per try. False when refused (the response is sent).
+    private func authorizeHTTP(_ exchange: HTTPExchange) -> Bool {
+        guard let tokens = shared.tokens.withLock({ $0 }) else { return true }
+        let decision = exchange.withHeader("Authorization") { AuthGate.checkBearer($0, tokens: tokens) }
+        switch decision {
+        case .accepted:
+            return true
+        case .failed:
+            counters.add(.authFailed)
+            respondError(exchange, status: 401, reason: "Unauthorized", .init(.authFailed, "wrong token"), close: true,
+                         headers: [("WWW-Authenticate", "Bearer error=\"invalid_token\"")])
+        case .required, .unsupportedVersion:
+            counters.add(.authRequired)
+            respondError(exchange, status: 401, reason: "Unauthorized",
+                         .init(.authRequired, "send Authorization: Bearer <token>"), close: true,
+                         headers: [("WWW-Authenticate", "Bearer")])
+        }
+        return false
     }
 
     private func admitHTTP(_ connection: OpaquePointer, _ http: HTTPState) -> HTTPPeer? {

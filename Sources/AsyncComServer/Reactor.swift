@@ -64,6 +64,7 @@ final class Reactor {
     let idleNanos: UInt64
     let helloInfo: HelloInfo
     private let busyLine: [UInt8]
+    private let unauthenticatedBusyLine: [UInt8]
 
     init(index: Int, shared: ServerShared, listeners: [ListenerSocket], logger: Logger) {
         self.index = index
@@ -86,6 +87,11 @@ final class Reactor {
         ServerProtocol.appendError(
             id: nil, code: .busy, message: "too many connections (max \(config.maxConnections))", to: busy)
         self.busyLine = Array(busy.readableView)
+        busy.clear()
+        ServerProtocol.appendError(
+            id: nil, code: .busy,
+            message: "too many connections waiting to authenticate (max \(config.maxUnauthenticated))", to: busy)
+        self.unauthenticatedBusyLine = Array(busy.readableView)
     }
 
     // MARK: - Thread body
@@ -149,7 +155,7 @@ final class Reactor {
                 acceptFailed(error)
                 return
             }
-            admit(fd: fd, tcp: listener.isTCP)
+            admit(fd: fd, listener: listener)
         }
     }
 
@@ -178,16 +184,23 @@ final class Reactor {
         for w in listenerWatchers { w.setInterest(read: true, write: false) }
     }
 
-    private func admit(fd: Int32, tcp: Bool) {
-        guard shared.claimConnection() else {
+    private func admit(fd: Int32, listener: ListenerSocket) {
+        // A connection that must authenticate first (a token, a TLS handshake) takes an unauthenticated slot,
+        // not a real client's.
+        let gated = config.requiresAuthentication || listener.tls != nil
+        guard gated ? shared.claimUnauthenticated() : shared.claimConnection() else {
             // Counted before the peer can see BUSY, so a STATS sent after it always includes this rejection.
-            counters.add(.rejected)
+            counters.add(gated ? .authRejected : .rejected)
             // Best effort: the socket is non-blocking and fresh, so this fits in its send buffer or is dropped.
-            _ = busyLine.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+            // (Not on a TLS port: the peer expects a handshake, and a plaintext line would only confuse it.)
+            let line = gated ? unauthenticatedBusyLine : busyLine
+            if listener.tls == nil {
+                _ = line.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+            }
             Socket.close(fd: fd)
             return
         }
-        if tcp {
+        if listener.isTCP {
             Socket.setNoDelay(fd: fd)
             Socket.enableReceiveTimestamps(fd: fd)
             if config.receiveBuffer > 0 { Socket.setReceiveBuffer(fd: fd, bytes: config.receiveBuffer) }
@@ -199,9 +212,12 @@ final class Reactor {
         }
         c.watcher = watcher
         table.install(c)
+        if gated && !openGate(c, tls: listener.tls) { return }
         watcher.setInterest(read: true, write: false)
-        counters.add(.connections)
-        counters.add(.connectionsTotal)
+        counters.update {
+            counters.add(.connections)
+            counters.add(.connectionsTotal)
+        }
     }
 
     private func closeListeners() {
@@ -219,7 +235,6 @@ final class Reactor {
 
     /// Re-arms the reply timer when the earliest deadline changed.
     func rearmReplyTimer() {
-        publishPending()
         guard let due = pending.nextDeadline else { return }
         // Never sooner than `replyCoalescing` after the last firing: under a stream of distinct deadlines this
         // bounds the timer's rate and batches the replies into fewer writes, for at most that much lateness.
@@ -242,14 +257,24 @@ final class Reactor {
                 return true
             }
             // A closed connection's replies are stale: its slot's generation has moved on.
-            guard let c = table.get(ref.slot, ref.generation) else { return false }
+            guard let c = table.get(ref.slot, ref.generation) else {
+                counters.update {
+                    counters.subtract(.pendingReplies)
+                    counters.subtract(.pendingBytes, UInt64(line.count))
+                }
+                return false
+            }
             c.output.append(line)
             c.inflightRequests -= 1
             c.inflightCommands -= Int(ref.commands)
             c.pendingBytes -= line.count
-            counters.subtract(.inflightRequests)
-            counters.subtract(.inflightCommands, UInt64(ref.commands))
-            counters.recordLateness(now &- deadline)
+            counters.update {
+                counters.subtract(.inflightRequests)
+                counters.subtract(.inflightCommands, UInt64(ref.commands))
+                counters.subtract(.pendingReplies)
+                counters.subtract(.pendingBytes, UInt64(line.count))
+                counters.recordLateness(now &- deadline)
+            }
             c.lastActivity = now
             c.firedReplies += 1
             if !c.queuedForFlush {
@@ -280,13 +305,10 @@ final class Reactor {
                 : table.get(ref.slot, ref.generation) != nil
         }
         logger.debug("reclaimed stale replies", metadata: ["replies": "\(before - pending.count)", "kept": "\(pending.count)"])
-        publishPending()
-    }
-
-    /// Publishes the pending-reply gauges for STATS (after each batch, not per reply).
-    func publishPending() {
-        counters.store(.pendingReplies, UInt64(pending.count))
-        counters.store(.pendingBytes, UInt64(pending.storedBytes))
+        counters.update {
+            counters.store(.pendingReplies, UInt64(pending.count))
+            counters.store(.pendingBytes, UInt64(pending.storedBytes))
+        }
     }
 
     // MARK: - Idle sweep and lingering closes

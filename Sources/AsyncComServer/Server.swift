@@ -1,5 +1,6 @@
 import AsyncComCore
 import AsyncComEventLoop
+import AsyncComTLS
 import Logging
 
 #if canImport(Glibc)
@@ -80,6 +81,17 @@ public final class Server: Sendable {
         for t in threads { pthread_join(t, nil) }
     }
 
+    /// Replaces the tokens that new connections are checked against (reloading the token file); connections
+    /// already admitted stay. False (and nothing changes) on a server started without tokens.
+    @discardableResult
+    public func replaceTokens(_ tokens: AuthTokens) -> Bool {
+        shared.tokens.withLock { current in
+            guard current != nil else { return false }
+            current = tokens
+            return true
+        }
+    }
+
     /// Counters per reactor and in total, readable from any thread while the server runs.
     public func stats() -> ServerStats { shared.stats }
 
@@ -101,46 +113,63 @@ public final class Server: Sendable {
                 throw .listen(endpoint: endpoint.description, reason: error.description)
             }
         }
+        // One TLS context for every tls:// listener (OpenSSL allows SSL_new on it from every reactor thread).
+        var tlsContext: TLSContext?
+        if let tls = configuration.tls {
+            do {
+                tlsContext = try TLSContext.server(
+                    certificateFile: tls.certificateFile, keyFile: tls.keyFile, clientCAFile: tls.clientCAFile)
+            } catch {
+                throw .tls(error.description)
+            }
+        }
         /// One SO_REUSEPORT listener per reactor on `endpoint`; returns the address bound.
-        func listenEverywhere(_ endpoint: Endpoint, host: String, port: UInt16, http: Bool) throws(ServerError) -> Endpoint {
+        func listenEverywhere(_ endpoint: Endpoint, port: UInt16, http: Bool, tls: TLSContext? = nil) throws(ServerError) -> Endpoint {
             if port != 0 {
                 // SO_REUSEPORT would let us silently share a port with another server of the same
                 // user: bind once without it to make sure the port is really free.
                 Socket.close(fd: try listen(endpoint, reusePort: false))
             }
             let first = try listen(endpoint, reusePort: true)
-            perReactor[0].append(ListenerSocket(fd: first, endpoint: endpoint, isHTTP: http))
-            let actual: Endpoint
+            perReactor[0].append(ListenerSocket(fd: first, endpoint: endpoint, tls: tls, isHTTP: http))
+            var actual: Endpoint
             do {
                 actual = try Socket.localEndpoint(fd: first)
             } catch {
                 throw .listen(endpoint: endpoint.description, reason: error.description)
             }
+            // The kernel reports TCP; a TLS listener is reported as the tls:// endpoint it is.
+            if case .tcp(let h, let p) = actual, endpoint.isTLS { actual = .tls(host: h, port: p) }
             // Port 0: the other reactors join the port the kernel picked for the first.
             let shared: Endpoint
             if case .tcp(_, let actualPort) = actual, port == 0 {
-                shared = .tcp(host: host, port: actualPort)
+                shared = endpoint.withPort(actualPort)
+            } else if case .tls(_, let actualPort) = actual, port == 0 {
+                shared = endpoint.withPort(actualPort)
             } else {
                 shared = endpoint
             }
             for k in 1..<n {
-                perReactor[k].append(ListenerSocket(fd: try listen(shared, reusePort: true), endpoint: shared, isHTTP: http))
+                perReactor[k].append(
+                    ListenerSocket(fd: try listen(shared, reusePort: true), endpoint: shared, tls: tls, isHTTP: http))
             }
             return actual
         }
         do throws(ServerError) {
             for endpoint in configuration.endpoints {
                 switch endpoint {
-                case .tcp(let host, let port):
-                    bound.append(try listenEverywhere(endpoint, host: host, port: port, http: false))
+                case .tcp(_, let port):
+                    bound.append(try listenEverywhere(endpoint, port: port, http: false))
+                case .tls(_, let port):
+                    bound.append(try listenEverywhere(endpoint, port: port, http: false, tls: tlsContext))
                 case .unix:
                     perReactor[0].append(ListenerSocket(fd: try listen(endpoint, reusePort: false), endpoint: endpoint))
                     bound.append(endpoint)
                 }
             }
             for endpoint in configuration.httpEndpoints {
-                guard case .tcp(let host, let port) = endpoint else { continue }  // validate() refuses others
-                httpBound.append(try listenEverywhere(endpoint, host: host, port: port, http: true))
+                guard case .tcp(_, let port) = endpoint else { continue }  // validate() refuses others
+                httpBound.append(try listenEverywhere(endpoint, port: port, http: true))
             }
         } catch {
             for list in perReactor {

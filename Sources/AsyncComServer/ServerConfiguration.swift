@@ -36,6 +36,36 @@ public struct ServerConfiguration: Sendable {
     public var replyCoalescing: Double
     /// Advertised in HELLO as `server=asynccom/<serverVersion>`.
     public var serverVersion: String
+    /// When set, a connection must send `HELLO 1 token=<one of these>` as its first line (docs/PROTOCOL.md,
+    /// Authentication). `Server.replaceTokens` swaps them while the server runs.
+    public var authTokens: AuthTokens?
+    /// Seconds a connection may take to authenticate (TLS handshake and `HELLO 1 token=...`) before
+    /// `ERR - AUTH_TIMEOUT` and close.
+    public var authTimeout: Double
+    /// Seconds between a wrong token and its `ERR - AUTH_FAILED` and close, so guessing is slow.
+    public var authFailureDelay: Double
+    /// Connections not yet authenticated, over all reactors. They do not take `maxConnections` slots; beyond
+    /// this cap a new connection is refused at once, so they cannot crowd out real clients.
+    public var maxUnauthenticated: Int
+    /// Allows listening on a non-loopback address without authentication (protected mode off).
+    public var insecure: Bool
+    /// Certificates for the `tls://` endpoints (required when there is one).
+    public var tls: TLSSettings?
+
+    /// PEM files for TLS listeners.
+    public struct TLSSettings: Sendable, Equatable {
+        /// The server's certificate chain.
+        public var certificateFile: String
+        public var keyFile: String
+        /// When set, clients must present a certificate signed by one of these CAs (mutual TLS).
+        public var clientCAFile: String?
+
+        public init(certificateFile: String, keyFile: String, clientCAFile: String? = nil) {
+            self.certificateFile = certificateFile
+            self.keyFile = keyFile
+            self.clientCAFile = clientCAFile
+        }
+    }
     /// Where to serve the HTTP API (`POST /v1/commands`, `/metrics`, `/healthz`, `/readyz`): TCP endpoints,
     /// each with one SO_REUSEPORT listener per reactor. Empty (the default): no HTTP.
     public var httpEndpoints: [Endpoint] = []
@@ -53,6 +83,9 @@ public struct ServerConfiguration: Sendable {
     public static let defaultReplyCoalescing: Double = 0.000_5
     public static let defaultReceiveBuffer = 64 << 10
     public static let defaultServerVersion = "1.0.0"
+    public static let defaultAuthTimeout: Double = 10
+    public static let defaultAuthFailureDelay: Double = 0.5
+    public static let defaultMaxUnauthenticated = 1024
     /// 1 MiB: 1,024 items of the longest form (an IPv6 device and a 64-byte command) fit 8 times over.
     public static let defaultHTTPMaxBody = 1 << 20
     public static let defaultHTTPMaxHeaders = 8 << 10
@@ -75,7 +108,13 @@ public struct ServerConfiguration: Sendable {
         outputHighWater: Int = ServerConfiguration.defaultOutputHighWater,
         replyCoalescing: Double = ServerConfiguration.defaultReplyCoalescing,
         receiveBuffer: Int = ServerConfiguration.defaultReceiveBuffer,
-        serverVersion: String = ServerConfiguration.defaultServerVersion
+        serverVersion: String = ServerConfiguration.defaultServerVersion,
+        authTokens: AuthTokens? = nil,
+        authTimeout: Double = ServerConfiguration.defaultAuthTimeout,
+        authFailureDelay: Double = ServerConfiguration.defaultAuthFailureDelay,
+        maxUnauthenticated: Int = ServerConfiguration.defaultMaxUnauthenticated,
+        insecure: Bool = false,
+        tls: TLSSettings? = nil
     ) {
         self.map = map
         self.endpoints = endpoints
@@ -89,7 +128,16 @@ public struct ServerConfiguration: Sendable {
         self.replyCoalescing = replyCoalescing
         self.receiveBuffer = receiveBuffer
         self.serverVersion = serverVersion
+        self.authTokens = authTokens
+        self.authTimeout = authTimeout
+        self.authFailureDelay = authFailureDelay
+        self.maxUnauthenticated = maxUnauthenticated
+        self.insecure = insecure
+        self.tls = tls
     }
+
+    /// Whether a connection must prove who it is before it may send requests.
+    var requiresAuthentication: Bool { authTokens != nil }
 
     /// Throws `ServerError.invalidConfiguration` naming the first value out of range.
     public func validate() throws(ServerError) {
@@ -111,6 +159,27 @@ public struct ServerConfiguration: Sendable {
         try check(receiveBuffer == 0 || (receiveBuffer >= 4096 && receiveBuffer <= 1 << 30),
                   "receive buffer must be 0 (kernel autotuning) or 4096...\(1 << 30) bytes (got \(receiveBuffer))")
         try check(outputHighWater >= 1024, "output high water must be at least 1024 bytes (got \(outputHighWater))")
+        try check(authTimeout > 0 && authTimeout <= 3600, "auth timeout must be more than 0 and at most 3600 seconds (got \(authTimeout))")
+        try check(authFailureDelay >= 0 && authFailureDelay <= 60,
+                  "auth failure delay must be 0...60 seconds (got \(authFailureDelay))")
+        try check(maxUnauthenticated >= 1 && maxUnauthenticated <= 1 << 24,
+                  "max unauthenticated connections must be 1...\(1 << 24) (got \(maxUnauthenticated))")
+        let tlsEndpoints = endpoints.filter(\.isTLS)
+        try check(tlsEndpoints.isEmpty || tls != nil,
+                  "a tls:// endpoint needs a certificate and a key (--tls-cert, --tls-key)")
+        try check(tls == nil || !tlsEndpoints.isEmpty, "TLS certificates were given but no tls:// endpoint")
+        // Protected mode (as Redis): a server reachable from other machines must check who connects, by token
+        // or by client certificate.
+        let checksClients = { (e: Endpoint) in
+            self.requiresAuthentication || (e.isTLS && self.tls?.clientCAFile != nil)
+        }
+        if !insecure, let open = endpoints.first(where: { !$0.isLoopback && !checksClients($0) }) {
+            throw .unprotected(endpoint: open.description)
+        }
+        // The HTTP API checks Bearer tokens (every route but /healthz), not client certificates.
+        if !insecure && !requiresAuthentication, let open = httpEndpoints.first(where: { !$0.isLoopback }) {
+            throw .unprotected(endpoint: open.description)
+        }
         for endpoint in httpEndpoints {
             guard case .tcp = endpoint else {
                 throw .invalidConfiguration("HTTP endpoints must be tcp://HOST:PORT (got \(endpoint))")
@@ -130,6 +199,10 @@ public enum ServerError: Error, CustomStringConvertible, Sendable {
     /// A reactor could not set up its event loop.
     case reactor(index: Int, reason: String)
     case alreadyStarted
+    /// Protected mode: a non-loopback endpoint without tokens or TLS client certificates.
+    case unprotected(endpoint: String)
+    /// The TLS certificate, key or client CA file could not be used.
+    case tls(String)
 
     public var description: String {
         switch self {
@@ -137,6 +210,11 @@ public enum ServerError: Error, CustomStringConvertible, Sendable {
         case .listen(let endpoint, let reason): return "cannot listen on \(endpoint): \(reason)"
         case .reactor(let index, let reason): return "reactor \(index) failed to start: \(reason)"
         case .alreadyStarted: return "the server was already started"
+        case .unprotected(let endpoint):
+            return "refusing to listen on \(endpoint) without authentication (protected mode): anyone who reaches it "
+                + "could query the whole device map. Give --auth-token-file FILE (or listen on tls:// with "
+                + "--tls-client-ca), listen on 127.0.0.1 or a Unix socket, or add --insecure if the network is trusted"
+        case .tls(let reason): return "TLS: \(reason)"
         }
     }
 }

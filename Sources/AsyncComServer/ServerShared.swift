@@ -1,5 +1,6 @@
 import AsyncComCore
 import AsyncComEventLoop
+import AsyncComTLS
 import Dispatch
 import Synchronization
 
@@ -7,9 +8,11 @@ import Synchronization
 struct ListenerSocket: Sendable {
     let fd: Int32
     let endpoint: Endpoint
+    /// The context of a `tls://` listener's sessions.
+    var tls: TLSContext? = nil
     /// Served by the reactor's evhttp (`--http-listen`) rather than protocol v1.
     var isHTTP = false
-    var isTCP: Bool { if case .tcp = endpoint { return true } else { return false } }
+    var isTCP: Bool { if case .unix = endpoint { return false } else { return true } }
 }
 
 /// What the reactors of one server share: the read-only configuration, every reactor's published counters,
@@ -29,6 +32,10 @@ final class ServerShared: Sendable {
     let globalCounters = StatCounters()
     /// Open connections over all reactors (the only counter with several writers).
     let openConnections = Atomic<Int>(0)
+    /// Connections still authenticating, over all reactors (capped by `maxUnauthenticated`).
+    let openUnauthenticated = Atomic<Int>(0)
+    /// The tokens HELLO is checked against; replaced whole by `Server.replaceTokens` (read once per HELLO).
+    let tokens: Locked<AuthTokens?>
     let control: Locked<Control>
     /// When the server was created (CLOCK_MONOTONIC), for `asynccom_uptime_seconds`.
     let startNanos = EventLoop.monotonicNanos()
@@ -39,25 +46,33 @@ final class ServerShared: Sendable {
         self.configuration = configuration
         self.counters = (0..<configuration.reactors).map { _ in StatCounters() }
         self.control = Locked(Control(notifiers: Array(repeating: nil, count: configuration.reactors)))
+        self.tokens = Locked(configuration.authTokens)
     }
 
     var stats: ServerStats { ServerStats(reactors: counters.map { $0.snapshot }, global: globalCounters.snapshot) }
 
     /// Claims one connection under `maxConnections`; false when the server is full.
-    func claimConnection() -> Bool {
-        let limit = configuration.maxConnections
-        var current = openConnections.load(ordering: .relaxed)
+    func claimConnection() -> Bool { Self.claim(openConnections, limit: configuration.maxConnections) }
+
+    func releaseConnection() {
+        openConnections.subtract(1, ordering: .relaxed)
+    }
+
+    /// Claims one not-yet-authenticated connection under `maxUnauthenticated`; false when that many wait.
+    func claimUnauthenticated() -> Bool { Self.claim(openUnauthenticated, limit: configuration.maxUnauthenticated) }
+
+    func releaseUnauthenticated() {
+        openUnauthenticated.subtract(1, ordering: .relaxed)
+    }
+
+    private static func claim(_ count: borrowing Atomic<Int>, limit: Int) -> Bool {
+        var current = count.load(ordering: .relaxed)
         while current < limit {
-            let (exchanged, original) = openConnections.compareExchange(
-                expected: current, desired: current + 1, ordering: .relaxed)
+            let (exchanged, original) = count.compareExchange(expected: current, desired: current + 1, ordering: .relaxed)
             if exchanged { return true }
             current = original
         }
         return false
-    }
-
-    func releaseConnection() {
-        openConnections.subtract(1, ordering: .relaxed)
     }
 
     /// A reactor is up: its notifier may now be used to stop it. Returns true when a shutdown was already

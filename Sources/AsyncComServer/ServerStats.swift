@@ -1,5 +1,9 @@
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 // MARK: - The counter table
 
 /// Every counter the server keeps. `definition` below is THE table: STATS, the shutdown log line and `/metrics`
@@ -12,6 +16,8 @@ public enum StatKey: Int, CaseIterable, Sendable {
     case lateReplies, lateTimerMicros, lateWriteMicros, lateWriteMaxMicros, lateQueuedMicros, lateQueuedMaxMicros
     case pendingReplies, pendingBytes
     case httpRequests
+    case authOK, authFailed, authRequired, authTimeouts, authRejected, unauthenticated
+    case tlsHandshakes, tlsFailed, tlsTimeouts
 
     /// name (the STATS key), kind, scope, unit, help text. STATS lists the keys in case order.
     public var definition: StatDefinition {
@@ -62,6 +68,22 @@ public enum StatKey: Int, CaseIterable, Sendable {
                                   unit: .bytes)
         case .httpRequests: .init("http_requests", .counter, .reactor,
                                   "HTTP requests received (every path; POST /v1/commands also counts in requests).")
+        case .authOK: .init("auth_ok", .counter, .reactor, "Connections that authenticated with a token.")
+        case .authFailed: .init("auth_failed", .counter, .reactor,
+                                "Connections refused AUTH_FAILED: a wrong, empty, binary or too long token or first line.")
+        case .authRequired: .init("auth_required", .counter, .reactor,
+                                  "Connections refused AUTH_REQUIRED: the first line was not HELLO 1 token=...")
+        case .authTimeouts: .init("auth_timeouts", .counter, .reactor,
+                                  "Connections closed AUTH_TIMEOUT: not authenticated within the auth timeout.")
+        case .authRejected: .init("auth_rejected", .counter, .reactor,
+                                  "Connections refused at once because max-unauthenticated were waiting.")
+        case .unauthenticated: .init("unauthenticated", .gauge, .reactor,
+                                     "Connections not yet authenticated, now (included in connections).")
+        case .tlsHandshakes: .init("tls_handshakes", .counter, .reactor, "TLS handshakes completed.")
+        case .tlsFailed: .init("tls_failed", .counter, .reactor,
+                               "TLS handshakes that failed (plaintext on a TLS port, bad or missing client certificate, ...).")
+        case .tlsTimeouts: .init("tls_timeouts", .counter, .reactor,
+                                 "TLS handshakes not finished within the auth timeout (connection closed).")
         }
     }
 }
@@ -184,11 +206,19 @@ public struct ServerStats: Sendable, Equatable {
 /// Live counters, one slot per `StatKey`: each reactor has one (its thread is the only writer of its reactor
 /// keys: a plain load + store, no locked read-modify-write), and the server one more for the global keys. Any
 /// thread may read them for STATS, `/metrics` or `Server.stats()`.
+///
+/// Counters that describe one state (a request's `requests`, `commands`, `inflight_*` and `pending_*`; a reply
+/// leaving `inflight_*` and `pending_*`) change together inside `update`, a sequence lock: `snapshot` retries
+/// while an update is half done, so a snapshot never shows `inflight_requests=2` with `pending_replies=0`. The
+/// writer pays two plain stores per update (no locked instruction on x86); a reader retries only when it
+/// overlaps one.
 final class StatCounters: Sendable {
     /// One atomic per `StatKey` case (`init` checks the count). Inline in the object: `counters.add(.requests)`
     /// compiles to one `add` to memory (checked in the -O disassembly), as the named properties did.
-    typealias Slots = InlineArray<24, Atomic<UInt64>>
+    typealias Slots = InlineArray<33, Atomic<UInt64>>
     private let slots: Slots
+    /// Odd while an `update` is in progress; bumped by two per update.
+    private let sequence = Atomic<UInt64>(0)
 
     init() {
         precondition(Slots.count == StatKey.allCases.count,
@@ -211,12 +241,31 @@ final class StatCounters: Sendable {
         slots[key.rawValue].wrappingAdd(n, ordering: .relaxed)
     }
 
+    /// Runs `body`, whose counter changes a `snapshot` sees all or none of. Owning thread only, not nested.
+    @inline(__always) func update<R>(_ body: () throws -> R) rethrows -> R {
+        let s = sequence.load(ordering: .relaxed)
+        sequence.store(s &+ 1, ordering: .relaxed)
+        atomicMemoryFence(ordering: .releasing)  // the odd sequence is visible before any counter changes
+        defer { sequence.store(s &+ 2, ordering: .releasing) }
+        return try body()
+    }
+
+    /// Every counter, as of a moment between two `update`s.
     var snapshot: ReactorStats {
         var s = ReactorStats()
-        for key in StatKey.allCases { s[key] = load(key) }
-        for k in 0..<LatenessHistogram.bucketCount { s.latenessBuckets[k] = lateness.buckets[k].load(ordering: .relaxed) }
-        s.latenessSumNanos = lateness.sumNanos.load(ordering: .relaxed)
-        return s
+        while true {
+            let before = sequence.load(ordering: .acquiring)
+            if before & 1 == 0 {
+                for key in StatKey.allCases { s[key] = load(key) }
+                for k in 0..<LatenessHistogram.bucketCount {
+                    s.latenessBuckets[k] = lateness.buckets[k].load(ordering: .relaxed)
+                }
+                s.latenessSumNanos = lateness.sumNanos.load(ordering: .relaxed)
+                atomicMemoryFence(ordering: .acquiring)  // the loads above happen before the check below
+                if sequence.load(ordering: .relaxed) == before { return s }
+            }
+            sched_yield()
+        }
     }
 
     /// Reply lateness for `/metrics` (single writer, like the counters).

@@ -25,7 +25,8 @@ struct ClientCommand: AsyncParsableCommand {
         discussion: """
             COMMANDS_FILE holds one `ip:command` per line (IPv4 or IPv6; split at the last colon); blank lines and \
             lines starting with `#` are skipped. `-` reads standard input. The file is streamed: any size runs in \
-            bounded memory. A malformed line is reported on stderr as `asynccom-client: FILE:LINE: message`, \
+            bounded memory. Standard input, pipes and FIFOs are read on a thread of their own: a writer that \
+            pauses holds up nothing already sent. A malformed line is reported on stderr as `asynccom-client: FILE:LINE: message`, \
             counted as malformed and not sent (`--strict` makes it fatal before anything is sent).
 
             Commands are batched (--batch) into requests. By default the client keeps as many in flight as each \
@@ -50,13 +51,18 @@ struct ClientCommand: AsyncParsableCommand {
             elapsed time, commands per second, latency percentiles p50/p90/p99/max, and per server when several. \
             With --json it is one JSON object instead, with the keys sum, ok, unknown, failed, malformed, \
             elapsed_s, commands_per_s, latency_ms {p50, p90, p99, max, mean}, requests, retries, resends, \
-            reconnects, late_replies, bad_replies, first_failure and servers [...].
+            reconnects, late_replies, bad_replies, first_failure, interrupted, not_answered and servers [...].
 
             A progress line (done/known so far, rate, in flight) is shown on stderr when it is a terminal.
 
+            Ctrl-C or SIGTERM stops the job: nothing more is read or sent, every result received is written to \
+            --output, and the summary says `interrupted` with the count of commands read but not answered \
+            (JSON: interrupted, not_answered). A second signal exits at once.
+
             Exit status: 0 when every well-formed command was answered (a value or unknown); 1 when any failed \
             (timeouts and retries exhausted, server unreachable, server error); 2 for usage or input errors \
-            (bad option, missing or unreadable file, --strict violation).
+            (bad option, missing or unreadable file, --strict violation); 130 / 143 when interrupted by SIGINT / \
+            SIGTERM.
 
             Example:
               asynccom-server --map data/seed/map.txt &

@@ -26,6 +26,12 @@ extension ClientCommand {
         }
 
         let progress = ProgressLine(enabled: !quiet && isatty(STDERR_FILENO) == 1)
+        let interruption = JobInterruption()
+        Interrupts.install(interruption: interruption) { signal in
+            let name = signal == SIGINT ? "Ctrl-C" : "SIGTERM"
+            Stderr.write((progress.enabled ? "\r\u{1B}[K" : "") + "asynccom-client: \(name): stopping; the summary covers "
+                + "what was answered (again to exit at once)\n")
+        }
         let reportMalformed: (InputFileError) -> Void = { error in
             progress.clear()
             Stderr.write("asynccom-client: \(error)\n")
@@ -57,7 +63,8 @@ extension ClientCommand {
         let client = AsyncComClient(configuration: configuration, logger: logger)
         let summary: JobSummary
         do {
-            summary = try await run(client: client, source: source, writer: writer, progress: progress)
+            summary = try await run(client: client, source: source, writer: writer, progress: progress,
+                                    interruption: interruption)
         } catch ClientError.source(let error) {
             progress.clear()
             Stderr.write("asynccom-client: \(error)\n")
@@ -68,13 +75,14 @@ extension ClientCommand {
             return 2
         }
         progress.clear()
-        if summary.ok + summary.unknown + summary.failed + summary.malformed == 0 {
+        if summary.ok + summary.unknown + summary.failed + summary.malformed + summary.notAnswered == 0 && !summary.interrupted {
             // Not an error (a filter upstream may legitimately yield nothing), but likely not what was meant.
             let name = commandsFile == "-" ? "<stdin>" : commandsFile
             Stderr.write("asynccom-client: \(name): no commands (the input is empty or holds only blank and # lines)\n")
         }
 
         var status: Int32 = summary.allAnswered ? 0 : 1
+        if summary.interrupted { status = 128 + Interrupts.firstSignal }
         if let writer {
             writer.flush()
             if let failure = writer.failure {
@@ -92,12 +100,14 @@ extension ClientCommand {
         return status
     }
 
-    private func run(client: AsyncComClient, source: sending any CommandSource, writer: ResultWriter?, progress: ProgressLine) async throws -> JobSummary {
+    private func run(client: AsyncComClient, source: sending any CommandSource, writer: ResultWriter?, progress: ProgressLine,
+                     interruption: JobInterruption) async throws -> JobSummary {
         let onProgress: ((JobProgress) -> Void)? = progress.enabled ? { progress.show($0) } : nil
         if let writer {
-            return try await client.run(source: source, onResult: { writer.write($0) }, onProgress: onProgress)
+            return try await client.run(source: source, onResult: { writer.write($0) }, onProgress: onProgress,
+                                        interruption: interruption)
         }
-        return try await client.run(source: source, onResult: nil, onProgress: onProgress)
+        return try await client.run(source: source, onResult: nil, onProgress: onProgress, interruption: interruption)
     }
 
     private func openSource(reportMalformed: @escaping (InputFileError) -> Void) throws -> any CommandSource {

@@ -189,6 +189,9 @@ enum SummaryText {
     static func render(_ s: JobSummary) -> String {
         var out = "sum: \(s.sum)\n"
         out += "commands: \(s.ok) ok, \(s.unknown) unknown, \(s.failed) failed, \(s.malformed) malformed\n"
+        if s.interrupted {
+            out += "interrupted: \(s.notAnswered) commands read were not answered; the rest of the input was not read\n"
+        }
         out += "elapsed: \(JSONText.fixed(s.elapsedSeconds, decimals: 3)) s, \(JSONText.fixed(s.commandsPerSecond, decimals: 1)) commands/s\n"
         if s.latency.count > 0 { out += "latency: \(latency(s.latency))\n" }
         if s.retries > 0 || s.resends > 0 || s.reconnects > 0 || s.lateReplies > 0 || s.badReplies > 0 {

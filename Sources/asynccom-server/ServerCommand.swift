@@ -37,10 +37,17 @@ struct ServerCommand: ParsableCommand {
               asynccom-server --map data/seed/map.txt --http-listen tcp://127.0.0.1:8080
               curl -d '{"items": ["137.72.95.0:foo"]}' http://127.0.0.1:8080/v1/commands
 
+            Security: with --auth-token-file every connection must first send HELLO 1 token=<token>; \
+            anything else gets ERR AUTH_REQUIRED, a wrong token ERR AUTH_FAILED after a short delay, and the \
+            connection closes. Protected mode: a non-loopback --listen address needs --auth-token-file \
+            (or --insecure, or a tls:// listener with --tls-client-ca), or the server refuses to start. \
+            TLS: --listen tls://HOST:PORT with --tls-cert and --tls-key; --tls-client-ca requires client \
+            certificates (mutual TLS).
+
             Signals: SIGINT or SIGTERM stops accepting, sends every in-flight reply when due, closes the \
             connections and exits 0. A second SIGINT/SIGTERM exits at once with status 130.
             Exit status: 0 after a clean shutdown, 1 when an endpoint cannot be bound, 2 for a bad map, \
-            64 for bad options, 130 after a second signal.
+            token file or TLS certificate/key, 64 for bad options (protected mode included), 130 after a second signal.
             """
     )
 
@@ -50,7 +57,7 @@ struct ServerCommand: ParsableCommand {
     @Option(
         name: .long,
         help: ArgumentHelp(
-            "Endpoint to listen on: tcp://HOST:PORT, tcp://[IPv6]:PORT or unix:///path; repeatable; port 0 picks a free port. (default: \(Endpoint.defaultURL))",
+            "Endpoint to listen on: tcp://HOST:PORT, tcp://[IPv6]:PORT, tls://HOST:PORT (needs --tls-cert and --tls-key) or unix:///path; repeatable; port 0 picks a free port. (default: \(Endpoint.defaultURL))",
             valueName: "url"))
     var listen: [String] = []
 
@@ -81,6 +88,27 @@ struct ServerCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Least seconds between two firings of a reactor's reply timer: replies due closer together go out in one write, at most this late. 0 answers at every deadline exactly.", valueName: "seconds"))
     var replyCoalescing: Double = ServerConfiguration.defaultReplyCoalescing
 
+    @Option(name: .long, help: ArgumentHelp("Require authentication: a file of tokens, one per line, optionally name:token (16-256 printable characters; # comments). Each connection must then send HELLO 1 token=<token> as its first line.", valueName: "file"))
+    var authTokenFile: String?
+
+    @Option(name: .long, help: ArgumentHelp("Seconds a new connection has to authenticate before ERR AUTH_TIMEOUT and close.", valueName: "seconds"))
+    var authTimeout: Double = ServerConfiguration.defaultAuthTimeout
+
+    @Option(name: .long, help: ArgumentHelp("Connections still authenticating, over all reactors; they do not count against --max-connections, and more are refused at once.", valueName: "n"))
+    var maxUnauthenticated: Int = ServerConfiguration.defaultMaxUnauthenticated
+
+    @Flag(name: .long, help: ArgumentHelp("Allow listening on a non-loopback address without authentication (protected mode refuses it otherwise)."))
+    var insecure = false
+
+    @Option(name: .long, help: ArgumentHelp("Certificate chain (PEM) for the tls:// listeners.", valueName: "file"))
+    var tlsCert: String?
+
+    @Option(name: .long, help: ArgumentHelp("Private key (PEM) of --tls-cert.", valueName: "file"))
+    var tlsKey: String?
+
+    @Option(name: .long, help: ArgumentHelp("Mutual TLS: CA certificates (PEM); tls:// clients must present a certificate signed by one of them.", valueName: "file"))
+    var tlsClientCa: String?
+
     @Option(
         name: .long,
         help: ArgumentHelp(
@@ -99,6 +127,8 @@ struct ServerCommand: ParsableCommand {
 
     func validate() throws {
         _ = try endpoints()
+        if (tlsCert == nil) != (tlsKey == nil) { throw ValidationError("--tls-cert and --tls-key go together") }
+        if tlsClientCa != nil && tlsCert == nil { throw ValidationError("--tls-client-ca needs --tls-cert and --tls-key") }
         _ = try httpEndpoints()
     }
 
@@ -130,17 +160,28 @@ struct ServerCommand: ParsableCommand {
         } catch {
             fail("\(error)", status: 2)
         }
+        var tokens: AuthTokens?
+        if let authTokenFile {
+            do {
+                tokens = try AuthTokens(contentsOfFile: authTokenFile)
+            } catch {
+                fail("\(error)", status: 2)
+            }
+        }
         var configuration = ServerConfiguration(
             map: deviceMap, endpoints: try endpoints(), reactors: reactors ?? ServerConfiguration.defaultReactors,
             maxConnections: maxConnections, maxInflightCommands: maxInflight, maxLine: maxLine,
             maxItems: maxItems, idleTimeout: idleTimeout, outputHighWater: outputHighWater,
-            replyCoalescing: replyCoalescing, receiveBuffer: receiveBuffer)
+            replyCoalescing: replyCoalescing, receiveBuffer: receiveBuffer, authTokens: tokens,
+            authTimeout: authTimeout, maxUnauthenticated: maxUnauthenticated, insecure: insecure,
+            tls: tlsCert.map { .init(certificateFile: $0, keyFile: tlsKey ?? $0, clientCAFile: tlsClientCa) })
         configuration.httpEndpoints = try httpEndpoints()
         configuration.httpMaxBody = httpMaxBody
         configuration.httpMaxHeaders = httpMaxHeaders
         do {
             try configuration.validate()
         } catch {
+            if case .unprotected = error { fail(error.description, status: 64) }
             throw ValidationError(error.description)
         }
 
@@ -163,6 +204,7 @@ struct ServerCommand: ParsableCommand {
         do {
             endpoints = try runner.start()
         } catch {
+            if case .tls = error { fail("\(error)", status: 2) }
             fail("\(error)", status: 1)
         }
         for endpoint in endpoints { print("listening on \(endpoint)") }

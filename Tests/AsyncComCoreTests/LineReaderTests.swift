@@ -158,3 +158,78 @@ extension CommandsFile.Line {
     var isMalformed: Bool { if case .malformed = self { return true } else { return false } }
 }
 
+
+/// A feed scripted by the test: hands out the pieces given to it, `.notYet` when it has none.
+private final class ScriptedFeed: LineFeed {
+    var pieces: [[UInt8]] = []
+    var ended = false
+    var stopped = false
+    var notYetCount = 0
+
+    func take(into: UnsafeMutableRawPointer, count: Int, wait: Bool) -> LineFeedResult {
+        guard !pieces.isEmpty else {
+            if ended { return .end }
+            notYetCount += 1
+            return .notYet
+        }
+        var piece = pieces.removeFirst()
+        let n = min(count, piece.count)
+        piece.withUnsafeBytes { into.copyMemory(from: $0.baseAddress!, byteCount: n) }
+        piece.removeFirst(n)
+        if !piece.isEmpty { pieces.insert(piece, at: 0) }
+        return .bytes(n)
+    }
+
+    func stop() { stopped = true }
+}
+
+@Suite struct LineReaderFeedTests {
+    /// Lines through a feed: `nextIfReady` says `.notYet` when no whole line has arrived, never waits, and picks
+    /// up a line split over several pieces once its end comes (numbering unchanged, the NUL and length checks
+    /// as for files).
+    @Test func nextIfReadyNeverWaits() throws {
+        let reader = try LineReader(path: "-")
+        let feed = ScriptedFeed()
+        var handedOver: (Int32, Bool)?
+        #expect(reader.install { fd, owns in handedOver = (fd, owns); return feed })
+        #expect(handedOver?.0 == 0 && handedOver?.1 == false)  // stdin: not the feed's to close
+        func next() throws -> String? {
+            switch try reader.nextIfReady() {
+            case .line(let line, let number): return "\(number):" + String(decoding: line, as: UTF8.self)
+            case .notYet: return nil
+            case .end: return "end"
+            }
+        }
+        #expect(try next() == nil)
+        feed.pieces = [Array("one\ntw".utf8)]
+        #expect(try next() == "1:one")
+        #expect(try next() == nil)
+        feed.pieces = [Array("o\r".utf8), Array("\nthree".utf8)]
+        #expect(try next() == "2:two")
+        #expect(try next() == nil)
+        feed.ended = true
+        #expect(try next() == "3:three")
+        #expect(try next() == "end")
+        #expect(feed.notYetCount == 3)
+        withExtendedLifetime(reader) {}
+    }
+
+    @Test func aStoppedReaderStopsItsFeed() throws {
+        let feed = ScriptedFeed()
+        do {
+            let reader = try LineReader(path: "-")
+            #expect(reader.install { _, _ in feed })
+            #expect(!reader.install { _, _ in ScriptedFeed() })  // one feed per reader
+        }
+        #expect(feed.stopped)
+    }
+
+    @Test func aNULByteFromAFeedIsAnError() throws {
+        let reader = try LineReader(path: "-")
+        let feed = ScriptedFeed()
+        #expect(reader.install { _, _ in feed })
+        feed.pieces = [[0x61, 0x0A, 0x62, 0x00, 0x0A]]
+        guard case .line = try reader.nextIfReady() else { Issue.record("expected a line"); return }
+        #expect(throws: InputFileError.self) { try reader.nextIfReady() }
+    }
+}

@@ -74,9 +74,18 @@ struct ProtocolDocTests {
             defer { server.beginShutdown(); server.waitUntilStopped() }
             guard case .tcp(_, let port) = endpoints[0] else { throw TestFailure("no tcp endpoint") }
 
+            // The Authentication section's sessions run against a server with the document's token.
+            var authConfiguration = configuration
+            authConfiguration.authTokens = try Self.documentTokens()
+            let authServer = Server(configuration: authConfiguration)
+            let authEndpoints = try authServer.start()
+            defer { authServer.beginShutdown(); authServer.waitUntilStopped() }
+            guard case .tcp(_, let authPort) = authEndpoints[0] else { throw TestFailure("no tcp endpoint") }
+
             for steps in sessions {
+                let authenticating = steps.contains { $0.send?.contains("token=") == true }
                 // A fresh server for the session that shows STATS, so its counters start at zero as in the document.
-                let client = try LineClient(port: port)
+                let client = try LineClient(port: authenticating ? authPort : port)
                 var isolated: Server? = nil
                 var target = client
                 if steps.contains(where: { $0.send == "STATS" }) {
@@ -96,6 +105,12 @@ struct ProtocolDocTests {
                 }
             }
         }
+    }
+
+    /// The token the Authentication section's examples use.
+    static func documentTokens() throws -> AuthTokens {
+        var text = "docs:3f1c9a7e5b2d4c6a8e0f1a2b\n"
+        return try text.withUTF8 { try AuthTokens(parsing: UnsafeRawBufferPointer($0), fileName: "PROTOCOL.md") }
     }
 
     @Test("the STATS/HELLO comparison is strict where the document is")

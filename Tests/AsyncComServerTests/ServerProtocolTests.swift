@@ -127,6 +127,40 @@ struct ServerReplyTests {
         }
     }
 
+    @Test("what PROTOCOL.md says of edge cases: long blank lines, an unterminated line at EOF, echo and quote octets")
+    func documentedEdgeCases() async throws {
+        try await blocking {
+            let server = try TestServer(map: smallMap) { $0.maxLine = 128 }
+            // A line of blanks only is ignored, unless it is longer than max_line.
+            let blank = try server.client()
+            try blank.send(String(repeating: " ", count: 100) + "\n")
+            #expect(try blank.request("PING short-blank-ignored") == "PONG short-blank-ignored")
+            try blank.send(String(repeating: " \t", count: 100) + "\n")
+            #expect(try blank.line() == "ERR - LINE_TOO_LONG line longer than 128 bytes")
+            #expect(try blank.isClosedByPeer())
+            // Bytes after the last LF at end of input are dropped, not answered.
+            let eof = try server.client()
+            try eof.send("PING a\nPING b")
+            shutdown(eof.fd, Int32(SHUT_WR))
+            #expect(try eof.line() == "PONG a")
+            #expect(try eof.isClosedByPeer())
+            // PING echoes control octets but HTAB (a CR inside the line too) and DEL as '?', other octets as they are;
+            // error quotes turn every octet outside 0x20-0x7E into '?'.
+            let echo = try server.client()
+            try echo.send(bytes: Array("PING a\u{01}b\tc\rd".utf8) + [0x7F, 0xC3, 0xA9, 0xFF] + Array("\r\n".utf8))
+            #expect(try echo.readRawLine() == Array("PONG a?b\tc?d?".utf8) + [0xC3, 0xA9, 0xFF])
+            try echo.send(bytes: [0x01] + Array("FOO".utf8) + [0xC3, 0xA9, 0x7F] + Array("\n".utf8))
+            #expect(try echo.line() == "ERR - UNKNOWN_VERB unknown verb '?FOO???'")
+            #expect(try echo.request("REQ 0x1\u{01} 10.0.0.1:fast") == "ERR - BAD_ID invalid request id '0x1?': expected 1-20 digits, at most 18446744073709551615")
+            // HELLO with anything but exactly 1; non-canonical ids are answered canonically, errors included.
+            for version in ["01", "1.0", "x", "2"] {
+                #expect(try echo.request("HELLO \(version)") == "ERR - UNSUPPORTED_VERSION this server speaks version 1")
+            }
+            #expect(try echo.request("REQ 007 10.0.0.1:fast") == "RES 7 7")
+            #expect(try echo.request("REQ 0008 10.0.0.1:fast 10.0.0.300:fast") == "ERR 8 BAD_ITEM item 2: invalid device address")
+        }
+    }
+
     @Test("HELLO advertises the limits, PING echoes, QUIT says BYE after in-flight replies, then closes")
     func handshakeAndQuit() async throws {
         try await blocking {

@@ -228,6 +228,18 @@ public func procStatusKB(_ pid: pid_t, _ key: String) -> Int? {
     return nil
 }
 
+/// Whether process `pid` has a handler installed for `signal` (the `SigCgt` mask of /proc/<pid>/status): a
+/// test polls this before signalling a child, instead of sleeping until it has probably started.
+public func catchesSignal(_ pid: pid_t, _ signal: Int32) -> Bool {
+    guard let text = try? readText("/proc/\(pid)/status") else { return false }
+    for line in text.split(separator: "\n") where line.hasPrefix("SigCgt:") {
+        guard let mask = UInt64(line.dropFirst("SigCgt:".count).trimmingPrefix(while: { $0 == " " || $0 == "\t" }), radix: 16)
+        else { return false }
+        return mask & (1 << UInt64(signal - 1)) != 0
+    }
+    return false
+}
+
 /// Open descriptors of process `pid` (entries of /proc/<pid>/fd).
 public func openDescriptorCount(_ pid: pid_t) -> Int {
     guard let dir = opendir("/proc/\(pid)/fd") else { return -1 }

@@ -151,7 +151,11 @@ public final class LineClient {
 
     /// One STATS exchange, as a dictionary.
     public func stats() throws -> [String: UInt64] {
-        let reply = try request("STATS")
+        try Self.parseStats(try request("STATS"))
+    }
+
+    /// A `STATS ...` line as a dictionary.
+    public static func parseStats(_ reply: String) throws -> [String: UInt64] {
         let tokens = reply.split(separator: " ")
         guard tokens.first == "STATS" else { throw TestFailure("not a STATS reply: \(reply)") }
         var out: [String: UInt64] = [:]

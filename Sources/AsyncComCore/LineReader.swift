@@ -1,0 +1,197 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Streaming reader for line-based input files: reads in large chunks, hands out each line in place.
+///
+/// Memory stays at `maxLine + chunk` bytes whatever the file size: a line is handed out as a view into the
+/// buffer, consumed on the next call, and the unread tail is moved to the front before each read.
+///
+/// A pipe, FIFO or terminal (`isStream`) can make read(2) wait for as long as its writer pauses. A caller that
+/// must not wait (the client's event loop) installs a `LineFeed` that reads on another thread, and calls
+/// `nextIfReady()`, which says `.notYet` instead of waiting.
+public final class LineReader {
+    public let name: String
+    public static let chunkSize = 1 << 20
+
+    private(set) var fd: Int32
+    private(set) var ownsDescriptor: Bool
+    /// Not a regular file: reads may wait for a writer.
+    package let isStream: Bool
+    /// Where bytes come from instead of read(2) on `fd`, once installed.
+    package private(set) var feed: (any LineFeed)?
+    let maxLine: Int
+    let buffer: ByteBuffer
+    /// Bytes of the line handed out last (terminator included), dropped on the next call.
+    var pending = 0
+    /// Readable bytes already known to hold no LF (kept across `.notYet`, so a long line arriving in small
+    /// pieces is scanned once).
+    var scanned = 0
+    var lineNumber = 0
+    var atEOF = false
+    /// Stream offset of `buffer.readerIndex`, and of the first NUL byte read so far (Int.max if none).
+    var streamOffset = 0
+    var nulOffset = Int.max
+    var failure: InputFileError?
+
+    /// Opens `path`; `-` reads standard input. Errors name the file (missing, a directory, unreadable).
+    public init(path: String, maxLine: Int = 1 << 20) throws(InputFileError) {
+        if path == "-" {
+            name = "<stdin>"
+            fd = STDIN_FILENO
+            ownsDescriptor = false
+        } else {
+            name = path
+            fd = try FileInput.openFile(path, name: path)
+            ownsDescriptor = true
+        }
+        var st = stat()
+        isStream = fstat(fd, &st) != 0 || (st.st_mode & S_IFMT) != S_IFREG
+        self.maxLine = max(maxLine, 1)
+        // Room for the longest line with CR LF plus one chunk: never grows.
+        buffer = ByteBuffer(capacity: self.maxLine + 2 + LineReader.chunkSize)
+    }
+
+    deinit {
+        feed?.stop()
+        if ownsDescriptor { close(fd) }
+    }
+
+    /// Hands the descriptor to the feed that `makeFeed` builds from it (and from whether closing it is the
+    /// feed's job now): from here on, bytes come from the feed. Returns false, and keeps reading the
+    /// descriptor itself, when `makeFeed` returns nil.
+    package func install(feed makeFeed: (_ fd: Int32, _ ownsDescriptor: Bool) -> (any LineFeed)?) -> Bool {
+        guard feed == nil, let made = makeFeed(fd, ownsDescriptor) else { return false }
+        feed = made
+        ownsDescriptor = false
+        return true
+    }
+
+    /// The next line without its terminator (CR LF or LF) and its 1-based number; nil at end of file.
+    /// The bytes are valid until the next call. A line over `maxLine` bytes, a NUL byte or a read error throws.
+    /// Waits for input when there is none yet (also with a feed installed).
+    public func next() throws(InputFileError) -> (line: UnsafeRawBufferPointer, number: Int)? {
+        switch try advance(wait: true) {
+        case .line(let line, let number): return (line, number)
+        case .end, .notYet: return nil
+        }
+    }
+
+    package enum Next {
+        case line(UnsafeRawBufferPointer, number: Int)
+        /// The input has nothing more yet (only with a feed installed); the feed wakes its consumer.
+        case notYet
+        case end
+    }
+
+    /// Like `next()`, but never waits when a feed is installed: `.notYet` when no complete line has arrived.
+    package func nextIfReady() throws(InputFileError) -> Next {
+        try advance(wait: false)
+    }
+
+    private func advance(wait: Bool) throws(InputFileError) -> Next {
+        if let failure { throw failure }
+        if pending > 0 {
+            buffer.consume(pending)
+            streamOffset += pending
+            pending = 0
+            scanned = 0
+        }
+        while true {
+            let readable = buffer.readableBytes
+            let base = UnsafeRawPointer(buffer.readPointer)
+            if readable > scanned, let hit = memchr(base + scanned, 0x0A, readable - scanned) {
+                let lf = UnsafeRawPointer(hit) - base
+                let (line, number) = try deliver(length: lf, consumed: lf + 1)
+                return .line(line, number: number)
+            }
+            scanned = readable
+            if atEOF {
+                if readable == 0 { return .end }
+                let (line, number) = try deliver(length: readable, consumed: readable)
+                return .line(line, number: number)
+            }
+            // No LF: a line longer than maxLine (plus CR LF) can never become valid, so stop buffering it.
+            if readable > maxLine + 1 {
+                lineNumber += 1
+                throw fail(line: lineNumber, "line longer than \(maxLine) bytes")
+            }
+            guard try fill(wait: wait) else { return .notYet }
+        }
+    }
+
+    private func deliver(length: Int, consumed: Int) throws(InputFileError) -> (line: UnsafeRawBufferPointer, number: Int) {
+        lineNumber += 1
+        var end = length
+        let base = UnsafeRawPointer(buffer.readPointer)
+        if end > 0 && base.load(fromByteOffset: end - 1, as: UInt8.self) == 0x0D { end -= 1 }
+        if nulOffset < streamOffset + consumed {
+            throw fail(line: lineNumber, "contains a NUL byte: not a text file")
+        }
+        if end > maxLine {
+            throw fail(line: lineNumber, "line longer than \(maxLine) bytes")
+        }
+        pending = consumed
+        return (UnsafeRawBufferPointer(start: base, count: end), lineNumber)
+    }
+
+    private func fail(line: Int?, _ message: String) -> InputFileError {
+        let error = InputFileError(file: name, line: line, message: message)
+        failure = error
+        return error
+    }
+
+    /// Reads more bytes (or notes the end of the input). Returns false when a feed has nothing yet and `wait`
+    /// is false.
+    private func fill(wait: Bool) throws(InputFileError) -> Bool {
+        if buffer.writableBytes < LineReader.chunkSize { buffer.discardReadBytes() }
+        buffer.reserveWritable(LineReader.chunkSize)
+        while true {
+            let n: Int
+            if let feed {
+                switch feed.take(into: buffer.writePointer, count: buffer.writableBytes, wait: wait) {
+                case .bytes(let count): n = count
+                case .end: n = 0
+                case .notYet: return false
+                case .failed(let e): throw fail(line: nil, FileInput.describe(errno: e))
+                }
+            } else {
+                n = read(fd, buffer.writePointer, buffer.writableBytes)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw fail(line: nil, FileInput.describe(errno: errno))
+                }
+            }
+            if n > 0 {
+                if nulOffset == Int.max, let hit = memchr(buffer.writePointer, 0, n) {
+                    let at = UnsafeRawPointer(hit) - UnsafeRawPointer(buffer.readPointer)
+                    nulOffset = streamOffset + at
+                }
+                buffer.didWrite(n)
+            } else {
+                atEOF = true
+            }
+            return true
+        }
+    }
+}
+
+/// Bytes for a `LineReader` from somewhere that must not be waited on by its consumer, e.g. a pipe read on
+/// another thread.
+package protocol LineFeed: AnyObject {
+    /// Copies up to `count` bytes to `into`. With `wait` false, returns `.notYet` at once when nothing has
+    /// arrived (and wakes the consumer when something does); with `wait` true, waits for bytes or the end.
+    func take(into: UnsafeMutableRawPointer, count: Int, wait: Bool) -> LineFeedResult
+    /// The consumer is gone: stop reading (and close the descriptor if the feed owns it).
+    func stop()
+}
+
+package enum LineFeedResult: Equatable {
+    case bytes(Int)
+    case notYet
+    case end
+    /// A read error (errno).
+    case failed(Int32)
+}
