@@ -50,7 +50,7 @@ let package = Package(
         .target(
             name: "AsyncComClient",
             dependencies: [
-                "AsyncComCore", "AsyncComEventLoop",
+                "AsyncComCore", "AsyncComEventLoop", "AsyncComTLS",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]

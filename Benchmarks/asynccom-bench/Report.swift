@@ -22,9 +22,10 @@ struct ScenarioReport: Sendable, Codable {
     var variant: String
     var runs: Int
     var commands: Int
-    var batch: Int
-    var window: Int
-    var connections: Int
+    /// nil: the client's default.
+    var batch: Int?
+    var window: Int?
+    var connections: Int?
     var reactors: String
     var wallSeconds: Spread
     var commandsPerSecond: Spread?
@@ -32,6 +33,8 @@ struct ScenarioReport: Sendable, Codable {
     var serverCPUPerMillion: Spread?
     var serverPeakRSSMiB: Spread?
     var clientPeakRSSMiB: Spread?
+    /// Server and client peak RSS added, per run.
+    var combinedPeakRSSMiB: Spread?
     var latenessP50Millis: Spread?
     var latenessP99Millis: Spread?
     var latenessMaxMillis: Spread?
@@ -63,6 +66,7 @@ struct ScenarioReport: Sendable, Codable {
             serverCPUPerMillion = Spread(results.map(\.serverCPUPerMillion))
             serverPeakRSSMiB = Spread(results.map { Double($0.serverPeakRSS) / 1_048_576 })
             clientPeakRSSMiB = Spread(results.map { Double($0.clientPeakRSS) / 1_048_576 })
+            combinedPeakRSSMiB = Spread(results.map { Double($0.serverPeakRSS + $0.clientPeakRSS) / 1_048_576 })
             let late = results.compactMap(\.lateness)
             if late.count == results.count {
                 latenessP50Millis = Spread(late.map(\.p50))
@@ -87,6 +91,7 @@ struct ScenarioReport: Sendable, Codable {
             case .commandsPerSecond: value = commandsPerSecond?.median
             case .serverCPUPerMillion: value = serverCPUPerMillion?.median
             case .serverPeakRSSMiB: value = serverPeakRSSMiB?.median
+            case .combinedPeakRSSMiB: value = combinedPeakRSSMiB?.median
             case .latenessP99Millis: value = latenessP99Millis?.median
             case .mapBytesPerEntry: value = mapBytesPerEntry?.median
             case .requestsPerSecond: value = requestsPerSecond?.median

@@ -27,6 +27,8 @@ final class Connection {
     let index: Int
     @exclusivity(unchecked) private(set) var state = State.waiting
     private var fd: Int32 = -1
+    /// Plain socket calls, or TLS for a `tls://` server (`ClientTransport.swift`).
+    private var transport = ClientTransport()
     private var watcher: IOWatcher?
     var timer: Timer?
     let input = ByteBuffer(capacity: 64 << 10)
@@ -96,8 +98,42 @@ final class Connection {
         Socket.setNoDelay(fd: fd)
         Socket.enableReceiveTimestamps(fd: fd)
         if engine.sendLowWater > 0, case .tcp = server.endpoint { Socket.setNotSentLowWater(fd: fd, bytes: engine.sendLowWater) }
+        if case .tls(let host, _) = server.endpoint {
+            guard let context = engine.tlsContext else {
+                attemptFailed(reason: "TLS: no usable CA certificates", strike: false)
+                return
+            }
+            do {
+                try transport.startTLS(fd: fd, context: context, serverName: host)
+            } catch {
+                attemptFailed(reason: "TLS: \(error)", strike: false)
+                return
+            }
+            continueTLS()
+            return
+        }
+        startHello()
+    }
+
+    /// One step of the TLS handshake, as far as the socket allows (the connect timer still runs).
+    private func continueTLS() {
+        switch transport.handshake() {
+        case .done:
+            startHello()
+        case .wantRead:
+            watcher?.setInterest(read: true, write: false)
+        case .wantWrite:
+            watcher?.setInterest(read: false, write: true)
+        case .failed(let reason):
+            // A certificate that does not verify will not verify on the next attempt either: say why.
+            engine.logger.warning("TLS handshake failed", metadata: ["server": "\(server.endpoint)", "error": "\(reason)"])
+            attemptFailed(reason: "TLS handshake failed: \(reason)", strike: false)
+        }
+    }
+
+    private func startHello() {
         state = .handshaking
-        ClientProtocol.appendHello(to: output)
+        ClientProtocol.appendHello(token: engine.configuration.token, to: output)
         timer?.schedule(afterNanos: engine.requestTimeoutNanos)
         watcher?.setInterest(read: true, write: false)
         flush()
@@ -138,7 +174,9 @@ final class Connection {
     private func ioReady(readable: Bool, writable: Bool) {
         switch state {
         case .connecting:
-            if readable || writable { connectCompleted() }
+            if readable || writable {
+                if transport.tls != nil { continueTLS() } else { connectCompleted() }
+            }
         case .handshaking, .ready:
             if readable { readReplies() }
             if writable && (state == .handshaking || state == .ready) { flush() }
@@ -157,7 +195,7 @@ final class Connection {
         for _ in 0..<maxReads {
             let n: Int?
             do {
-                let got = try Socket.readStamped(fd: fd, into: input, chunk: 64 << 10)
+                let got = try transport.read(fd: fd, into: input, chunk: 64 << 10)
                 n = got?.count
                 // When the newest byte read reached this host (its kernel receive stamp, on the monotonic clock):
                 // a reply's time in the client is measured from there to its handling.
@@ -212,8 +250,8 @@ final class Connection {
             if let id {
                 engine.handleRequestError(id: id, code: code, message: message, on: self)
             } else if code == ProtocolErrorCode.busy.rawValue || code == ProtocolErrorCode.idleTimeout.rawValue
-                        || code == ProtocolErrorCode.lineTooLong.rawValue || code == ProtocolErrorCode.unsupportedVersion.rawValue {
-                lost(reason: "server error \(code) \(message)", helloFailure: code == ProtocolErrorCode.unsupportedVersion.rawValue)
+                        || code == ProtocolErrorCode.lineTooLong.rawValue || Self.refusesUs(code) {
+                lost(reason: "server error \(code) \(message)", helloFailure: Self.refusesUs(code))
             } else {
                 engine.badReply(on: self, reason: "ERR - \(code) \(message)", line: nil)
             }
@@ -239,7 +277,7 @@ final class Connection {
         guard fd >= 0, state == .handshaking || state == .ready else { return }
         if !output.isEmpty {
             do {
-                _ = try Socket.write(fd: fd, from: output)
+                _ = try transport.write(fd: fd, from: output)
             } catch {
                 lost(reason: Connection.describe(error))
                 return
@@ -312,6 +350,7 @@ final class Connection {
         silence.reset()
         watcher?.cancel()
         watcher = nil
+        transport.close()
         if fd >= 0 {
             Socket.close(fd: fd)
             fd = -1
@@ -320,6 +359,13 @@ final class Connection {
         output.clear()
         input.shrinkIfEmpty(limit: 64 << 10)
         output.shrinkIfEmpty(limit: 64 << 10)
+    }
+
+    /// Errors that will not go away by reconnecting: the server wants another version, or a (right) token.
+    static func refusesUs(_ code: String) -> Bool {
+        code == ProtocolErrorCode.unsupportedVersion.rawValue || code == ProtocolErrorCode.authRequired.rawValue
+            || code == ProtocolErrorCode.authFailed.rawValue || code == ProtocolErrorCode.authTimeout.rawValue
+            || code == ProtocolErrorCode.tlsRequired.rawValue
     }
 
     /// The errno text of a socket error (`Connection refused`), which is what failure reasons quote.

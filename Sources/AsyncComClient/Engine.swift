@@ -1,5 +1,6 @@
 import AsyncComCore
 import AsyncComEventLoop
+import AsyncComTLS
 import Logging
 
 /// The client engine of one job, confined to its loop thread: pulls commands, batches them per server,
@@ -19,6 +20,8 @@ import Logging
 /// on in debug builds before these marks were added), and the runtime checks cost a sixth of the client's CPU.
 final class Engine {
     let configuration: ClientConfiguration
+    /// For `tls://` servers (nil when there are none, or when the CA file cannot be used: validate() says why).
+    let tlsContext: TLSContext?
     let logger: Logger
     let loop: EventLoop
     let requestTimeoutNanos: UInt64
@@ -92,6 +95,7 @@ final class Engine {
     init(configuration: ClientConfiguration, logger: Logger, loop: EventLoop, payload: JobPayload, control: JobControl,
          clock: @escaping () -> UInt64 = EventLoop.monotonicNanos) {
         self.configuration = configuration
+        self.tlsContext = try? ClientTransport.context(for: configuration)
         self.logger = logger
         self.loop = loop
         self.now = clock

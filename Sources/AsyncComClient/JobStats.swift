@@ -58,10 +58,12 @@ struct JobStats {
         servers[server].latencyMicros.record(micros, count: n)
     }
 
-    mutating func recordFailure(server: Int, commands: Int, reason: String) {
+    /// `reason` is evaluated for the first failure only: failing the rest of a job (millions of commands, one
+    /// by one, once every server is down) builds no string per command.
+    mutating func recordFailure(server: Int, commands: Int, reason: @autoclosure () -> String) {
         failed += commands
         servers[server].failed += commands
-        if firstFailure == nil { firstFailure = reason }
+        if firstFailure == nil { firstFailure = reason() }
     }
 
     /// `connections[i]`: server `i`'s connection plan; nil: none known.

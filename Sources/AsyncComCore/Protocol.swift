@@ -289,6 +289,13 @@ public enum ClientProtocol {
     public static func appendHello(to buffer: ByteBuffer) {
         buffer.append("HELLO 1\n")
     }
+    /// `HELLO 1 token=<token>` for servers that require authentication (docs/PROTOCOL.md, Authentication).
+    public static func appendHello(token: String?, to buffer: ByteBuffer) {
+        guard let token else { return appendHello(to: buffer) }
+        buffer.append("HELLO 1 token=")
+        Wire.appendSanitized(token, to: buffer, blanksToo: true)
+        buffer.append(byte: 0x0A)
+    }
     /// `REQ <id>`; follow with `appendItem` for each item and `endRequest`.
     public static func beginRequest(id: UInt64, to buffer: ByteBuffer) {
         buffer.append("REQ ")

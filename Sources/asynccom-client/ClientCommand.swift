@@ -73,8 +73,16 @@ struct ClientCommand: AsyncParsableCommand {
     )
 
     @Option(name: .customLong("server"),
-            help: ArgumentHelp("Server to use; repeat for several. tcp://HOST:PORT, tcp://[IPv6]:PORT or unix:///path (default: \(Endpoint.defaultURL)).", valueName: "URL"))
+            help: ArgumentHelp("Server to use; repeat for several. tcp://HOST:PORT, tcp://[IPv6]:PORT, tls://HOST:PORT (verified against --tls-ca or the system's CAs, and the host name) or unix:///path (default: \(Endpoint.defaultURL)).", valueName: "URL"))
     var servers: [String] = []
+
+    @Option(name: .customLong("token-file"),
+            help: ArgumentHelp("File holding the token for servers started with --auth-token-file (its first token: a line `token` or `name:token`; # comments). Default: the environment variable ASYNCCOM_TOKEN, if set. Never give a token on the command line: other users can read it there.", valueName: "FILE"))
+    var tokenFile: String?
+
+    @Option(name: .customLong("tls-ca"),
+            help: ArgumentHelp("CA certificates (PEM) that tls:// servers' certificates must chain to (default: the system's trust store).", valueName: "FILE"))
+    var tlsCA: String?
 
     @Option(help: ArgumentHelp("Commands per request, 1-\(ClientConfiguration.maxBatch); lowered to the server's max_items.", valueName: "N"))
     var batch: Int = ClientConfiguration.defaultBatch
@@ -128,6 +136,11 @@ struct ClientCommand: AsyncParsableCommand {
     func validate() throws {
         _ = try endpoints()
         do {
+            _ = try token()
+        } catch {
+            throw ValidationError("\(error)")
+        }
+        do {
             try clientConfiguration(endpoints: try endpoints()).validate()
         } catch {
             throw ValidationError("\(error)")
@@ -146,9 +159,25 @@ struct ClientCommand: AsyncParsableCommand {
     }
 
     func clientConfiguration(endpoints: [Endpoint]) -> ClientConfiguration {
-        ClientConfiguration(servers: endpoints, batch: batch, window: window, connectionsPerServer: connections, maxInflight: maxInflight,
-                            requestTimeout: timeout, retries: retries, connectTimeout: connectTimeout,
-                            ordered: output != nil && format == .text, sendLowWater: sendLowWater)
+        var c = ClientConfiguration(servers: endpoints, batch: batch, window: window, connectionsPerServer: connections, maxInflight: maxInflight,
+                                    requestTimeout: timeout, retries: retries, connectTimeout: connectTimeout,
+                                    ordered: output != nil && format == .text, sendLowWater: sendLowWater)
+        c.token = (try? token()) ?? nil  // validate() has reported a bad token file
+        c.tlsCAFile = tlsCA
+        return c
+    }
+
+    /// The token: from --token-file (errors are FILE:LINE: message), else $ASYNCCOM_TOKEN, else none.
+    func token() throws(InputFileError) -> String? {
+        if let tokenFile {
+            let tokens = try AuthTokens(contentsOfFile: tokenFile)
+            return String(decoding: tokens.entries[0].token, as: UTF8.self)
+        }
+        if let value = getenv("ASYNCCOM_TOKEN") {
+            let text = String(cString: value)
+            return text.isEmpty ? nil : text
+        }
+        return nil
     }
 
     /// ArgumentParser exits 64 on usage errors; asynccom's contract is 2.

@@ -251,21 +251,3 @@ struct ServerTLSTests {
         }
     }
 }
-
-/// Runs a system tool with `stdin` text; returns its exit status, stdout and stderr.
-func runToolCapturing(_ path: String, _ arguments: [String], stdin: String) throws -> (status: Int32, stdout: String, stderr: String) {
-    let input = try TempFile(stdin)
-    let out = try TempFile("")
-    let err = try TempFile("")
-    defer { input.remove(); out.remove(); err.remove() }
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_addopen(&actions, 0, input.path, O_RDONLY, 0)
-    posix_spawn_file_actions_addopen(&actions, 1, out.path, O_WRONLY | O_TRUNC, 0)
-    posix_spawn_file_actions_addopen(&actions, 2, err.path, O_WRONLY | O_TRUNC, 0)
-    let pid = try spawnChild(path, arguments, actions: &actions)
-    var status: Int32 = 0
-    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-    return ((status >> 8) & 0xFF, try readText(out.path), try readText(err.path))
-}
