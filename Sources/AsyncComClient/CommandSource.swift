@@ -104,7 +104,7 @@ public struct FileCommandSource: CommandSource, InPlaceCommandSource {
                 continue
             case .malformed(let reason):
                 malformedCount += 1
-                onMalformed?(CommandsFile.malformedError(reason, number: number, fileName: reader.name))
+                onMalformed?(CommandsFile.malformedError(reason, line: line, number: number, fileName: reader.name))
             }
         }
         return pulled
@@ -160,7 +160,7 @@ public struct MemoryCommandSource: CommandSource, InPlaceCommandSource {
                     continue
                 case .malformed(let reason):
                     malformedCount += 1
-                    onMalformed?(CommandsFile.malformedError(reason, number: lineNumber, fileName: name))
+                    onMalformed?(CommandsFile.malformedError(reason, line: line, number: lineNumber, fileName: name))
                 }
             }
         }

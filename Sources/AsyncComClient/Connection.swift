@@ -144,7 +144,15 @@ final class Connection {
     private func attemptFailed(reason: String, strike: Bool) {
         closeSocket()
         server.lastError = reason
-        engine.logger.debug("connect failed", metadata: ["server": "\(server.endpoint)", "error": "\(reason)"])
+        if server.quietConnectFailures {
+            engine.logger.debug("connect failed", metadata: ["server": "\(server.endpoint)", "error": "\(reason)"])
+        } else {
+            // The first one is a warning: a server unreachable from the start is not --connect-timeout of silence.
+            server.quietConnectFailures = true
+            engine.logger.warning("cannot connect, retrying", metadata: [
+                "server": "\(server.endpoint)", "error": "\(reason)",
+                "for_up_to_s": "\(engine.configuration.connectTimeout)"])
+        }
         scheduleReconnect()
         engine.attemptFailed(on: server, strike: strike)
     }

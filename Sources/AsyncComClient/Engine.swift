@@ -661,6 +661,7 @@ final class Engine {
 
     func connectionReady(_ c: Connection, limits: ServerLimits, batch: Int, isReconnect: Bool) {
         let server = c.server
+        server.quietConnectFailures = true
         server.limits = limits
         server.batch = batch
         if !isReconnect {

@@ -30,6 +30,9 @@ final class ServerState {
     /// The limits of its last HELLO.
     var limits = ServerLimits()
     var lastError = "no connection attempt yet"
+    /// Failed connect attempts are logged at debug level only: the first one has been logged as a warning, or
+    /// the server has been up (from then on "connection lost" and "server is down" say what matters).
+    var quietConnectFailures = false
     /// Fires at `health.downDeadline`.
     var downTimer: Timer?
     /// Where the next pump starts, so connections share the queue.

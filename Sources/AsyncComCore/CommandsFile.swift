@@ -37,7 +37,7 @@ public enum CommandsFile {
         case .skip:
             return .skip
         case .malformed(let reason):
-            return .malformed(malformedError(reason, number: number, fileName: fileName))
+            return .malformed(malformedError(reason, line: line, number: number, fileName: fileName))
         }
     }
 
@@ -73,7 +73,37 @@ public enum CommandsFile {
     }
 
     /// The error of a malformed line, as `parse` reports it.
-    package static func malformedError(_ reason: ItemSyntax.ItemError, number: Int, fileName: String) -> InputFileError {
-        InputFileError(file: fileName, line: number, message: "expected ip:command: \(reason)")
+    package static func malformedError(_ reason: ItemSyntax.ItemError, line: UnsafeRawBufferPointer, number: Int,
+                                       fileName: String) -> InputFileError {
+        if looksLikeMapLine(line) {
+            return InputFileError(file: fileName, line: number, message:
+                "expected ip:command, found a device map line (ip:command:response:wait): the map goes to asynccom-server --map")
+        }
+        return InputFileError(file: fileName, line: number, message: "expected ip:command: \(reason)")
+    }
+
+    /// `ip:command:response:wait` (blanks around it allowed): what a device map line looks like, the likeliest
+    /// file to be passed as commands by mistake.
+    package static func looksLikeMapLine(_ line: UnsafeRawBufferPointer) -> Bool {
+        var end = line.count
+        while end > 0 && (line[end - 1] == 0x20 || line[end - 1] == 0x09 || line[end - 1] == 0x0D) { end -= 1 }
+        var start = 0
+        while start < end && (line[start] == 0x20 || line[start] == 0x09) { start += 1 }
+        guard let waitColon = lastColon(line, before: end, after: start),
+              let responseColon = lastColon(line, before: waitColon, after: start) else { return false }
+        let response = String(decoding: UnsafeRawBufferPointer(rebasing: line[(responseColon + 1)..<waitColon]), as: UTF8.self)
+        let wait = String(decoding: UnsafeRawBufferPointer(rebasing: line[(waitColon + 1)..<end]), as: UTF8.self)
+        guard Int64(response) != nil, let seconds = Double(wait), seconds >= 0 else { return false }
+        if case .success = ItemSyntax.parse(UnsafeRawBufferPointer(rebasing: line[start..<responseColon])) { return true }
+        return false
+    }
+
+    private static func lastColon(_ line: UnsafeRawBufferPointer, before end: Int, after start: Int) -> Int? {
+        var i = end - 1
+        while i >= start {
+            if line[i] == UInt8(ascii: ":") { return i }
+            i -= 1
+        }
+        return nil
     }
 }

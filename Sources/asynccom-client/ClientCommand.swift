@@ -27,7 +27,8 @@ struct ClientCommand: AsyncParsableCommand {
             lines starting with `#` are skipped. `-` reads standard input. The file is streamed: any size runs in \
             bounded memory. Standard input, pipes and FIFOs are read on a thread of their own: a writer that \
             pauses holds up nothing already sent. A malformed line is reported on stderr as `asynccom-client: FILE:LINE: message`, \
-            counted as malformed and not sent (`--strict` makes it fatal before anything is sent).
+            counted as malformed and not sent (`--strict` makes it fatal before anything is sent); after ten, one \
+            line says how many more. A file whose every line is malformed exits 2.
 
             Commands are batched (--batch) into requests. By default the client keeps as many in flight as each \
             server admits (its max_inflight per connection), up to --max-inflight commands in all, over one \
@@ -41,13 +42,13 @@ struct ClientCommand: AsyncParsableCommand {
             timeout + min(retries x (timeout + 1), connect-timeout + timeout) seconds of its last reply (plus the \
             time to read the rest of the input). Every command is counted exactly once.
 
-            Per-command output (--output FILE, `-` for stdout):
+            Per-command output (--output FILE, `-` for stdout; --format alone means stdout):
               text   `<item> <result>` per command, in input order; <result> is the decimal response, `unknown`, \
             or `failed <reason>`.
               jsonl  one JSON object per command, in completion order: {"line":N,"device":"...","command":"...", \
             "status":"ok|unknown|failed","value":N (ok only),"error":"..." (failed only),"latency_ms":x}.
 
-            Summary: on stdout (on stderr when --output is `-`): sum, ok / unknown / failed / malformed counts, \
+            Summary: on stdout (on stderr when the results go to stdout): sum, ok / unknown / failed / malformed counts, \
             elapsed time, commands per second, latency percentiles p50/p90/p99/max, and per server when several. \
             With --json it is one JSON object instead, with the keys sum, ok, unknown, failed, malformed, \
             elapsed_s, commands_per_s, latency_ms {p50, p90, p99, max, mean}, requests, retries, resends, \
@@ -61,7 +62,7 @@ struct ClientCommand: AsyncParsableCommand {
 
             Exit status: 0 when every well-formed command was answered (a value or unknown); 1 when any failed \
             (timeouts and retries exhausted, server unreachable, server error); 2 for usage or input errors \
-            (bad option, missing or unreadable file, --strict violation); 130 / 143 when interrupted by SIGINT / \
+            (bad option, missing or unreadable file, --strict violation, every line malformed); 130 / 143 when interrupted by SIGINT / \
             SIGTERM.
 
             Example:
@@ -114,8 +115,12 @@ struct ClientCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Write one line per command to FILE; `-` for stdout (default: none).", valueName: "FILE"))
     var output: String?
 
-    @Option(help: ArgumentHelp("Per-command output format: text (`<item> <result>`, input order) or jsonl (one object per command, completion order).", valueName: "FORMAT"))
-    var format: OutputFormat = .text
+    @Option(help: ArgumentHelp("Per-command output format: text (`<item> <result>`, input order) or jsonl (one object per command, completion order); without --output the results go to stdout (default: text, to --output only).", valueName: "FORMAT"))
+    var format: OutputFormat?
+
+    /// Where per-command results go: --output, or stdout when only --format asks for them.
+    var resultsPath: String? { output ?? (format != nil ? "-" : nil) }
+    var resultsFormat: OutputFormat { format ?? .text }
 
     @Flag(help: "Print the summary as one JSON object (default: human-readable text).")
     var json = false
@@ -161,7 +166,7 @@ struct ClientCommand: AsyncParsableCommand {
     func clientConfiguration(endpoints: [Endpoint]) -> ClientConfiguration {
         var c = ClientConfiguration(servers: endpoints, batch: batch, window: window, connectionsPerServer: connections, maxInflight: maxInflight,
                                     requestTimeout: timeout, retries: retries, connectTimeout: connectTimeout,
-                                    ordered: output != nil && format == .text, sendLowWater: sendLowWater)
+                                    ordered: resultsPath != nil && resultsFormat == .text, sendLowWater: sendLowWater)
         c.token = (try? token()) ?? nil  // validate() has reported a bad token file
         c.tlsCAFile = tlsCA
         return c

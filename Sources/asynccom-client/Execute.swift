@@ -32,10 +32,8 @@ extension ClientCommand {
             Stderr.write((progress.enabled ? "\r\u{1B}[K" : "") + "asynccom-client: \(name): stopping; the summary covers "
                 + "what was answered (again to exit at once)\n")
         }
-        let reportMalformed: (InputFileError) -> Void = { error in
-            progress.clear()
-            Stderr.write("asynccom-client: \(error)\n")
-        }
+        let malformed = MalformedReport(progress: progress)
+        let reportMalformed: (InputFileError) -> Void = { malformed.record($0) }
 
         // Input: opened (and with --strict, checked) before anything is sent.
         let source: any CommandSource
@@ -51,9 +49,9 @@ extension ClientCommand {
 
         // Output.
         var writer: ResultWriter?
-        if let output {
+        if let resultsPath {
             do {
-                writer = try ResultWriter(path: output, format: format)
+                writer = try ResultWriter(path: resultsPath, format: resultsFormat)
             } catch {
                 Stderr.write("asynccom-client: \(error)\n")
                 return 2
@@ -75,14 +73,20 @@ extension ClientCommand {
             return 2
         }
         progress.clear()
-        if summary.ok + summary.unknown + summary.failed + summary.malformed + summary.notAnswered == 0 && !summary.interrupted {
+        malformed.finish()
+        let name = commandsFile == "-" ? "<stdin>" : commandsFile
+        // Every line malformed: likely the wrong file (a device map, a log), an input error rather than a job.
+        let allMalformed = summary.malformed > 0 && summary.ok + summary.unknown + summary.failed + summary.notAnswered == 0
+        if allMalformed {
+            Stderr.write("asynccom-client: \(name): no well-formed command: all \(summary.malformed) lines are malformed\n")
+        } else if summary.ok + summary.unknown + summary.failed + summary.malformed + summary.notAnswered == 0 && !summary.interrupted {
             // Not an error (a filter upstream may legitimately yield nothing), but likely not what was meant.
-            let name = commandsFile == "-" ? "<stdin>" : commandsFile
             Stderr.write("asynccom-client: \(name): no commands (the input is empty or holds only blank and # lines)\n")
         }
 
         var status: Int32 = summary.allAnswered ? 0 : 1
         if summary.interrupted { status = 128 + Interrupts.firstSignal }
+        if allMalformed { status = 2 }
         if let writer {
             writer.flush()
             if let failure = writer.failure {
@@ -92,7 +96,7 @@ extension ClientCommand {
             writer.close()
         }
         let text = json ? summary.json() + "\n" : SummaryText.render(summary)
-        if output == "-" {
+        if resultsPath == "-" {
             Stderr.write(text)
         } else {
             Stdout.write(text)
@@ -151,5 +155,30 @@ private func readAllStandardInput() throws -> [UInt8] {
         } else if errno != EINTR {
             throw InputFileError(file: "<stdin>", line: nil, message: String(cString: strerror(errno)))
         }
+    }
+}
+
+/// Malformed lines on stderr, as `asynccom-client: FILE:LINE: message`: the first `shown`, then one line saying
+/// how many more (a wrong file passed by mistake must not flood the terminal). Engine thread during the job,
+/// then the main task.
+final class MalformedReport: @unchecked Sendable {
+    static let shown = 10
+    private let progress: ProgressLine
+    private var count = 0
+    private var file = ""
+
+    init(progress: ProgressLine) { self.progress = progress }
+
+    func record(_ error: InputFileError) {
+        count += 1
+        file = error.file
+        guard count <= MalformedReport.shown else { return }
+        progress.clear()
+        Stderr.write("asynccom-client: \(error)\n")
+    }
+
+    func finish() {
+        guard count > MalformedReport.shown else { return }
+        Stderr.write("asynccom-client: \(file): \(count - MalformedReport.shown) more malformed lines not shown\n")
     }
 }

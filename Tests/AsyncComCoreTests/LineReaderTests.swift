@@ -233,3 +233,23 @@ private final class ScriptedFeed: LineFeed {
         #expect(throws: InputFileError.self) { try reader.nextIfReady() }
     }
 }
+
+@Suite struct MapLineHintTests {
+    @Test func mapLinesAreRecognised() {
+        for line in ["137.72.95.0:foo:1:1", "  10.0.0.1:bar:-5:0.25 \r", "::1:fast:61:0", "10.0.0.1:x:9223372036854775807:1e3"] {
+            #expect(withBytes(line) { CommandsFile.looksLikeMapLine($0) }, "\(line)")
+        }
+        for line in ["10.0.0.1:foo", "10.0.0.1:foo:bar", "10.0.0.1:foo:1:x", "10.0.0.1:foo:1:-1", "nope:foo:1:1", ":1:1", ""] {
+            #expect(!withBytes(line) { CommandsFile.looksLikeMapLine($0) }, "\(line)")
+        }
+    }
+
+    @Test func aMapLineGetsTheHint() {
+        let hinted = withBytes("10.0.0.1:foo:7:0") { CommandsFile.parse(line: $0, number: 3, fileName: "m") }
+        let expected = InputFileError(file: "m", line: 3, message:
+            "expected ip:command, found a device map line (ip:command:response:wait): the map goes to asynccom-server --map")
+        #expect(hinted == .malformed(expected))
+        let plain = withBytes("10.0.0.1") { CommandsFile.parse(line: $0, number: 1, fileName: "m") }
+        #expect(plain == .malformed(InputFileError(file: "m", line: 1, message: "expected ip:command: missing ':' between device and command")))
+    }
+}
