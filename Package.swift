@@ -66,7 +66,7 @@ let package = Package(
         .executableTarget(
             name: "asynccom-client",
             dependencies: [
-                "AsyncComClient", "AsyncComCore",
+                "AsyncComClient", "AsyncComCore", "AsyncComEventLoop",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

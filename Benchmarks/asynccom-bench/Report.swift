@@ -43,6 +43,11 @@ struct ScenarioReport: Sendable, Codable {
     var loaderPeakBytesPerEntry: Spread?
     /// Lateness by part, each figure's median over the runs (`Runner.LatenessParts`).
     var latenessParts: [String: Spread]?
+    /// Many-connections scenarios: accepts per second and server bytes per idle connection.
+    var acceptsPerSecond: Spread?
+    var rssPerConnection: Spread?
+    var rssPerConnectionAfter: Spread?
+    var connectionsRun: Int?
     var targets: [String: Bool]
 
     init(_ s: Scenario, commands: Int, results: [RunResult]) {
@@ -73,6 +78,13 @@ struct ScenarioReport: Sendable, Codable {
                 latenessP99Millis = Spread(late.map(\.p99))
                 latenessMaxMillis = Spread(late.map(\.max))
             }
+            let accepts = results.compactMap(\.acceptsPerSecond)
+            if !accepts.isEmpty {
+                acceptsPerSecond = Spread(accepts)
+                rssPerConnection = Spread(results.compactMap(\.rssPerConnection))
+                rssPerConnectionAfter = Spread(results.compactMap(\.rssPerConnectionAfter))
+                connectionsRun = results.compactMap(\.connections).min()
+            }
             let parts = results.compactMap(\.parts)
             if parts.count == results.count && !parts.isEmpty {
                 let keys: [(String, KeyPath<Runner.LatenessParts, Double>)] = [
@@ -95,6 +107,7 @@ struct ScenarioReport: Sendable, Codable {
             case .latenessP99Millis: value = latenessP99Millis?.median
             case .mapBytesPerEntry: value = mapBytesPerEntry?.median
             case .requestsPerSecond: value = requestsPerSecond?.median
+            case .rssPerConnectionBytes: value = rssPerConnection?.median
             }
             if let value { targets[t.text] = t.met(value) }
         }
@@ -149,6 +162,10 @@ enum Report {
                 out.append("\(name): lateness by part, ms: server kernel queue \(m("queued mean")) mean / \(m("queued max")) max; "
                            + "due -> timer \(m("timer mean")) / \(m("timer max")); timer -> write \(m("write mean")) / \(m("write max")); "
                            + "in client before handled \(m("client p50")) p50 / \(m("client p99")) p99 / \(m("client max")) max")
+            }
+            if let accepts = r.acceptsPerSecond, let rss = r.rssPerConnection {
+                out.append("\(r.scenario) (\(r.variant)): \(cell(accepts)) accepts/s, server RSS \(cell(rss)) B per idle connection (\(cell(r.rssPerConnectionAfter)) once answered), "
+                           + "\(r.connectionsRun.map(String.init) ?? "?") connections, all answered")
             }
             if let resident = r.mapBytesPerEntry, let peak = r.loaderPeakBytesPerEntry {
                 out.append("\(r.scenario): \(r.commands) entries, server resident \(cell(resident)) B/entry once loaded, "

@@ -78,8 +78,10 @@ struct RunCommand: AsyncParsableCommand {
             }
             let dir = "\(scratch)/\(scenario.name)"
             mkdir(scratch, 0o755)
-            try DataSet.write(scenario.data, to: dir, commands: !scenario.isMapMemory && !scenario.isMapLoading)
-            let expectation = scenario.isMapMemory ? Expectation(ok: scenario.data.mapLines) : DataSet.expectation(scenario.data)
+            let commandsFile = !scenario.isMapMemory && !scenario.isMapLoading && scenario.manyConnections == 0
+            try DataSet.write(scenario.data, to: dir, commands: commandsFile)
+            let expectation = scenario.isMapMemory ? Expectation(ok: scenario.data.mapLines)
+                : scenario.manyConnections > 0 ? Expectation(ok: scenario.manyConnections) : DataSet.expectation(scenario.data)
             var waits: [UInt64] = []
             if scenario.measureLateness {
                 waits.reserveCapacity(scenario.data.mapLines)
@@ -89,7 +91,10 @@ struct RunCommand: AsyncParsableCommand {
             let count = runs ?? scenario.runs
             for i in 1...count {
                 log("\(scenario.label): run \(i)/\(count)")
-                if scenario.isMapMemory {
+                if scenario.manyConnections > 0 {
+                    results.append(try Runner.runManyConnections(scenario, mapPath: dir + "/map.txt",
+                                                                 serverArguments: serverArguments))
+                } else if scenario.isMapMemory {
                     let empty = dir + "/one-entry-map.txt"
                     try "10.0.0.1:cmd0:1:1\n".write(toFile: empty, atomically: false, encoding: .utf8)
                     results.append(try Runner.runMapMemory(mapPath: dir + "/map.txt", emptyMapPath: empty,

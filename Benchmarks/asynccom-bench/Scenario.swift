@@ -21,6 +21,8 @@ struct Scenario: Sendable {
     /// Map memory is measured on the server process: its resident memory once listening with this map, minus
     /// that of a server with a one-entry map, per entry; the same for its peak (the loader's) and startup time.
     var isMapMemory = false
+    /// Many connections with one request each (`ManyConnections`), this many of them.
+    var manyConnections = 0
 
     /// Extra asynccom-server arguments of this scenario (added to `--server-arg`s).
     var serverArguments: [String] = []
@@ -42,6 +44,7 @@ struct Target: Sendable {
         case loadSeconds = "load s"
         case mapBytesPerEntry = "map B/entry"
         case requestsPerSecond = "req/s"
+        case rssPerConnectionBytes = "server B/connection"
     }
 
     var metric: Metric
@@ -92,7 +95,6 @@ enum Scenarios {
         inflight1.window = 1 << 20
         inflight1.targets = []
         list.append(inflight1)
-
         // 100,000 devices x 2 commands walked 50 times: 10,000,000 commands of 1 s, streamed from the file.
         var tenMData = DataSetSpec()
         tenMData.devices = 100_000
@@ -102,8 +104,18 @@ enum Scenarios {
         tenM.targets = [
             Target(metric: .wallSeconds, bound: 3.0, atMost: true),
             Target(metric: .combinedPeakRSSMiB, bound: 512, atMost: true),
+            Target(metric: .latenessP99Millis, bound: 10, atMost: true),
         ]
         list.append(tenM)
+        // The flags the issue measured 64 ms p99 lateness with, before the client's defaults were adaptive.
+        var tenMTuned = tenM
+        tenMTuned.variant = "tuned: batch 16, window 65536, 10 connections"
+        tenMTuned.batch = 16
+        tenMTuned.window = 65_536
+        tenMTuned.connections = 10
+        tenMTuned.runs = 1
+        tenMTuned.targets = []
+        list.append(tenMTuned)
 
         var throughputData = DataSetSpec()
         throughputData.devices = 65_536
@@ -168,6 +180,16 @@ enum Scenarios {
         bigmap.targets = [Target(metric: .loadSeconds, bound: 3, atMost: true),
                           Target(metric: .mapBytesPerEntry, bound: 40, atMost: true)]
         list.append(bigmap)
+
+        // 50,000 connections from 127.0.0.2-9, each with one 1 s request in flight.
+        var many = Scenario(name: "connections", variant: "50,000",
+                            summary: "50,000 concurrent connections, one 1 s request each: accept rate, server RSS per idle connection, lateness",
+                            data: DataSetSpec())
+        many.manyConnections = 50_000
+        many.runs = 1
+        many.targets = [Target(metric: .latenessP99Millis, bound: 10, atMost: true),
+                        Target(metric: .rssPerConnectionBytes, bound: 2048, atMost: true)]
+        list.append(many)
         list += HTTPBench.scenarios()
         return list
     }

@@ -13,14 +13,7 @@ enum ServerStatsProbe {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw Failure(description: "STATS: socket: \(String(cString: strerror(errno)))") }
         defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(port).bigEndian
-        address.sin_addr.s_addr = in_addr_t(0x7F00_0001).bigEndian
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard connected == 0 else { throw Failure(description: "STATS: connect: \(String(cString: strerror(errno)))") }
+        guard Loopback.connect(fd, to: port) == 0 else { throw Failure(description: "STATS: connect: \(String(cString: strerror(errno)))") }
         let request = "STATS\n"
         guard request.withCString({ send(fd, $0, 6, Int32(MSG_NOSIGNAL)) }) == 6 else {
             throw Failure(description: "STATS: send failed")
@@ -38,5 +31,32 @@ enum ServerStatsProbe {
             fields[String(token[..<eq])] = value
         }
         return fields
+    }
+}
+
+/// IPv4 loopback addresses for the bench's own sockets.
+enum Loopback {
+    /// `127.0.0.<last>` and `port`.
+    static func address(_ last: UInt32, port: UInt16 = 0) -> sockaddr_in {
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(port).bigEndian
+        address.sin_addr.s_addr = in_addr_t(0x7F00_0000 | last).bigEndian
+        return address
+    }
+
+    static func bind(_ fd: Int32, to last: UInt32) -> Int32 {
+        var address = address(last)
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+    }
+
+    /// connect(2) to 127.0.0.1:`port`.
+    static func connect(_ fd: Int32, to port: UInt16) -> Int32 {
+        var address = address(1, port: port)
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
     }
 }

@@ -19,12 +19,15 @@ public final class Timer {
     private var event: OpaquePointer!  // set once in init, freed in deinit
     fileprivate var callback: () -> Void
 
-    public init(loop: EventLoop, callback: @escaping () -> Void) {
+    /// `urgent`: when due, it runs before any other pending callback of the loop (reads included); see
+    /// `EventLoop.init`.
+    public init(loop: EventLoop, urgent: Bool = false, callback: @escaping () -> Void) {
         self.loop = loop
         self.callback = callback
         let arg = Unmanaged.passUnretained(self).toOpaque()
         event = event_new(loop.base, -1, 0, timerTrampoline, arg)
         precondition(event != nil, "event_new failed for a timer")
+        if urgent { _ = event_priority_set(event, 0) }
     }
 
     deinit { event_free(event) }

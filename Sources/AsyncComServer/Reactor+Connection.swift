@@ -31,29 +31,24 @@ extension Reactor {
     // MARK: - Reading
 
     private func readInput(_ c: Connection) {
-        // One arrival time per callback: every request read now is due relative to it.
         let now = EventLoop.monotonicNanos()
-        // How long the bytes of a read waited in the kernel before it (STATS late_queued_us): the segment stamp
-        // of the newest byte read, against the same clock. A lower bound for the older bytes of the same read.
-        let realNow = EventLoop.realtimeNanos()
         var budget = Self.readBudget
         var peerClosed = false
         while budget > 0 && c.isOpen && !c.paused {
             // Read into the shared buffer unless a partial line is waiting (bytes must stay in order).
             let target = c.input.isEmpty ? readBuffer : c.input
             let n: Int
-            let queued: UInt64
+            let stamp: Int64
             do {
                 // Plaintext keeps its one direct read(2) (stamped); TLS decrypts at most a record (16 KiB) per
                 // call, and its bytes carry no kernel stamp.
                 if let tls = c.tls {
                     guard let got = try tls.read(into: target, atMost: Self.readChunk) else { break }
                     n = got
-                    queued = 0
+                    stamp = 0
                 } else {
                     guard let got = try Socket.readStamped(fd: c.fd, into: target, chunk: Self.readChunk) else { break }
-                    n = got.count
-                    queued = got.stamp > 0 && realNow > got.stamp ? UInt64(realNow - got.stamp) : 0
+                    (n, stamp) = got
                 }
             } catch {
                 abort(c, error)
@@ -66,11 +61,19 @@ extension Reactor {
             counters.add(.bytesIn, UInt64(n))
             budget -= n
             c.lastActivity = now
-            processLines(c, in: target, now: now, queued: queued)
+            // A request's wait starts when its bytes reached this host, not when a reactor got round to reading
+            // them: time in the kernel's queue is then no longer lateness. The stamp is the newest byte's (a lower
+            // bound for the older bytes of the same read); `queued` is how long it waited (STATS late_queued_us).
+            let readAt = EventLoop.monotonicNanos()
+            let age = stamp > 0 ? EventLoop.realtimeNanos() &- stamp : 0
+            let queued = age > 0 ? min(UInt64(age), readAt) : 0
+            processLines(c, in: target, now: readAt &- queued, queued: queued)
             if target === readBuffer {
                 if !readBuffer.isEmpty && c.isOpen { c.input.append(readBuffer.readableView) }
                 readBuffer.clear()
             }
+            // Due replies first: the rest of the input stays in the kernel (the socket stays readable).
+            if repliesDue(now: EventLoop.monotonicNanos()) { break }
         }
         rearmReplyTimer()
         if peerClosed {

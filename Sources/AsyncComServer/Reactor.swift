@@ -109,7 +109,8 @@ final class Reactor {
             shared.reactorFailed(.reactor(index: index, reason: error.description))
             return
         }
-        replyTimer = Timer(loop: loop) { [unowned self] in self.onReplyTimer() }
+        // Urgent: due replies are written before more input is read (inflight p99 lateness: see ARCHITECTURE.md).
+        replyTimer = Timer(loop: loop, urgent: true) { [unowned self] in self.onReplyTimer() }
         sweepTimer = Timer(loop: loop) { [unowned self] in self.onSweep() }
         acceptTimer = Timer(loop: loop) { [unowned self] in self.resumeAccepting() }
         for (i, l) in listenerSockets.enumerated() {
@@ -232,6 +233,9 @@ final class Reactor {
     }
 
     // MARK: - Pending replies
+
+    /// Whether the reply timer is due: reading stops early then, so that the timer runs next.
+    func repliesDue(now: UInt64) -> Bool { armedDeadline != 0 && armedDeadline <= now }
 
     /// Re-arms the reply timer when the earliest deadline changed.
     func rearmReplyTimer() {

@@ -64,8 +64,8 @@ struct ServerCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Reactor threads. (default: the number of online processors, here \(ServerConfiguration.defaultReactors))", valueName: "n"))
     var reactors: Int?
 
-    @Option(name: .long, help: ArgumentHelp("Open connections over all reactors; more get ERR BUSY and are closed.", valueName: "n"))
-    var maxConnections: Int = ServerConfiguration.defaultMaxConnections
+    @Option(name: .long, help: ArgumentHelp("Open connections over all reactors; more get ERR BUSY and are closed. Default \(ServerConfiguration.defaultMaxConnections), or fewer when the open-file limit is lower (the server raises its soft RLIMIT_NOFILE to the hard limit; each connection is one file, plus \(FileLimit.reserve) kept for the rest). A value the limit cannot hold is refused.", valueName: "n"))
+    var maxConnections: Int?
 
     @Option(name: .long, help: ArgumentHelp("In-flight commands per connection before the server stops reading from it until half have been answered.", valueName: "n"))
     var maxInflight: Int = ServerConfiguration.defaultMaxInflightCommands
@@ -153,6 +153,22 @@ struct ServerCommand: ParsableCommand {
         }
         var logger = Logger(label: "asynccom-server")
         logger.logLevel = level
+
+        // Each connection is one open file: make room for them, or say why there is none.
+        let files = FileLimit.raiseToHard()
+        let fileBound = FileLimit.connections(files: files)
+        let maxConnections: Int
+        if let asked = self.maxConnections {
+            guard asked <= fileBound else {
+                fail("--max-connections \(asked) needs \(asked + FileLimit.reserve) open files, but the open-file limit (RLIMIT_NOFILE, hard) is \(files): raise it (ulimit -Hn, LimitNOFILE=) or lower --max-connections", status: 2)
+            }
+            maxConnections = asked
+        } else {
+            maxConnections = min(ServerConfiguration.defaultMaxConnections, fileBound)
+            if maxConnections < ServerConfiguration.defaultMaxConnections {
+                logger.notice("max connections \(maxConnections), not \(ServerConfiguration.defaultMaxConnections): the open-file limit is \(files)")
+            }
+        }
 
         let deviceMap: DeviceMap
         do {

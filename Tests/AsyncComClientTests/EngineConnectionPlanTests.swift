@@ -8,13 +8,17 @@ import Testing
 /// connection (a real server's SO_REUSEPORT hash is not under a test's control).
 @Suite(.timeLimit(.minutes(2))) struct EngineConnectionPlanTests {
     /// A fake server with `reactors` reactors whose n-th connection lands on `landing(n)`; records which
-    /// connections carried requests.
-    static func server(reactors: Int, landing: @escaping @Sendable (Int) -> Int) throws -> (FakeServer, Carried) {
+    /// connections carried requests. It answers no request before `holdUntil` connections have said HELLO (so a
+    /// loaded machine cannot end the job before the client's coverage attempts are over; a client that never
+    /// opens them would hang into the suite's time limit).
+    static func server(reactors: Int, holdUntil: Int, landing: @escaping @Sendable (Int) -> Int) throws -> (FakeServer, Carried) {
         let carried = Carried()
         let server = try FakeServer { c, line in
             if line.hasPrefix("HELLO") {
                 c.send("HELLO 1 server=fake/0 max_items=1000 max_line=65536 max_inflight=100000 reactors=\(reactors) reactor=\(landing(c.number))\n")
+                carried.hello()
             } else if let r = FakeServer.parseRequest(line) {
+                carried.waitForHellos(holdUntil)
                 carried.add(c.number)
                 c.send(FakeServer.reply(to: r))
             }
@@ -23,15 +27,22 @@ import Testing
     }
 
     final class Carried: @unchecked Sendable {
-        private let lock = NSLock()
+        private let lock = NSCondition()
         private var set: Set<Int> = []
+        private var hellos = 0
         func add(_ n: Int) { lock.lock(); set.insert(n); lock.unlock() }
+        func hello() { lock.lock(); hellos += 1; lock.broadcast(); lock.unlock() }
+        func waitForHellos(_ n: Int) {
+            lock.lock()
+            while hellos < n { lock.wait() }
+            lock.unlock()
+        }
         var connections: Set<Int> { lock.lock(); defer { lock.unlock() }; return set }
     }
 
     @Test func everyReactorGetsAConnectionAndDuplicatesAreClosed() async throws {
         // Connections 0 and 1 land on reactor 0, connection 2 on reactor 1.
-        let (server, carried) = try Self.server(reactors: 2) { $0 < 2 ? 0 : 1 }
+        let (server, carried) = try Self.server(reactors: 2, holdUntil: 3) { $0 < 2 ? 0 : 1 }
         defer { server.stop() }
         let (lines, sum, _) = cannedCommands(5000)
         let client = AsyncComClient.quiet(ClientConfiguration(servers: [tcp(server.port)]))
@@ -44,7 +55,7 @@ import Testing
     }
 
     @Test func coverageThatCannotBeReachedIsBoundedAndReported() async throws {
-        let (server, _) = try Self.server(reactors: 2) { _ in 0 }
+        let (server, _) = try Self.server(reactors: 2, holdUntil: ConnectionPlan.attemptsPerReactor * 2) { _ in 0 }
         defer { server.stop() }
         let (lines, sum, _) = cannedCommands(2000)
         let client = AsyncComClient.quiet(ClientConfiguration(servers: [tcp(server.port)]))
@@ -57,7 +68,7 @@ import Testing
     }
 
     @Test func aFixedConnectionCountIsKept() async throws {
-        let (server, carried) = try Self.server(reactors: 4) { $0 % 4 }
+        let (server, carried) = try Self.server(reactors: 4, holdUntil: 3) { $0 % 4 }
         defer { server.stop() }
         let (lines, sum, _) = cannedCommands(3000)
         let client = AsyncComClient.quiet(ClientConfiguration(servers: [tcp(server.port)], window: 4, connectionsPerServer: 3))

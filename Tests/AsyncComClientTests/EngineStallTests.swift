@@ -6,7 +6,9 @@ import Testing
 
 /// Servers that stall (stop reading, or read and never answer) against the real engine: every accepted command
 /// has a deadline, a stalled server's work fails over or fails at once, and the time to fail does not grow with
-/// the job (issue 11, points 1-3). The bound itself is checked in virtual time in `ServerHealthTests`.
+/// the job (issue 11, points 1-3). The wall-clock bound is checked in virtual time in `ServerHealthTests` (a
+/// loaded machine makes any wall-clock bound here a guess); here, what makes it hold: how many stalls it takes,
+/// whatever the job's size. Before the fix the first two tests never ended (the suite's time limit).
 @Suite(.timeLimit(.minutes(2))) struct EngineStallTests {
     /// A fake server that answers HELLO and the first `answered` requests, then `mode`s.
     enum Mode { case stopReading, blackHole }
@@ -45,10 +47,6 @@ import Testing
         return MemoryCommandSource(bytes: bytes, name: "stall-test")
     }
 
-    static func bound(timeout: Double, retries: Int, connectTimeout: Double) -> Double {
-        timeout + min(Double(retries) * (timeout + 1), connectTimeout + timeout)
-    }
-
     @Test(arguments: [20_000, 1_000_000])
     func serverThatStopsReadingEndsTheJobWithinTheBound(commands n: Int) async throws {
         let (server, gate) = try Self.stallingServer(answered: 3, mode: .stopReading)
@@ -59,21 +57,16 @@ import Testing
         let (timeout, retries, connectTimeout) = (0.5, 1, 10.0)
         let client = AsyncComClient.quiet(ClientConfiguration(
             servers: [tcp(server.port)], batch: 16, requestTimeout: timeout, retries: retries, connectTimeout: connectTimeout))
-        let source = Self.commands(n)
-        let start = Date()
+        // A million lines take a while to build in a debug build: off the cooperative pool.
+        let source = try await blocking { Self.commands(n) }
         let summary = try await client.run(source: source, onResult: nil)
-        let elapsed = Date().timeIntervalSince(start)
         #expect(summary.ok + summary.unknown + summary.failed == n)
         #expect(summary.ok == 3 * 16)
         #expect(summary.failed == n - 3 * 16)
-        // Before the fix the job never ended. The wall-clock bound is checked in virtual time
-        // (`ServerHealthTests`); here what makes it hold whatever the job's size: the server is given up after
-        // retries + 1 stalls (one per connection attempt that got to send), not once per group of requests.
+        // The server is given up after retries + 1 stalls (one per connection attempt that got to send), not
+        // once per group of requests pulled: the same for 20,000 commands as for 1,000,000.
         #expect(summary.servers[0].stalls <= retries + 1)
         #expect(summary.firstFailure?.contains("stalled") == true, "\(summary.firstFailure ?? "")")
-        // Generous for a loaded machine; a time to fail that grew with the job would be far beyond it.
-        let bound = Self.bound(timeout: timeout, retries: retries, connectTimeout: connectTimeout)
-        #expect(elapsed < bound + 20, "took \(elapsed) s, bound \(bound) s")
     }
 
     @Test func serverThatReadsButNeverAnswersFailsEverythingAtOnce() async throws {
@@ -85,13 +78,11 @@ import Testing
         }
         let client = AsyncComClient.quiet(ClientConfiguration(
             servers: [tcp(server.port)], batch: 16, window: 256, requestTimeout: 0.5, retries: 0))
-        let start = Date()
-        let summary = try await client.run(source: Self.commands(100_000), onResult: nil)
-        let elapsed = Date().timeIntervalSince(start)
+        let source = try await blocking { Self.commands(100_000) }
+        let summary = try await client.run(source: source, onResult: nil)
         #expect(summary.failed == 100_000)
-        // One stall ends it all (before the fix: a timeout per group of requests pulled).
+        // One stall ends it all (before the fix: a timeout per group of requests pulled, 24 s for 100,000).
         #expect(summary.servers[0].stalls == 1)
-        #expect(elapsed < Self.bound(timeout: 0.5, retries: 0, connectTimeout: 10) + 20, "took \(elapsed) s")
     }
 
     @Test func stalledServersWorkFailsOverToTheHealthyOne() async throws {
@@ -103,15 +94,14 @@ import Testing
             for _ in 0..<64 { gate.semaphore.signal() }
         }
         let (lines, sum, _) = cannedCommands(20_000)
+        // 2 s: the healthy server must not look stalled to a client starved of CPU by a loaded machine.
         let client = AsyncComClient.quiet(ClientConfiguration(
-            servers: [tcp(healthy.port), tcp(stalled.port)], batch: 16, requestTimeout: 0.5, retries: 3, connectTimeout: 3))
-        let start = Date()
+            servers: [tcp(healthy.port), tcp(stalled.port)], batch: 16, requestTimeout: 2, retries: 3, connectTimeout: 600))
         let (summary, results) = try await client.runCollecting(lines)
-        let elapsed = Date().timeIntervalSince(start)
         #expect(summary.failed == 0 && summary.ok == 20_000 && summary.sum == sum)
         #expect(results.count == 20_000)
-        #expect(summary.servers[1].timeouts > 0)
-        // Failover happens at the stall, not after connect-timeout or the retries (bounded generously: load).
-        #expect(elapsed < 20, "took \(elapsed) s")
+        // Failover happened at the stall: with a connect timeout of 600 s and 3 retries nothing else would
+        // have moved the stalled server's work before the suite's time limit.
+        #expect(summary.servers[1].timeouts > 0 && summary.servers[1].stalls >= 1)
     }
 }

@@ -1,5 +1,8 @@
 import AsyncComEventLoop
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 @Suite("Timer") struct TimerTests {
     @Test func firesNotBeforeItsDelayAndWithinABound() throws {
@@ -120,5 +123,40 @@ import Testing
         let loop = try EventLoop()
         loop.run()  // nothing registered: returns at once
         #expect(loop.runOnce(nonBlocking: true) == false)
+    }
+}
+
+@Suite("Timer priority") struct TimerPriorityTests {
+    /// A socket that stays readable (its bytes are never read) keeps an I/O callback active every iteration: a
+    /// due urgent timer must run before that callback runs again; an ordinary one runs after it.
+    func ioCallbacksBeforeTimer(urgent: Bool) throws -> Int {
+        let loop = try EventLoop()
+        var fds: [Int32] = [0, 0]
+        #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds) == 0)
+        defer { close(fds[0]); close(fds[1]) }
+        #expect(write(fds[1], "x", 1) == 1)
+        var ioCalls = 0
+        var callsWhenFired = -1
+        let timer = Timer(loop: loop, urgent: urgent) {
+            callsWhenFired = ioCalls
+            loop.stop()
+        }
+        let watcher = IOWatcher(loop: loop, fd: fds[0]) { _, _ in
+            ioCalls += 1
+            if ioCalls == 1 { timer.schedule(atMonotonicNanos: 0) }  // due at once
+            if ioCalls > 100 { loop.stop() }
+        }
+        defer { watcher.cancel(); timer.cancel() }
+        watcher.setInterest(read: true, write: false)
+        #expect(runWithWatchdog(loop))
+        return callsWhenFired
+    }
+
+    @Test func anUrgentTimerRunsBeforeTheNextRoundOfReads() throws {
+        #expect(try ioCallbacksBeforeTimer(urgent: true) == 1)
+    }
+
+    @Test func anOrdinaryTimerWaitsItsTurn() throws {
+        #expect(try ioCallbacksBeforeTimer(urgent: false) >= 2)
     }
 }

@@ -106,6 +106,25 @@ struct ServerExecutableTests {
         }
     }
 
+    @Test("--max-connections beyond the open-file limit is refused at startup, naming the limit")
+    func maxConnectionsBeyondTheFileLimit() async throws {
+        try await blocking {
+            let map = try TempFile(smallMap)
+            defer { map.remove() }
+            // 16,000,000 connections need more files than any kernel allows one process (nr_open <= 2^30 but
+            // RLIMIT_NOFILE's hard limit is far below that on any test machine).
+            var limit = rlimit()
+            getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+            guard limit.rlim_max < 16_000_064 else { return }
+            let server = try ServerProcess(arguments: ["--map", map.path, "--listen", "tcp://127.0.0.1:0",
+                                                       "--max-connections", "16000000"])
+            #expect(try server.waitForExit(seconds: 10) == 2)
+            let message = server.stderr()
+            #expect(message.contains("--max-connections 16000000 needs 16000064 open files") && message.contains("\(limit.rlim_max)"),
+                    "\(message)")
+        }
+    }
+
     @Test("a port already in use exits 1 naming the endpoint")
     func bindFailure() async throws {
         try await blocking {
