@@ -38,13 +38,43 @@ import Testing
     }
 
     /// `n` commands as a commands file in memory (devices 10.x.y.z, foo/bar alternately).
-    static func commands(_ n: Int) -> MemoryCommandSource {
+    static func commandBytes(_ n: Int) -> [UInt8] {
         var bytes: [UInt8] = []
         bytes.reserveCapacity(n * 18)
         for i in 0..<n {
             bytes.append(contentsOf: "10.\(i / 62_500).\((i / 250) % 250).\(i % 250 + 1):\(i % 2 == 0 ? "foo" : "bar")\n".utf8)
         }
-        return MemoryCommandSource(bytes: bytes, name: "stall-test")
+        return bytes
+    }
+
+    static func commands(_ n: Int) -> MemoryCommandSource {
+        MemoryCommandSource(bytes: commandBytes(n), name: "stall-test")
+    }
+
+    @Test(arguments: [20_000, 1_000_000])
+    func theCLIExitsOneWhenItsServerStopsReading(commands n: Int) async throws {
+        let (server, gate) = try Self.stallingServer(answered: 3, mode: .stopReading)
+        defer {
+            server.stop()
+            for _ in 0..<64 { gate.semaphore.signal() }
+        }
+        let dir = try tempDirectory()
+        defer { removeTempDirectory(dir) }
+        let path = dir + "/commands.txt"
+        // Before the fix the client never exited (killed after 100 s, which throws).
+        let r = try await blocking { () throws -> ProcessResult in
+            try writeFile(path, bytes: Self.commandBytes(n))
+            return try runExecutable("asynccom-client", [
+                "--server", "tcp://127.0.0.1:\(server.port)", "--timeout", "0.5", "--retries", "1", "--json", "--quiet", path],
+                seconds: 100)
+        }
+        #expect(r.status == 1, "\(r.stderr)")
+        let object = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8))
+        let json = try #require(object as? [String: Any])
+        #expect(json["ok"] as? Int == 3 * 16)
+        #expect(json["failed"] as? Int == n - 3 * 16)
+        let servers = try #require(json["servers"] as? [[String: Any]])
+        #expect((servers.first?["stalls"] as? Int ?? 99) <= 2)
     }
 
     @Test(arguments: [20_000, 1_000_000])
