@@ -74,7 +74,7 @@ let package = Package(
         .executableTarget(
             name: "asynccom-bench",
             dependencies: [
-                "AsyncComClient", "AsyncComCore",
+                "AsyncComClient", "AsyncComCore", "AsyncComTLS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Benchmarks/asynccom-bench"

@@ -105,7 +105,7 @@ struct RunCommand: AsyncParsableCommand {
                     results.append(try await Runner.runOnce(
                         scenario, mapPath: dir + "/map.txt", commandsPath: dir + "/commands.txt",
                         expectation: expectation, waits: waits, serverArguments: serverArguments + scenario.serverArguments,
-                        perCommandResults: perCommandResults))
+                        perCommandResults: perCommandResults, scratch: scratch))
                 }
             }
             let report = ScenarioReport(scenario, commands: expectation.commands, results: results)

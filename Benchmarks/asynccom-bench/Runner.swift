@@ -140,12 +140,30 @@ enum Runner {
     }
 
     static func runOnce(_ scenario: Scenario, mapPath: String, commandsPath: String, expectation: Expectation,
-                        waits: [UInt64], serverArguments: [String] = [], perCommandResults: Bool = false) async throws -> RunResult {
-        let server = try ServerProcess(map: mapPath, reactors: scenario.reactors, extraArguments: serverArguments)
+                        waits: [UInt64], serverArguments: [String] = [], perCommandResults: Bool = false,
+                        scratch: String = "/tmp/asynccom-bench") async throws -> RunResult {
+        var listen = "tcp://127.0.0.1:0"
+        var tlsArguments: [String] = []
+        var tlsFiles: TLSBench.Files?
+        if scenario.tls {
+            let files = try TLSBench.files(scratch: scratch)
+            tlsFiles = files
+            listen = "tls://127.0.0.1:0"
+            tlsArguments = ["--tls-cert", files.certificate, "--tls-key", files.key]
+        }
+        let server = try ServerProcess(map: mapPath, reactors: scenario.reactors, listen: listen,
+                                       extraArguments: tlsArguments + serverArguments)
         defer { try? server.stop() }
-        let configuration = ClientConfiguration(
+        if scenario.isHandshakes, let tlsFiles, case .tls(_, let port) = server.endpoint {
+            let rate = try TLSBench.handshakeRate(port: port, caFile: tlsFiles.ca, seconds: 5)
+            return RunResult(wallSeconds: 5, commandsPerSecond: rate, requestsPerSecond: rate,
+                             serverCPUSeconds: server.cpuSeconds, serverCPUPerMillion: 0, serverPeakRSS: server.peakRSS,
+                             clientPeakRSS: 0, lateness: nil)
+        }
+        var configuration = ClientConfiguration(
             servers: [server.endpoint], batch: scenario.batch ?? ClientConfiguration.defaultBatch, window: scenario.window,
             connectionsPerServer: scenario.connections, requestTimeout: 60, retries: 2, connectTimeout: 10)
+        configuration.tlsCAFile = tlsFiles?.ca
         var logger = Logger(label: "asynccom.bench")
         logger.logLevel = .error
         let client = AsyncComClient(configuration: configuration, logger: logger)
@@ -175,7 +193,7 @@ enum Runner {
         let summary = try await client.run(source: source, onResult: onResult, onAnswer: onAnswer)
         let serverCPU = server.cpuSeconds - cpuBefore
         let serverRSS = server.peakRSS
-        let stats = try ServerStatsProbe.read(server.endpoint)
+        let stats = try ServerStatsProbe.read(server.statsEndpoint)
         let clientRSS = ProcessMetrics.peakRSS(pid: getpid()) ?? 0
         try server.stop()
 

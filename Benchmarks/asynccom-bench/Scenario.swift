@@ -28,6 +28,10 @@ struct Scenario: Sendable {
     var serverArguments: [String] = []
     /// The `http` scenario: wrk against an HTTP server instead of the client engine (HTTPBench.swift).
     var http: HTTPLoad? = nil
+    /// Serve and connect over TLS (`tls://`, a certificate made in the scratch folder).
+    var tls = false
+    /// Measure full TLS handshakes per second instead of a job (reported in the cmd/s column).
+    var isHandshakes = false
 
     var label: String { variant.isEmpty ? name : "\(name) (\(variant))" }
 }
@@ -180,6 +184,29 @@ enum Scenarios {
         bigmap.targets = [Target(metric: .loadSeconds, bound: 3, atMost: true),
                           Target(metric: .mapBytesPerEntry, bound: 40, atMost: true)]
         list.append(bigmap)
+
+        // TLS against plaintext in the same run, client defaults: zero-wait throughput (the TLS cost per byte
+        // shows), the inflight job (1M x 1 s: the wall time should barely move), and full handshakes per second.
+        for tls in [false, true] {
+            var s = Scenario(name: "tls", variant: "throughput, defaults, \(tls ? "TLS" : "plain")",
+                             summary: "2,097,152 commands, wait 0, over \(tls ? "TLS" : "plain TCP")", data: throughputData)
+            s.measureLateness = false
+            s.tls = tls
+            list.append(s)
+        }
+        for tls in [false, true] {
+            var s = Scenario(name: "tls", variant: "inflight 1M x 1 s, defaults, \(tls ? "TLS" : "plain")",
+                             summary: "1,000,000 commands x 1 s all in flight, over \(tls ? "TLS" : "plain TCP")",
+                             data: inflightData)
+            s.tls = tls
+            list.append(s)
+        }
+        var handshakes = Scenario(name: "tls", variant: "handshakes/s (in cmd/s)",
+                                  summary: "full TLS handshakes one after another for 5 s (connect, verify, PING, close)",
+                                  data: DataSetSpec())
+        handshakes.tls = true
+        handshakes.isHandshakes = true
+        list.append(handshakes)
 
         // 50,000 connections from 127.0.0.2-9, each with one 1 s request in flight.
         var many = Scenario(name: "connections", variant: "50,000",

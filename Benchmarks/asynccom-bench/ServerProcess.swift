@@ -7,6 +7,8 @@ final class ServerProcess {
 
     let process = Process()
     let endpoint: Endpoint
+    /// A plaintext endpoint of the same server for the STATS probe (the `endpoint` itself unless it is TLS).
+    let statsEndpoint: Endpoint
     private let stdoutPipe = Pipe()
 
     var pid: Int32 { process.processIdentifier }
@@ -23,9 +25,11 @@ final class ServerProcess {
         return path
     }
 
-    init(map: String, reactors: Int?, extraArguments: [String] = []) throws {
+    init(map: String, reactors: Int?, listen: String = "tcp://127.0.0.1:0", extraArguments: [String] = []) throws {
         process.executableURL = URL(fileURLWithPath: try Self.binaryPath())
-        var args = ["--map", map, "--listen", "tcp://127.0.0.1:0", "--log-level", "warning"]
+        // A TLS server also listens in plaintext on loopback, for the STATS probe.
+        let listens = listen.hasPrefix("tls://") ? [listen, "tcp://127.0.0.1:0"] : [listen]
+        var args = ["--map", map] + listens.flatMap { ["--listen", $0] } + ["--log-level", "warning"]
         if let reactors { args += ["--reactors", String(reactors)] }
         process.arguments = args + extraArguments
         process.standardOutput = stdoutPipe
@@ -35,7 +39,7 @@ final class ServerProcess {
         var line = ""
         let handle = stdoutPipe.fileHandleForReading
         let deadline = Date().addingTimeInterval(120)
-        while !line.contains("\n") {
+        while line.filter({ $0 == "\n" }).count < listens.count {
             let data = handle.availableData
             if data.isEmpty {
                 guard Date() < deadline, process.isRunning else {
@@ -46,9 +50,13 @@ final class ServerProcess {
             line += String(decoding: data, as: UTF8.self)
         }
         startupSeconds = Date().timeIntervalSince(started)
-        let first = line.split(separator: "\n")[0]
-        guard first.hasPrefix("listening on ") else { throw Failure(description: "unexpected server output: \(first)") }
-        endpoint = try Endpoint(parsing: String(first.dropFirst("listening on ".count)))
+        var endpoints: [Endpoint] = []
+        for printed in line.split(separator: "\n").prefix(listens.count) {
+            guard printed.hasPrefix("listening on ") else { throw Failure(description: "unexpected server output: \(printed)") }
+            endpoints.append(try Endpoint(parsing: String(printed.dropFirst("listening on ".count))))
+        }
+        endpoint = endpoints[0]
+        statsEndpoint = endpoints.last!
     }
 
     var cpuSeconds: Double { ProcessMetrics.cpuSeconds(pid: pid) ?? .nan }

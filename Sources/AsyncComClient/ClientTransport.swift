@@ -32,8 +32,16 @@ struct ClientTransport {
     /// Writes what the socket takes of `buffer`, consuming it.
     @inline(__always)
     func write(fd: Int32, from buffer: ByteBuffer) throws(SystemError) -> Int {
-        if let tls { return try tls.write(from: buffer) }
-        return try Socket.write(fd: fd, from: buffer)
+        guard let tls else { return try Socket.write(fd: fd, from: buffer) }
+        // A partial TLS write returns after each record (16 KiB): keep writing until the socket is full, or a
+        // 64 KiB flush would take four turns of the event loop (the inflight bench's TLS run was 20% slower).
+        var total = 0
+        while !buffer.isEmpty {
+            let n = try tls.write(from: buffer)
+            if n == 0 { break }
+            total += n
+        }
+        return total
     }
 
     /// Drops the session (before the socket is closed).

@@ -97,7 +97,7 @@ final class Connection {
         }
         Socket.setNoDelay(fd: fd)
         Socket.enableReceiveTimestamps(fd: fd)
-        if engine.sendLowWater > 0, case .tcp = server.endpoint { Socket.setNotSentLowWater(fd: fd, bytes: engine.sendLowWater) }
+        if engine.sendLowWater > 0, !server.endpoint.isUnix { Socket.setNotSentLowWater(fd: fd, bytes: engine.sendLowWater) }
         if case .tls(let host, _) = server.endpoint {
             guard let context = engine.tlsContext else {
                 attemptFailed(reason: "TLS: no usable CA certificates", strike: false)

@@ -48,6 +48,9 @@ public enum Endpoint: Hashable, Sendable, CustomStringConvertible {
         self = isTLS ? .tls(host: String(host), port: port) : .tcp(host: String(host), port: port)
     }
 
+    /// Whether it is a Unix socket (no TCP options apply).
+    public var isUnix: Bool { if case .unix = self { return true } else { return false } }
+
     /// Whether TLS runs on top of the connection.
     public var isTLS: Bool { if case .tls = self { return true } else { return false } }
 
