@@ -48,3 +48,15 @@ ensure_http_check_deps() {
     "$venv/bin/pip" install -q --disable-pip-version-check "requests>=2.31" "schemathesis>=4.0,<5"
   fi
 }
+
+# ensure_command COMMAND PACKAGE: installs the Debian PACKAGE when COMMAND is missing (as root), or says how.
+ensure_command() {
+  command -v "$1" >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" = 0 ]; then
+    echo "asynccom: installing $2 (Debian package) ..." >&2
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+  else
+    echo "asynccom: $1 is missing. Install it with:  sudo apt-get install -y $2" >&2
+    return 1
+  fi
+}

@@ -91,8 +91,9 @@ struct ScenarioReport: Sendable, Codable {
                     ("queued mean", \.queuedMeanMillis), ("queued max", \.queuedMaxMillis),
                     ("timer mean", \.timerMeanMillis), ("timer max", \.timerMaxMillis),
                     ("write mean", \.writeMeanMillis), ("write max", \.writeMaxMillis),
+                ] + (parts.allSatisfy(\.hasClient) ? [
                     ("client p50", \.clientP50Millis), ("client p99", \.clientP99Millis), ("client max", \.clientMaxMillis),
-                ]
+                ] : [])
                 latenessParts = Dictionary(uniqueKeysWithValues: keys.map { key in (key.0, Spread(parts.map { $0[keyPath: key.1] })) })
             }
         }

@@ -218,6 +218,7 @@ enum Runner {
             let h = summary.latencyHistogramMicros
             func late(_ micros: UInt64) -> Double { Double(micros * 1000 > fixedWait ? micros * 1000 - fixedWait : 0) / 1e6 }
             if h.totalCount > 0 { lateness = (late(h.valueAtPercentile(50)), late(h.valueAtPercentile(99)), late(h.max)) }
+            parts = LatenessParts(stats: stats, client: [])  // the server's parts; no per-command client part
         }
         let commands = Double(summary.total)
         return RunResult(
@@ -246,7 +247,8 @@ enum Runner {
         /// Timer firing -> the reply's write.
         var writeMeanMillis: Double
         var writeMaxMillis: Double
-        /// Reply arrival in the client's kernel -> its handling by the client.
+        /// Reply arrival in the client's kernel -> its handling by the client (when recorded per command).
+        var hasClient: Bool
         var clientP50Millis: Double
         var clientP99Millis: Double
         var clientMaxMillis: Double
@@ -260,6 +262,7 @@ enum Runner {
             timerMaxMillis = ms(stats["late_max_us"])
             writeMeanMillis = mean("late_write_us", "late_replies")
             writeMaxMillis = ms(stats["late_write_max_us"])
+            hasClient = !client.isEmpty
             let sorted = client.sorted()
             func at(_ q: Double) -> Double {
                 sorted.isEmpty ? 0 : Double(sorted[min(sorted.count - 1, Int(Double(sorted.count) * q))]) / 1e6

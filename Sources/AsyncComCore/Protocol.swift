@@ -27,13 +27,17 @@ public struct HelloInfo: Sendable, Equatable {
     public var maxInflight: Int
     public var reactors: Int
     public var reactor: Int
-    public init(serverVersion: String, maxItems: Int, maxLine: Int, maxInflight: Int, reactors: Int, reactor: Int) {
+    /// Which device map the connection's reactor answers from: 1 at start, one more after each map reload.
+    public var mapGeneration: UInt64
+    public init(serverVersion: String, maxItems: Int, maxLine: Int, maxInflight: Int, reactors: Int, reactor: Int,
+                mapGeneration: UInt64 = 1) {
         self.serverVersion = serverVersion
         self.maxItems = maxItems
         self.maxLine = maxLine
         self.maxInflight = maxInflight
         self.reactors = reactors
         self.reactor = reactor
+        self.mapGeneration = mapGeneration
     }
 }
 
@@ -236,6 +240,8 @@ public enum ServerProtocol {
         buffer.appendDecimal(Int64(info.reactors))
         buffer.append(" reactor=")
         buffer.appendDecimal(Int64(info.reactor))
+        buffer.append(" map_generation=")
+        buffer.appendDecimal(info.mapGeneration)
         buffer.append(byte: 0x0A)
     }
 

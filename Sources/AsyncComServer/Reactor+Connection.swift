@@ -6,6 +6,7 @@ import Logging
 extension Reactor {
     func connectionEvent(slot: UInt32, generation: UInt32, readable: Bool, writable: Bool) {
         retired.removeAll()
+        adoptPublishedMap()
         guard let c = table.get(slot, generation) else { return }
         switch c.state {
         case .lingering:
@@ -111,7 +112,7 @@ extension Reactor {
 
     private func handle(line: UnsafeRawBufferPointer, on c: Connection, now: UInt64, queued: UInt64) {
         scratch.clear()
-        switch ServerProtocol.handle(line: line, map: config.map, maxItems: config.maxItems, reply: scratch) {
+        switch ServerProtocol.handle(line: line, map: map, maxItems: config.maxItems, reply: scratch) {
         case .empty:
             break
         case .request(_, let waitNanos, let commands, let unknown):

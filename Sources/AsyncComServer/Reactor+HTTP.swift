@@ -150,8 +150,10 @@ extension Reactor {
         http.table.install(peer)
         http.peers[connection] = peer
         http.listener.watchClose(of: connection)
-        counters.add(.connections)
-        counters.add(.connectionsTotal)
+        counters.update {
+            counters.add(.connections)
+            counters.add(.connectionsTotal)
+        }
         return peer
     }
 
@@ -159,7 +161,7 @@ extension Reactor {
         let now = EventLoop.monotonicNanos()
         let format = Self.bodyFormat(exchange)
         let outcome = HTTPCommands.handle(
-            body: exchange.body(), format: format, map: config.map, maxItems: config.maxItems,
+            body: exchange.body(), format: format, map: map, maxItems: config.maxItems,
             reply: http.reply, work: http.work)
         switch outcome {
         case .failed(let status, _):
@@ -167,9 +169,18 @@ extension Reactor {
             exchange.respond(status: status, reason: status == 413 ? "Payload Too Large" : "Bad Request",
                              contentType: "application/json", body: http.reply.readableView, close: stopping)
         case .answered(let waitNanos, let commands, let unknown):
-            counters.add(.requests)
-            counters.add(.commands, UInt64(commands))
-            if unknown > 0 { counters.add(.unknown, UInt64(unknown)) }
+            // One update with the in-flight and pending counts below: STATS never sees half of it.
+            counters.update {
+                counters.add(.requests)
+                counters.add(.commands, UInt64(commands))
+                if unknown > 0 { counters.add(.unknown, UInt64(unknown)) }
+                if waitNanos != 0 {
+                    counters.add(.inflightRequests)
+                    counters.add(.inflightCommands, UInt64(commands))
+                    counters.add(.pendingReplies)
+                    counters.add(.pendingBytes, UInt64(http.reply.readableBytes))
+                }
+            }
             if waitNanos == 0 {
                 exchange.respond(status: 200, reason: "OK", contentType: "application/json",
                                  body: http.reply.readableView, close: stopping)
@@ -180,8 +191,6 @@ extension Reactor {
             peer.pending = exchange
             peer.pendingCommands = commands
             peer.pendingBytes = http.reply.readableBytes
-            counters.add(.inflightRequests)
-            counters.add(.inflightCommands, UInt64(commands))
             watchHangup(peer, fd: exchange.fd)
             rearmReplyTimer()
         }
@@ -207,7 +216,7 @@ extension Reactor {
 
     private func serveMetrics(_ exchange: HTTPExchange, http: HTTPState) {
         let info = MetricsText.Info(
-            version: config.serverVersion, mapEntries: config.map.count,
+            version: config.serverVersion, mapEntries: map.count,
             uptimeSeconds: Double(EventLoop.monotonicNanos() &- shared.startNanos) / 1e9, ready: !stopping)
         http.reply.clear()
         MetricsText.render(shared.stats, info: info, to: http.reply)
@@ -241,8 +250,12 @@ extension Reactor {
               let exchange = peer.pending else { return false }
         peer.pending = nil
         peer.hangupWatch?.setInterest(read: false, write: false)
-        counters.subtract(.inflightRequests)
-        counters.subtract(.inflightCommands, UInt64(peer.pendingCommands))
+        counters.update {
+            counters.subtract(.inflightRequests)
+            counters.subtract(.inflightCommands, UInt64(peer.pendingCommands))
+            counters.subtract(.pendingReplies)
+            counters.subtract(.pendingBytes, UInt64(body.count))
+        }
         peer.pendingCommands = 0
         peer.pendingBytes = 0
         exchange.respond(status: 200, reason: "OK", contentType: "application/json", body: body, close: stopping)
@@ -282,12 +295,17 @@ extension Reactor {
         if abandoned {
             // libevent frees the request with the connection.
             peer.pending = nil
-            counters.subtract(.inflightRequests)
-            counters.subtract(.inflightCommands, UInt64(peer.pendingCommands))
             pending.abandon(replies: 1, bytes: peer.pendingBytes)
         }
+        counters.update {
+            // Its reply stays stored (pending_*) until due or reclaimed; it is no longer in flight.
+            if abandoned {
+                counters.subtract(.inflightRequests)
+                counters.subtract(.inflightCommands, UInt64(peer.pendingCommands))
+            }
+            counters.subtract(.connections)
+        }
         http.table.release(peer)
-        counters.subtract(.connections)
         shared.releaseConnection()
         if abandoned { reclaimStaleReplies() }
         stopIfDrained()

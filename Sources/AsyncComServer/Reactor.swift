@@ -62,7 +62,11 @@ final class Reactor {
     var retired: [AnyObject] = []
     var stopping = false
     let idleNanos: UInt64
-    let helloInfo: HelloInfo
+    var helloInfo: HelloInfo
+    /// The device map this reactor answers from, and its generation: switched to the published one between
+    /// two events (`adoptPublishedMap`), never while a request is being answered.
+    var map: DeviceMap
+    var mapGeneration: UInt64
     private let busyLine: [UInt8]
     private let unauthenticatedBusyLine: [UInt8]
 
@@ -80,9 +84,11 @@ final class Reactor {
         self.coalescingNanos = UInt64(config.replyCoalescing * 1e9)
         // Sweep often enough that an idle connection goes within a quarter of the timeout of its time.
         self.sweepNanos = idleNanos > 0 ? min(1_000_000_000, max(50_000_000, idleNanos / 4)) : 1_000_000_000
+        (self.map, self.mapGeneration) = shared.maps.current()
         self.helloInfo = HelloInfo(
             serverVersion: config.serverVersion, maxItems: config.maxItems, maxLine: config.maxLine,
-            maxInflight: config.maxInflightCommands, reactors: config.reactors, reactor: index)
+            maxInflight: config.maxInflightCommands, reactors: config.reactors, reactor: index,
+            mapGeneration: mapGeneration)
         let busy = ByteBuffer(capacity: 128)
         ServerProtocol.appendError(
             id: nil, code: .busy, message: "too many connections (max \(config.maxConnections))", to: busy)
@@ -101,7 +107,7 @@ final class Reactor {
         defer { shared.reactorExited() }
         do {
             loop = try EventLoop()
-            notifier = try Notifier(loop: loop) { [unowned self] in self.beginStopping() }
+            notifier = try Notifier(loop: loop) { [unowned self] in self.onNotified() }
             try startHTTP(sockets: httpSockets)
             httpSockets = []
         } catch {
@@ -122,6 +128,7 @@ final class Reactor {
         }
         sweepTimer.schedule(afterNanos: sweepNanos)
         if shared.reactorStarted(index: index, notifier: notifier) { beginStopping() }
+        adoptPublishedMap()  // a reload may have been published before the notifier was registered
         logger.debug("reactor running", metadata: ["listeners": "\(listenerSockets.count)"])
 
         loop.run()
@@ -139,6 +146,24 @@ final class Reactor {
         retired.removeAll()
         flushQueue.removeAll()
         logger.debug("reactor stopped")
+    }
+
+    /// Another thread woke us: a new map was published, or the server is shutting down.
+    private func onNotified() {
+        retired.removeAll()
+        adoptPublishedMap()
+        if shared.isShutdownRequested { beginStopping() }
+    }
+
+    /// Switches to the published map if it is newer. Called between events only: at the start of a connection
+    /// callback and when notified, so every request is answered from one map.
+    @inline(__always) func adoptPublishedMap() {
+        guard shared.maps.generation.load(ordering: .acquiring) != mapGeneration else { return }
+        let (latest, generation) = shared.maps.current()
+        map = latest  // drops this reactor's reference to the old map (the reloader frees it)
+        mapGeneration = generation
+        helloInfo.mapGeneration = generation
+        shared.maps.adopted(reactor: index, generation: generation)
     }
 
     // MARK: - Accepting
@@ -256,16 +281,16 @@ final class Reactor {
         lastReplyFire = now
         pending.popDue(now: now) { ref, deadline, line in
             if ref.slot & PendingRef.httpFlag != 0 {
-                guard deliverHTTP(ref, body: line) else { return false }
+                guard deliverHTTP(ref, body: line) else {
+                    dropStaleReply(bytes: line.count)
+                    return false
+                }
                 counters.recordLateness(now &- deadline)
                 return true
             }
             // A closed connection's replies are stale: its slot's generation has moved on.
             guard let c = table.get(ref.slot, ref.generation) else {
-                counters.update {
-                    counters.subtract(.pendingReplies)
-                    counters.subtract(.pendingBytes, UInt64(line.count))
-                }
+                dropStaleReply(bytes: line.count)
                 return false
             }
             c.output.append(line)
@@ -297,6 +322,14 @@ final class Reactor {
         flushQueue.removeAll(keepingCapacity: flushQueue.capacity <= 4096)
         reclaimStaleReplies()
         rearmReplyTimer()
+    }
+
+    /// A closed connection's reply fell due and is dropped: no longer stored.
+    private func dropStaleReply(bytes: Int) {
+        counters.update {
+            counters.subtract(.pendingReplies)
+            counters.subtract(.pendingBytes, UInt64(bytes))
+        }
     }
 
     /// Drops the stale replies of closed connections once they hold more than half of the pending memory.

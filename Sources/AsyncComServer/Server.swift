@@ -16,10 +16,20 @@ import Glibc
 /// applies to TCP and UDP only, and several loops waking on one shared listener would just race for each
 /// accept. Unix sockets are for local tools, so one reactor is plenty; the socket file is removed on shutdown.
 public final class Server: Sendable {
-    public let configuration: ServerConfiguration
-    private let logger: Logger
-    private let shared: ServerShared
+    /// The configuration, with the map the reactors answer from now (the one given, or the latest reload).
+    public var configuration: ServerConfiguration {
+        var c = baseConfiguration
+        c.map = shared.maps.current().map
+        return c
+    }
+    /// The configuration with a placeholder map: holding the start-up map here would keep it alive after a
+    /// reload (old + new + newer). The live map is `shared.maps`.
+    let baseConfiguration: ServerConfiguration
+    let logger: Logger
+    let shared: ServerShared
     private let lifecycle = Locked(Lifecycle())
+    /// One map reload at a time, so at most the old map and the new one exist.
+    let reloadLock = Locked(())
 
     private struct Lifecycle {
         var started = false
@@ -28,9 +38,11 @@ public final class Server: Sendable {
     }
 
     public init(configuration: ServerConfiguration, logger: Logger) {
-        self.configuration = configuration
+        var base = configuration
+        base.map = DeviceMap.placeholder
+        self.baseConfiguration = base
         self.logger = logger
-        self.shared = ServerShared(configuration: configuration)
+        self.shared = ServerShared(configuration: base, map: configuration.map)
     }
 
     /// A server that logs nothing (tests, embedding).
@@ -42,7 +54,7 @@ public final class Server: Sendable {
     /// in the order of `configuration.endpoints`. `onStopped` runs on a reactor thread once all have stopped.
     @discardableResult
     public func start(onStopped: (@Sendable () -> Void)? = nil) throws(ServerError) -> [Endpoint] {
-        try configuration.validate()
+        try baseConfiguration.validate()
         let alreadyStarted = lifecycle.withLock { l -> Bool in
             defer { l.started = true }
             return l.started
@@ -102,7 +114,7 @@ public final class Server: Sendable {
     // MARK: - Listeners
 
     private func bindListeners() throws(ServerError) -> ([[ListenerSocket]], [Endpoint], [Endpoint]) {
-        let n = configuration.reactors
+        let n = baseConfiguration.reactors
         var perReactor = [[ListenerSocket]](repeating: [], count: n)
         var bound: [Endpoint] = []
         var httpBound: [Endpoint] = []
@@ -115,7 +127,7 @@ public final class Server: Sendable {
         }
         // One TLS context for every tls:// listener (OpenSSL allows SSL_new on it from every reactor thread).
         var tlsContext: TLSContext?
-        if let tls = configuration.tls {
+        if let tls = baseConfiguration.tls {
             do {
                 tlsContext = try TLSContext.server(
                     certificateFile: tls.certificateFile, keyFile: tls.keyFile, clientCAFile: tls.clientCAFile)
@@ -156,7 +168,7 @@ public final class Server: Sendable {
             return actual
         }
         do throws(ServerError) {
-            for endpoint in configuration.endpoints {
+            for endpoint in baseConfiguration.endpoints {
                 switch endpoint {
                 case .tcp(_, let port):
                     bound.append(try listenEverywhere(endpoint, port: port, http: false))
@@ -167,7 +179,7 @@ public final class Server: Sendable {
                     bound.append(endpoint)
                 }
             }
-            for endpoint in configuration.httpEndpoints {
+            for endpoint in baseConfiguration.httpEndpoints {
                 guard case .tcp(_, let port) = endpoint else { continue }  // validate() refuses others
                 httpBound.append(try listenEverywhere(endpoint, port: port, http: true))
             }
@@ -197,7 +209,7 @@ public final class Server: Sendable {
         defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
 
         var threads: [pthread_t] = []
-        for k in 0..<configuration.reactors {
+        for k in 0..<baseConfiguration.reactors {
             let reactor = Reactor(index: k, shared: shared, listeners: listeners[k], logger: logger)
             let context = Unmanaged.passRetained(reactor).toOpaque()
             var thread = pthread_t()

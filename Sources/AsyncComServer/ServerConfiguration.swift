@@ -8,6 +8,8 @@ import Glibc
 public struct ServerConfiguration: Sendable {
     /// The device map every reactor answers from (immutable, shared read-only).
     public var map: DeviceMap
+    /// The file `map` was loaded from: `Server.reloadMap()` (SIGHUP) loads it again. nil: not reloadable.
+    public var mapFile: String?
     /// Where to listen. TCP endpoints get one SO_REUSEPORT listener per reactor; Unix ones a single listener.
     public var endpoints: [Endpoint]
     /// Reactor threads, each with its own event loop. Default: the number of online processors.
@@ -98,6 +100,7 @@ public struct ServerConfiguration: Sendable {
 
     public init(
         map: DeviceMap,
+        mapFile: String? = nil,
         endpoints: [Endpoint] = [.default],
         reactors: Int = ServerConfiguration.defaultReactors,
         maxConnections: Int = ServerConfiguration.defaultMaxConnections,
@@ -117,6 +120,7 @@ public struct ServerConfiguration: Sendable {
         tls: TLSSettings? = nil
     ) {
         self.map = map
+        self.mapFile = mapFile
         self.endpoints = endpoints
         self.reactors = reactors
         self.maxConnections = maxConnections
@@ -199,6 +203,8 @@ public enum ServerError: Error, CustomStringConvertible, Sendable {
     /// A reactor could not set up its event loop.
     case reactor(index: Int, reason: String)
     case alreadyStarted
+    /// A map reload failed; the message is `FILE:LINE: what is wrong` for a bad file.
+    case reload(String)
     /// Protected mode: a non-loopback endpoint without tokens or TLS client certificates.
     case unprotected(endpoint: String)
     /// The TLS certificate, key or client CA file could not be used.
@@ -210,6 +216,7 @@ public enum ServerError: Error, CustomStringConvertible, Sendable {
         case .listen(let endpoint, let reason): return "cannot listen on \(endpoint): \(reason)"
         case .reactor(let index, let reason): return "reactor \(index) failed to start: \(reason)"
         case .alreadyStarted: return "the server was already started"
+        case .reload(let message): return message
         case .unprotected(let endpoint):
             return "refusing to listen on \(endpoint) without authentication (protected mode): anyone who reaches it "
                 + "could query the whole device map. Give --auth-token-file FILE (or listen on tls:// with "

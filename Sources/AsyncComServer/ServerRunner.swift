@@ -1,5 +1,6 @@
 import AsyncComCore
 import AsyncComEventLoop
+import Dispatch
 
 #if canImport(Glibc)
 import Glibc
@@ -11,6 +12,9 @@ import Glibc
 ///
 /// The first watched signal starts the graceful shutdown; every signal is also reported to `onSignal` with the
 /// number of signals received so far, so the caller can log it or give up at the second one.
+///
+/// A reload signal (SIGHUP) runs `Server.reload()` on a thread of its own (never a reactor, never this loop),
+/// one reload at a time; the server logs the outcome.
 public final class ServerRunner {
     public let server: Server
     private let loop: EventLoop
@@ -18,10 +22,12 @@ public final class ServerRunner {
     private var watchers: [SignalWatcher] = []
     private var signalsReceived = 0
     private let onSignal: (_ signal: Int32, _ count: Int) -> Void
+    /// Reloads run here, one after the other.
+    private let reloads = DispatchQueue(label: "asynccom.reload")
 
     /// Installs the signal watchers at once, so a signal arriving while the server starts is not lost.
     public init(
-        server: Server, signals: [Int32] = [SIGINT, SIGTERM],
+        server: Server, signals: [Int32] = [SIGINT, SIGTERM], reloadSignals: [Int32] = [SIGHUP],
         onSignal: @escaping (_ signal: Int32, _ count: Int) -> Void
     ) throws(SystemError) {
         self.server = server
@@ -32,12 +38,17 @@ public final class ServerRunner {
         for s in signals {
             watchers.append(SignalWatcher(loop: loop, signal: s) { [unowned self] in self.received(s) })
         }
+        for s in reloadSignals {
+            watchers.append(SignalWatcher(loop: loop, signal: s) { [server, reloads] in
+                reloads.async { server.reload() }
+            })
+        }
         // A blocked signal mask is inherited across exec: a parent that blocks SIGTERM in the spawning thread
         // (Foundation's Process, Swift concurrency's threads, some supervisors) would make us deaf to it.
         // Reactor threads still block these signals; they are created with their own mask in Server.start.
         var set = sigset_t()
         sigemptyset(&set)
-        for s in signals { sigaddset(&set, s) }
+        for s in signals + reloadSignals { sigaddset(&set, s) }
         pthread_sigmask(SIG_UNBLOCK, &set, nil)
     }
 

@@ -42,12 +42,20 @@ final class ServerShared: Sendable {
     /// Signalled once by each reactor when it is running or has failed to start.
     let started = DispatchSemaphore(value: 0)
 
-    init(configuration: ServerConfiguration) {
+    /// The device map the reactors answer from (`configuration.map` is only a placeholder: see `Server`).
+    let maps: PublishedMap
+
+    /// `configuration.map` must already be the placeholder; `map` is the map to start with.
+    init(configuration: ServerConfiguration, map: DeviceMap) {
         self.configuration = configuration
         self.counters = (0..<configuration.reactors).map { _ in StatCounters() }
         self.control = Locked(Control(notifiers: Array(repeating: nil, count: configuration.reactors)))
+        self.maps = PublishedMap(map, reactors: configuration.reactors)
+        globalCounters.store(.mapGeneration, 1)
         self.tokens = Locked(configuration.authTokens)
     }
+
+    var isShutdownRequested: Bool { control.withLock { $0.shutdownRequested } }
 
     var stats: ServerStats { ServerStats(reactors: counters.map { $0.snapshot }, global: globalCounters.snapshot) }
 

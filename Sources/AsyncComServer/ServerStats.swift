@@ -18,6 +18,7 @@ public enum StatKey: Int, CaseIterable, Sendable {
     case httpRequests
     case authOK, authFailed, authRequired, authTimeouts, authRejected, unauthenticated
     case tlsHandshakes, tlsFailed, tlsTimeouts
+    case mapGeneration, reloadFailures
 
     /// name (the STATS key), kind, scope, unit, help text. STATS lists the keys in case order.
     public var definition: StatDefinition {
@@ -84,6 +85,10 @@ public enum StatKey: Int, CaseIterable, Sendable {
                                "TLS handshakes that failed (plaintext on a TLS port, bad or missing client certificate, ...).")
         case .tlsTimeouts: .init("tls_timeouts", .counter, .reactor,
                                  "TLS handshakes not finished within the auth timeout (connection closed).")
+        case .mapGeneration: .init("map_generation", .gauge, .global,
+                                   "The device map published to the reactors: 1 at start, one more per successful reload.")
+        case .reloadFailures: .init("reload_failures", .counter, .global,
+                                    "Map reloads refused (bad or unreadable file); the previous map stayed in use.")
         }
     }
 }
@@ -215,7 +220,7 @@ public struct ServerStats: Sendable, Equatable {
 final class StatCounters: Sendable {
     /// One atomic per `StatKey` case (`init` checks the count). Inline in the object: `counters.add(.requests)`
     /// compiles to one `add` to memory (checked in the -O disassembly), as the named properties did.
-    typealias Slots = InlineArray<33, Atomic<UInt64>>
+    typealias Slots = InlineArray<35, Atomic<UInt64>>
     private let slots: Slots
     /// Odd while an `update` is in progress; bumped by two per update.
     private let sequence = Atomic<UInt64>(0)

@@ -37,10 +37,11 @@ struct ClientCommand: AsyncParsableCommand {
             unreachable for --connect-timeout its commands fail over to the others. A request with no reply within \
             --timeout is re-sent, up to --retries times; requests in flight on a lost connection are re-sent after \
             reconnecting. A connection with requests pending that hears nothing for --timeout has stalled: its \
-            server's work moves to another server at once, or, with none up, fails once the server has stalled \
-            retries + 1 times. A job whose server stalls forever ends within \
-            timeout + min(retries x (timeout + 1), connect-timeout + timeout) seconds of its last reply (plus the \
-            time to read the rest of the input). Every command is counted exactly once.
+            server's work moves to another server at once, or, with none up, fails once the server has failed \
+            retries + 1 attempts in a row without answering a request (stalls, HELLO or connect timeouts). A job \
+            whose server stalls forever ends within timeout + min(retries x (timeout + 1), connect-timeout + \
+            timeout) seconds of its last reply (plus the time to read the rest of the input). Every command is \
+            counted exactly once.
 
             Per-command output (--output FILE, `-` for stdout; --format alone means stdout):
               text   `<item> <result>` per command, in input order; <result> is the decimal response, `unknown`, \

@@ -45,7 +45,10 @@ struct ServerCommand: ParsableCommand {
             certificates (mutual TLS).
 
             Signals: SIGINT or SIGTERM stops accepting, sends every in-flight reply when due, closes the \
-            connections and exits 0. A second SIGINT/SIGTERM exits at once with status 130.
+            connections and exits 0. A second SIGINT/SIGTERM exits at once with status 130. SIGHUP loads the \
+            map file again without dropping a connection or a request: a good map is answered from once it \
+            is loaded (map_generation in HELLO and STATS goes up, and entries and time are logged); a bad one is \
+            logged as FILE:LINE: message, counted in STATS reload_failures, and the old map stays in use.
             Exit status: 0 after a clean shutdown, 1 when an endpoint cannot be bound, 2 for a bad map, \
             token file or TLS certificate/key, 64 for bad options (protected mode included), 130 after a second signal.
             """
@@ -170,38 +173,8 @@ struct ServerCommand: ParsableCommand {
             }
         }
 
-        let deviceMap: DeviceMap
-        do {
-            deviceMap = try DeviceMap(contentsOfFile: map)
-        } catch {
-            fail("\(error)", status: 2)
-        }
-        var tokens: AuthTokens?
-        if let authTokenFile {
-            do {
-                tokens = try AuthTokens(contentsOfFile: authTokenFile)
-            } catch {
-                fail("\(error)", status: 2)
-            }
-        }
-        var configuration = ServerConfiguration(
-            map: deviceMap, endpoints: try endpoints(), reactors: reactors ?? ServerConfiguration.defaultReactors,
-            maxConnections: maxConnections, maxInflightCommands: maxInflight, maxLine: maxLine,
-            maxItems: maxItems, idleTimeout: idleTimeout, outputHighWater: outputHighWater,
-            replyCoalescing: replyCoalescing, receiveBuffer: receiveBuffer, authTokens: tokens,
-            authTimeout: authTimeout, maxUnauthenticated: maxUnauthenticated, insecure: insecure,
-            tls: tlsCert.map { .init(certificateFile: $0, keyFile: tlsKey ?? $0, clientCAFile: tlsClientCa) })
-        configuration.httpEndpoints = try httpEndpoints()
-        configuration.httpMaxBody = httpMaxBody
-        configuration.httpMaxHeaders = httpMaxHeaders
-        do {
-            try configuration.validate()
-        } catch {
-            if case .unprotected = error { fail(error.description, status: 64) }
-            throw ValidationError(error.description)
-        }
-
-        let server = Server(configuration: configuration, logger: logger)
+        // Built in a function of its own, so no local here keeps the start-up map alive after a reload.
+        let (server, entries) = try makeServer(logger: logger, maxConnections: maxConnections)
         let runner: ServerRunner
         do {
             runner = try ServerRunner(server: server) { [logger] signal, count in
@@ -227,13 +200,51 @@ struct ServerCommand: ParsableCommand {
         for endpoint in server.httpEndpoints { print("listening for HTTP on \(endpoint)") }
         fflush(nil)  // tests and scripts read these lines through a pipe
         logger.info("asynccom-server started", metadata: [
-            "map": "\(map)", "entries": "\(deviceMap.count)", "reactors": "\(configuration.reactors)",
+            "map": "\(map)", "entries": "\(entries)", "reactors": "\(server.configuration.reactors)",
             "endpoints": "\(endpoints.map(\.description).joined(separator: " "))",
         ])
         runner.run()
         var summary: Logger.Metadata = [:]
         for (name, value) in server.stats().summary { summary[name] = "\(value)" }
         logger.info("asynccom-server stopped", metadata: summary)
+    }
+}
+
+extension ServerCommand {
+    /// Loads the map (exit 2 when it is bad) and builds the server; returns it with the map's entry count.
+    private func makeServer(logger: Logger, maxConnections: Int) throws -> (Server, Int) {
+        let deviceMap: DeviceMap
+        do {
+            deviceMap = try DeviceMap(contentsOfFile: map)
+        } catch {
+            fail("\(error)", status: 2)
+        }
+        var tokens: AuthTokens?
+        if let authTokenFile {
+            do {
+                tokens = try AuthTokens(contentsOfFile: authTokenFile)
+            } catch {
+                fail("\(error)", status: 2)
+            }
+        }
+        var configuration = ServerConfiguration(
+            map: deviceMap, mapFile: map, endpoints: try endpoints(),
+            reactors: reactors ?? ServerConfiguration.defaultReactors,
+            maxConnections: maxConnections, maxInflightCommands: maxInflight, maxLine: maxLine,
+            maxItems: maxItems, idleTimeout: idleTimeout, outputHighWater: outputHighWater,
+            replyCoalescing: replyCoalescing, receiveBuffer: receiveBuffer, authTokens: tokens,
+            authTimeout: authTimeout, maxUnauthenticated: maxUnauthenticated, insecure: insecure,
+            tls: tlsCert.map { .init(certificateFile: $0, keyFile: tlsKey ?? $0, clientCAFile: tlsClientCa) })
+        configuration.httpEndpoints = try httpEndpoints()
+        configuration.httpMaxBody = httpMaxBody
+        configuration.httpMaxHeaders = httpMaxHeaders
+        do {
+            try configuration.validate()
+        } catch {
+            if case .unprotected = error { fail(error.description, status: 64) }
+            throw ValidationError(error.description)
+        }
+        return (Server(configuration: configuration, logger: logger), deviceMap.count)
     }
 }
 

@@ -42,7 +42,7 @@ private func parse(_ line: String, _ results: inout [ItemResult]) -> ServerReply
         var results: [ItemResult] = []
         let reply = withBytes(String(b.readableString.dropLast())) { ClientProtocol.parse(line: $0, results: &results) }
         #expect(reply == .hello(fields: ["version": "1", "server": "asynccom/0.1.0", "max_items": "8", "max_line": "100",
-                                         "max_inflight": "50", "reactors": "2", "reactor": "0"]))
+                                         "max_inflight": "50", "reactors": "2", "reactor": "0", "map_generation": "1"]))
     }
 
     @Test func replies() {

@@ -115,8 +115,8 @@ private func handle(_ line: String, map: DeviceMap, maxItems: Int = 1024, reply:
     @Test func formatting() {
         let b = ByteBuffer()
         ServerProtocol.appendHello(HelloInfo(serverVersion: "1.2.3", maxItems: 1024, maxLine: 65536,
-                                             maxInflight: 1_048_576, reactors: 2, reactor: 1), to: b)
-        #expect(b.readableString == "HELLO 1 server=asynccom/1.2.3 max_items=1024 max_line=65536 max_inflight=1048576 reactors=2 reactor=1\n")
+                                             maxInflight: 1_048_576, reactors: 2, reactor: 1, mapGeneration: 7), to: b)
+        #expect(b.readableString == "HELLO 1 server=asynccom/1.2.3 max_items=1024 max_line=65536 max_inflight=1048576 reactors=2 reactor=1 map_generation=7\n")
         b.clear()
         ServerProtocol.appendError(id: 5, code: .busy, message: "too many\r\nconnections", to: b)
         ServerProtocol.appendError(id: nil, code: .lineTooLong, message: "line longer than 10 bytes", to: b)
