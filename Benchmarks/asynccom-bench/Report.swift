@@ -107,6 +107,7 @@ struct ScenarioReport: Sendable, Codable {
             case .combinedPeakRSSMiB: value = combinedPeakRSSMiB?.median
             case .latenessP99Millis: value = latenessP99Millis?.median
             case .mapBytesPerEntry: value = mapBytesPerEntry?.median
+            case .requestsPerSecond: value = requestsPerSecond?.median
             case .rssPerConnectionBytes: value = rssPerConnection?.median
             }
             if let value { targets[t.text] = t.met(value) }

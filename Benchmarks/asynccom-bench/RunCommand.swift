@@ -43,6 +43,9 @@ struct RunCommand: AsyncParsableCommand {
             help: ArgumentHelp("An extra argument for asynccom-server, to compare its settings; repeatable (e.g. --server-arg=--reply-coalescing --server-arg=0.001).", valueName: "arg"))
     var serverArguments: [String] = []
 
+    @Option(help: "Python with flask and gunicorn for the http scenario's Flask row (skipped when they are missing).")
+    var python = "python3"
+
     func run() async throws {
         let all = Scenarios.all()
         let names = Set(all.map(\.name))
@@ -57,6 +60,22 @@ struct RunCommand: AsyncParsableCommand {
 
         var reports: [ScenarioReport] = []
         for scenario in selected {
+            if let load = scenario.http {
+                if load.target == .flask && !HTTPBench.flaskAvailable(python: python) {
+                    log("\(scenario.label): skipped (\(python) has no flask and gunicorn; see --python)")
+                    continue
+                }
+                var results: [RunResult] = []
+                let count = runs ?? scenario.runs
+                for i in 1...count {
+                    log("\(scenario.label): run \(i)/\(count)")
+                    results.append(try HTTPBench.runOnce(scenario, scratch: scratch, python: python))
+                }
+                let report = ScenarioReport(scenario, commands: 0, results: results)
+                reports.append(report)
+                if !json { log(Report.table([report])) }
+                continue
+            }
             let dir = "\(scratch)/\(scenario.name)"
             mkdir(scratch, 0o755)
             let commandsFile = !scenario.isMapMemory && !scenario.isMapLoading && scenario.manyConnections == 0
@@ -85,7 +104,7 @@ struct RunCommand: AsyncParsableCommand {
                 } else {
                     results.append(try await Runner.runOnce(
                         scenario, mapPath: dir + "/map.txt", commandsPath: dir + "/commands.txt",
-                        expectation: expectation, waits: waits, serverArguments: serverArguments,
+                        expectation: expectation, waits: waits, serverArguments: serverArguments + scenario.serverArguments,
                         perCommandResults: perCommandResults, scratch: scratch))
                 }
             }
@@ -99,6 +118,8 @@ struct RunCommand: AsyncParsableCommand {
             print(String(decoding: try encoder.encode(reports), as: UTF8.self))
         } else {
             print(Report.table(reports))
+            let http = HTTPBench.comparisons(reports)
+            if !http.isEmpty { print((["", "http comparisons (medians, same run):"] + http).joined(separator: "\n")) }
         }
     }
 

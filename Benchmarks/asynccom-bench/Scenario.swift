@@ -24,6 +24,10 @@ struct Scenario: Sendable {
     /// Many connections with one request each (`ManyConnections`), this many of them.
     var manyConnections = 0
 
+    /// Extra asynccom-server arguments of this scenario (added to `--server-arg`s).
+    var serverArguments: [String] = []
+    /// The `http` scenario: wrk against an HTTP server instead of the client engine (HTTPBench.swift).
+    var http: HTTPLoad? = nil
     /// Serve and connect over TLS (`tls://`, a certificate made in the scratch folder).
     var tls = false
     /// Measure full TLS handshakes per second instead of a job (reported in the cmd/s column).
@@ -43,6 +47,7 @@ struct Target: Sendable {
         case latenessP99Millis = "lateness p99 ms"
         case loadSeconds = "load s"
         case mapBytesPerEntry = "map B/entry"
+        case requestsPerSecond = "req/s"
         case rssPerConnectionBytes = "server B/connection"
     }
 
@@ -139,6 +144,14 @@ enum Scenarios {
                 s.reactors = reactors
                 s.measureLateness = false
                 list.append(s)
+                if batch == 16 && reactors == nil {
+                    // Protocol v1 with the HTTP listener on as well (idle): it must cost protocol v1 nothing.
+                    var withHTTP = s
+                    withHTTP.variant += ", --http-listen on"
+                    withHTTP.serverArguments = ["--http-listen", "tcp://127.0.0.1:0"]
+                    withHTTP.targets = []
+                    list.append(withHTTP)
+                }
             }
         }
 
@@ -204,6 +217,7 @@ enum Scenarios {
         many.targets = [Target(metric: .latenessP99Millis, bound: 10, atMost: true),
                         Target(metric: .rssPerConnectionBytes, bound: 2048, atMost: true)]
         list.append(many)
+        list += HTTPBench.scenarios()
         return list
     }
 }

@@ -3,10 +3,13 @@ import AsyncComCore
 /// `GET /metrics`: the Prometheus text exposition format 0.0.4, generated from the counter table
 /// (`StatKey.definition`) and a snapshot of the counters, formatted directly.
 ///
-/// Why not swift-prometheus: its counters are objects of their own, so every counter the reactors keep would be
-/// kept twice (a second update per event on the hot path), or copied into its registry on every scrape; the
-/// values already sit in per-reactor atomics and a scrape only has to print them. Formatting them here costs
-/// about 40 us per scrape for 2 reactors (see docs/notes in issue 12) and nothing between scrapes.
+/// Why not swift-prometheus: its counters are objects of their own (`Counter.increment` is a locked
+/// read-modify-write on a `ManagedAtomic`), so every counter the reactors keep would be updated twice on the hot
+/// path, or copied into its registry on every scrape. Measured on this machine (load 5, -O, 200 M increments in a
+/// loop): 18-26 ns per locked increment against 0.4-0.85 ns for our single-writer store; a request touches 5-8
+/// counters. Formatting the per-reactor atomics directly costs 53 us of server CPU per scrape (2 reactors,
+/// 10 KB of text: 47,230 scrapes by wrk in 5 s took 2.49 s of CPU, HTTP handling included) and nothing between
+/// scrapes.
 enum MetricsText {
     struct Info {
         var version: String
