@@ -4,7 +4,7 @@ import AsyncComEventLoop
 /// (`Reactor.handleHTTP` resolves the route first; a check that applies to all routes, such as authentication,
 /// goes right there, before the dispatch.)
 enum HTTPRoute: Equatable, Sendable {
-    case commands, metrics, healthz, readyz
+    case commands, reload, metrics, healthz, readyz
     /// No such path.
     case notFound
     /// The path exists, not with this method; `allow` is the `Allow` header.
@@ -13,6 +13,7 @@ enum HTTPRoute: Equatable, Sendable {
     /// Path, method, route. HEAD is served wherever GET is.
     static let table: [(path: String, method: HTTPExchange.Method, route: HTTPRoute)] = [
         ("/v1/commands", .post, .commands),
+        ("/v1/reload", .post, .reload),
         ("/metrics", .get, .metrics),
         ("/healthz", .get, .healthz),
         ("/readyz", .get, .readyz),

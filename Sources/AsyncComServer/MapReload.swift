@@ -75,6 +75,33 @@ public struct ReloadOutcome: Sendable {
     public let result: Result<String, ServerError>
 }
 
+extension ReloadOutcome {
+    /// `{"reloaded":[{"input":"map","ok":true,"message":"..."},...]}` plus a newline, the body of
+    /// `POST /v1/reload`; the message of a failed input is its error (`FILE:LINE: message`). True when every
+    /// input reloaded.
+    static func appendJSON(_ outcomes: [ReloadOutcome], to buffer: ByteBuffer) -> Bool {
+        var allOK = true
+        buffer.append("{\"reloaded\":[")
+        for (k, o) in outcomes.enumerated() {
+            if k > 0 { buffer.append(byte: UInt8(ascii: ",")) }
+            buffer.append("{\"input\":")
+            JSONString.append(o.input, to: buffer)
+            switch o.result {
+            case .success(let message):
+                buffer.append(",\"ok\":true,\"message\":")
+                JSONString.append(message, to: buffer)
+            case .failure(let error):
+                allOK = false
+                buffer.append(",\"ok\":false,\"message\":")
+                JSONString.append(error.description, to: buffer)
+            }
+            buffer.append(byte: UInt8(ascii: "}"))
+        }
+        buffer.append("]}\n")
+        return allOK
+    }
+}
+
 extension Server {
     /// Reloads every input the server reads from files, each loaded and validated in full on the calling thread
     /// (call it from a thread that is not a reactor, as `ServerRunner` does on SIGHUP; an HTTP `POST /v1/reload`
@@ -96,6 +123,13 @@ extension Server {
             outcomes.append(ReloadOutcome(input: "tokens", result: reloadTokens(from: path)))
         }
         return outcomes
+    }
+
+    /// Runs `reload()` on the server's serial reload queue (not the calling thread, which may be a reactor or a
+    /// signal loop), then calls `completion` with the outcomes on that queue. Reloads from every trigger
+    /// (SIGHUP, `POST /v1/reload`) run one after the other, in the order asked.
+    public func reloadInBackground(_ completion: @escaping @Sendable ([ReloadOutcome]) -> Void) {
+        reloadQueue.async { [self] in completion(reload()) }
     }
 
     /// Reads the token file again and, when all of it is good, checks new connections against it (admitted

@@ -9,8 +9,10 @@ final class HTTPPeer: Slotted {
     let connection: OpaquePointer
     let slot: UInt32
     let generation: UInt32
-    /// The request whose reply is not due yet.
+    /// The request whose reply is not due yet (a `/v1/commands` reply in `Reactor.pending`, or a reload).
     var pending: HTTPExchange?
+    /// `pending` is a `POST /v1/reload` running on the reload queue.
+    var awaitingReload = false
     var pendingCommands = 0
     var pendingBytes = 0
     /// Watches the socket while a reply is pending: libevent does not read it then, so without this a client
@@ -102,6 +104,8 @@ extension Reactor {
         switch route {
         case .commands:
             handleCommands(exchange, peer: peer, http: http)
+        case .reload:
+            startReload(exchange, peer: peer)
         case .metrics:
             serveMetrics(exchange, http: http)
         case .healthz:
@@ -194,6 +198,44 @@ extension Reactor {
             watchHangup(peer, fd: exchange.fd)
             rearmReplyTimer()
         }
+    }
+
+    /// `POST /v1/reload`: `Server.reload()` loads whole files and waits for every reactor (this one too) to
+    /// switch maps, so it runs on the server's reload queue, never here. The request waits like a delayed
+    /// `/v1/commands` reply (hang-up watched); the queue hands the outcomes back through `ServerShared` and this
+    /// reactor's notifier, and `answerFinishedReloads` replies. By then this reactor answers from the new map.
+    private func startReload(_ exchange: HTTPExchange, peer: HTTPPeer) {
+        guard let server else {
+            respondError(exchange, status: 503, reason: "Service Unavailable", .init(.busy, "reload is not available"))
+            return
+        }
+        peer.pending = exchange
+        peer.awaitingReload = true
+        watchHangup(peer, fd: exchange.fd)
+        let (shared, index, slot, generation) = (shared, index, peer.slot, peer.generation)
+        server.reloadInBackground { outcomes in
+            shared.finishedReload(.init(slot: slot, generation: generation, outcomes: outcomes), reactor: index)
+        }
+    }
+
+    /// Replies to every `POST /v1/reload` of this reactor that has finished (when notified): 200 when every
+    /// input reloaded, 422 when any failed (the failed ones keep their previous contents). A request whose client
+    /// hung up meanwhile is gone with its connection (the slot's generation no longer matches): nothing to send.
+    func answerFinishedReloads() {
+        let finished = shared.takeFinishedReloads(reactor: index)
+        guard !finished.isEmpty, let http else { return }
+        for done in finished {
+            guard let peer = http.table.get(done.slot, done.generation), peer.awaitingReload,
+                  let exchange = peer.pending else { continue }
+            peer.pending = nil
+            peer.awaitingReload = false
+            peer.hangupWatch?.setInterest(read: false, write: false)
+            http.reply.clear()
+            let ok = ReloadOutcome.appendJSON(done.outcomes, to: http.reply)
+            exchange.respond(status: ok ? 200 : 422, reason: ok ? "OK" : "Unprocessable Entity",
+                             contentType: "application/json", body: http.reply.readableView, close: stopping)
+        }
+        stopIfDrained()
     }
 
     /// Text for `text/plain`, JSON for anything else: `application/json`, none, and also curl's default for
@@ -290,6 +332,11 @@ extension Reactor {
             retired.append(watch)  // it may be running its own callback right now
             watch.cancel()
             peer.hangupWatch = nil
+        }
+        if peer.awaitingReload {
+            // The reload runs on; its outcome finds no peer and is dropped. libevent frees the request.
+            peer.pending = nil
+            peer.awaitingReload = false
         }
         let abandoned = peer.pending != nil
         if abandoned {

@@ -26,6 +26,8 @@ final class Reactor {
 
     let index: Int
     let shared: ServerShared
+    /// For `POST /v1/reload` (weak: the server owns the reactors' lifetime, not the other way round).
+    weak var server: Server?
     let config: ServerConfiguration
     let counters: StatCounters
     var logger: Logger
@@ -70,8 +72,9 @@ final class Reactor {
     private let busyLine: [UInt8]
     private let unauthenticatedBusyLine: [UInt8]
 
-    init(index: Int, shared: ServerShared, listeners: [ListenerSocket], logger: Logger) {
+    init(index: Int, server: Server, shared: ServerShared, listeners: [ListenerSocket], logger: Logger) {
         self.index = index
+        self.server = server
         self.shared = shared
         self.config = shared.configuration
         self.counters = shared.counters[index]
@@ -148,10 +151,12 @@ final class Reactor {
         logger.debug("reactor stopped")
     }
 
-    /// Another thread woke us: a new map was published, or the server is shutting down.
+    /// Another thread woke us: a new map was published, a `POST /v1/reload` finished, or the server is shutting
+    /// down.
     private func onNotified() {
         retired.removeAll()
         adoptPublishedMap()
+        answerFinishedReloads()
         if shared.isShutdownRequested { beginStopping() }
     }
 

@@ -1,6 +1,7 @@
 import AsyncComCore
 import AsyncComEventLoop
 import AsyncComTLS
+import Dispatch
 import Logging
 
 #if canImport(Glibc)
@@ -30,6 +31,8 @@ public final class Server: Sendable {
     private let lifecycle = Locked(Lifecycle())
     /// One map reload at a time, so at most the old map and the new one exist.
     let reloadLock = Locked(())
+    /// Every trigger (SIGHUP, `POST /v1/reload`) runs `reload()` here: never on a reactor, one after the other.
+    let reloadQueue = DispatchQueue(label: "asynccom.reload")
 
     private struct Lifecycle {
         var started = false
@@ -210,7 +213,7 @@ public final class Server: Sendable {
 
         var threads: [pthread_t] = []
         for k in 0..<baseConfiguration.reactors {
-            let reactor = Reactor(index: k, shared: shared, listeners: listeners[k], logger: logger)
+            let reactor = Reactor(index: k, server: self, shared: shared, listeners: listeners[k], logger: logger)
             let context = Unmanaged.passRetained(reactor).toOpaque()
             var thread = pthread_t()
             let rc = pthread_create(&thread, nil, reactorThreadMain, context)

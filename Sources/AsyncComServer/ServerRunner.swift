@@ -13,8 +13,8 @@ import Glibc
 /// The first watched signal starts the graceful shutdown; every signal is also reported to `onSignal` with the
 /// number of signals received so far, so the caller can log it or give up at the second one.
 ///
-/// A reload signal (SIGHUP) runs `Server.reload()` on a thread of its own (never a reactor, never this loop),
-/// one reload at a time; the server logs the outcome.
+/// A reload signal (SIGHUP) runs `Server.reload()` on the server's reload queue (never a reactor, never this
+/// loop, one reload at a time, shared with `POST /v1/reload`); the server logs the outcome.
 public final class ServerRunner {
     public let server: Server
     private let loop: EventLoop
@@ -22,8 +22,6 @@ public final class ServerRunner {
     private var watchers: [SignalWatcher] = []
     private var signalsReceived = 0
     private let onSignal: (_ signal: Int32, _ count: Int) -> Void
-    /// Reloads run here, one after the other.
-    private let reloads = DispatchQueue(label: "asynccom.reload")
 
     /// Installs the signal watchers at once, so a signal arriving while the server starts is not lost.
     public init(
@@ -39,8 +37,8 @@ public final class ServerRunner {
             watchers.append(SignalWatcher(loop: loop, signal: s) { [unowned self] in self.received(s) })
         }
         for s in reloadSignals {
-            watchers.append(SignalWatcher(loop: loop, signal: s) { [server, reloads] in
-                reloads.async { server.reload() }
+            watchers.append(SignalWatcher(loop: loop, signal: s) { [server] in
+                server.reloadInBackground { _ in }
             })
         }
         // A blocked signal mask is inherited across exec: a parent that blocks SIGTERM in the spawning thread

@@ -24,6 +24,15 @@ final class ServerShared: Sendable {
         var startErrors: [ServerError] = []
         var running = 0
         var onStopped: (@Sendable () -> Void)?
+        /// Finished `POST /v1/reload`s waiting for their reactor to send the reply (see `finishedReload`).
+        var finishedReloads: [[FinishedReload]]
+    }
+
+    /// The outcome of a `POST /v1/reload`, for the HTTP peer (slot and generation) that asked.
+    struct FinishedReload: Sendable {
+        let slot: UInt32
+        let generation: UInt32
+        let outcomes: [ReloadOutcome]
     }
 
     let configuration: ServerConfiguration
@@ -49,7 +58,9 @@ final class ServerShared: Sendable {
     init(configuration: ServerConfiguration, map: DeviceMap) {
         self.configuration = configuration
         self.counters = (0..<configuration.reactors).map { _ in StatCounters() }
-        self.control = Locked(Control(notifiers: Array(repeating: nil, count: configuration.reactors)))
+        self.control = Locked(Control(
+            notifiers: Array(repeating: nil, count: configuration.reactors),
+            finishedReloads: Array(repeating: [], count: configuration.reactors)))
         self.maps = PublishedMap(map, reactors: configuration.reactors)
         globalCounters.store(.mapGeneration, 1)
         self.tokens = Locked(configuration.authTokens)
@@ -119,6 +130,24 @@ final class ServerShared: Sendable {
             c.shutdownRequested = true
             // Notify under the lock: a reactor unregisters (under the same lock) before closing its eventfd.
             for case let n? in c.notifiers { n.notify() }
+        }
+    }
+
+    /// Hands a finished reload to reactor `index` (from the reload queue) and wakes it to send the reply. Dropped
+    /// when the reactor has stopped: its connections, and the request, are gone.
+    func finishedReload(_ reload: FinishedReload, reactor index: Int) {
+        control.withLock { c in
+            guard let n = c.notifiers[index] else { return }
+            c.finishedReloads[index].append(reload)
+            n.notify()  // under the lock, as in requestShutdown
+        }
+    }
+
+    /// The reloads finished for reactor `index` since it last asked (on that reactor, when notified).
+    func takeFinishedReloads(reactor index: Int) -> [FinishedReload] {
+        control.withLock { c in
+            defer { c.finishedReloads[index].removeAll() }
+            return c.finishedReloads[index]
         }
     }
 }

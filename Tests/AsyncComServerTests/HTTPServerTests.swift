@@ -278,6 +278,8 @@ struct HTTPServerTests {
         #expect(route(.get, "/readyz") == .readyz)
         #expect(route(.get, "/v1/commands") == .methodNotAllowed(allow: "POST"))
         #expect(route(.post, "/metrics") == .methodNotAllowed(allow: "GET, HEAD"))
+        #expect(route(.post, "/v1/reload") == .reload)
+        #expect(route(.get, "/v1/reload") == .methodNotAllowed(allow: "POST"))
         #expect(route(.get, "/") == .notFound)
         #expect(route(.get, "/metrics/") == .notFound)
     }

@@ -21,11 +21,13 @@ func helloGeneration(_ hello: String) -> UInt64? {
 }
 
 /// An in-process server (2 reactors, port 0) on a map loaded from a temporary file, so it can be reloaded.
-func reloadableServer(_ mapText: String) throws -> (Server, TempFile, UInt16) {
+func reloadableServer(_ mapText: String, configure: (inout ServerConfiguration) throws -> Void = { _ in }) throws -> (Server, TempFile, UInt16) {
     let file = try TempFile(mapText)
-    let server = Server(configuration: ServerConfiguration(
+    var configuration = ServerConfiguration(
         map: try DeviceMap(contentsOfFile: file.path), mapFile: file.path,
-        endpoints: [.tcp(host: "127.0.0.1", port: 0)], reactors: 2))
+        endpoints: [.tcp(host: "127.0.0.1", port: 0)], reactors: 2)
+    try configure(&configuration)
+    let server = Server(configuration: configuration)
     let endpoints = try server.start()
     guard case .tcp(_, let port) = endpoints[0] else { throw TestFailure("no port") }
     return (server, file, port)
