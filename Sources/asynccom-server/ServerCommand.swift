@@ -26,7 +26,8 @@ struct ServerCommand: ParsableCommand {
 
             --http-listen adds a JSON API on the same reactors, map and timers: POST /v1/commands with \
             {"items": ["ip:command", ...]} (or text/plain, one item per line) is answered when its slowest item \
-            is due with {"results": [...], "sum": N, "unknown": K}; GET /metrics (Prometheus), /healthz, /readyz \
+            is due with {"results": [...], "sum": N, "unknown": K}; POST /v1/reload reloads like SIGHUP and \
+            answers 200, or 422 with FILE:LINE when a file is bad; GET /metrics (Prometheus), /healthz, /readyz \
             (503 while draining). HTTP connections count against --max-connections; --idle-timeout (whole \
             seconds) closes idle ones. See docs/openapi.yaml.
 
@@ -49,7 +50,8 @@ struct ServerCommand: ParsableCommand {
             map file again without dropping a connection or a request: a good map is answered from once it \
             is loaded (map_generation in HELLO and STATS goes up, and entries and time are logged); a bad one is \
             logged as FILE:LINE: message, counted in STATS reload_failures, and the old map stays in use. \
-            SIGHUP reads --auth-token-file again the same way (new connections use the new tokens).
+            SIGHUP reads --auth-token-file again the same way (new connections use the new tokens). \
+            POST /v1/reload (with --http-listen) does the same and answers with the outcome.
             Exit status: 0 after a clean shutdown, 1 when an endpoint cannot be bound, 2 for a bad map, \
             token file or TLS certificate/key, 64 for bad options (protected mode included), 130 after a second signal.
             """
