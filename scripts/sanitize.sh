@@ -24,4 +24,6 @@ linker=()
 if [[ -x $(dirname "$(command -v swift)")/ld.lld ]] || command -v ld.lld >/dev/null; then linker=(-Xswiftc -use-ld=lld); fi
 # --no-parallel, as scripts/test.sh: an instrumented build is several times slower, and tests with real servers
 # and real timeouts side by side on two cores would turn generous bounds into flakes.
+# The spawned executables inherit this: OpenSSL's own allocations are not ours to free (scripts/lsan-suppressions.txt).
+export LSAN_OPTIONS="suppressions=$PWD/scripts/lsan-suppressions.txt${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 swift test --no-parallel --sanitize="$kind" --scratch-path "$scratch" "${linker[@]}" "$@"
