@@ -3,16 +3,18 @@ import PackageDescription
 
 // Module map (what may depend on what):
 //   CLibevent          system library: Debian's libevent-dev (event_core + event_pthreads + event_extra for evhttp)
-//   AsyncComCore       pure Swift: wire protocol, device map, commands file, endpoints. No I/O, no libevent.
+//   AsyncComCore       pure Swift: wire protocol, device map, commands file, endpoints. No sockets, threads, clocks
+//                      or libevent; the only I/O is reading the input files it parses (FileInput, LineReader,
+//                      the map's BlockReader), checked by CoreBoundaryTests.
 //   AsyncComEventLoop  thin Swift layer over libevent: event base, fd events, timers, notifier, sockets.
 //   COpenSSL           system library: Debian's libssl-dev (OpenSSL 3: ssl + crypto)
 //   AsyncComTLS        TLS sessions on non-blocking sockets (OpenSSL), for the server and the client.
 //   AsyncComServer     the reactor server (Core + EventLoop).
 //   AsyncComClient     the pipelining client engine, usable as a library (Core + EventLoop).
 //   asynccom-server / asynccom-client / asynccom-bench: thin command-line front ends.
+// Linux only (eventfd, SO_REUSEPORT, SO_TIMESTAMPNS, MAP_POPULATE): no other platform is claimed, built or tested.
 let package = Package(
     name: "asynccom",
-    platforms: [.macOS(.v13)],
     products: [
         .executable(name: "asynccom-server", targets: ["asynccom-server"]),
         .executable(name: "asynccom-client", targets: ["asynccom-client"]),
