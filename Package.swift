@@ -12,6 +12,8 @@ import PackageDescription
 //   AsyncComServer     the reactor server (Core + EventLoop).
 //   AsyncComClient     the pipelining client engine, usable as a library (Core + EventLoop).
 //   asynccom-server / asynccom-client / asynccom-bench: thin command-line front ends.
+//   AsyncComProcess    the built executables as child processes (spawn, find, the real server): for the bench and
+//                      the tests, which both need it (an executable cannot depend on a test target).
 // Linux only (eventfd, SO_REUSEPORT, SO_TIMESTAMPNS, MAP_POPULATE): no other platform is claimed, built or tested.
 let package = Package(
     name: "asynccom",
@@ -76,16 +78,17 @@ let package = Package(
         .executableTarget(
             name: "asynccom-bench",
             dependencies: [
-                "AsyncComClient", "AsyncComCore", "AsyncComTLS",
+                "AsyncComClient", "AsyncComCore", "AsyncComTLS", "AsyncComProcess",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Benchmarks/asynccom-bench"
         ),
+        .target(name: "AsyncComProcess", dependencies: ["AsyncComCore"]),
         // What the test targets share: starting servers (in-process, as a child process, or a scripted fake) and
         // other executables, a blocking line client, temporary files, polling.
         .target(
             name: "AsyncComTestSupport",
-            dependencies: ["AsyncComServer", "AsyncComCore", "AsyncComTLS"],
+            dependencies: ["AsyncComServer", "AsyncComCore", "AsyncComTLS", "AsyncComProcess"],
             path: "Tests/AsyncComTestSupport"
         ),
         .testTarget(name: "AsyncComCoreTests", dependencies: ["AsyncComCore"]),

@@ -56,7 +56,7 @@ struct RunCommand: AsyncParsableCommand {
             (scenarios.isEmpty || scenarios.contains($0.name)) && (variant.map($0.variant.contains) ?? true)
         }
         if let runs, runs < 1 { throw ValidationError("--runs must be at least 1") }
-        _ = try ServerProcess.binaryPath()
+        _ = try BenchServer.binaryPath()
 
         var reports: [ScenarioReport] = []
         for scenario in selected {
