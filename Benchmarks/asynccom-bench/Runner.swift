@@ -141,7 +141,7 @@ enum Runner {
 
     static func runOnce(_ scenario: Scenario, mapPath: String, commandsPath: String, expectation: Expectation,
                         waits: [UInt64], serverArguments: [String] = [], perCommandResults: Bool = false,
-                        scratch: String = "/tmp/asynccom-bench") async throws -> RunResult {
+                        scratch: String) async throws -> RunResult {
         var listen = "tcp://127.0.0.1:0"
         var tlsArguments: [String] = []
         var tlsFiles: TLSBench.Files?
