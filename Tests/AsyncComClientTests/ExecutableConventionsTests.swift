@@ -123,6 +123,14 @@ import Glibc
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.contains("\"sum\":512"), "\(r.stdout)")
         try server.stop()
+        // A bad endpoint is a usage error naming the option, the same way in both.
+        let map = dataPath("seed/map.txt")
+        for (program, option, rest) in [("asynccom-server", "--listen", ["--map", map]), ("asynccom-server", "--http-listen", ["--map", map]),
+                                        ("asynccom-client", "--server", ["x"])] {
+            let bad = try run(program, [option, "127.0.0.1"] + rest)
+            #expect(bad.status == 64, "\(program) \(option): \(bad.stderr)")
+            #expect(bad.stderr.hasPrefix("\(program): error: \(option): invalid endpoint '127.0.0.1': missing ':PORT'"), "\(bad.stderr)")
+        }
     }
 
     @Test func benchScratchIsPerUserAndTheTableIsPrintedOnce() throws {
