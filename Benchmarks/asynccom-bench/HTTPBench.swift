@@ -95,7 +95,7 @@ enum HTTPBench {
         return RunResult(wallSeconds: Double(load.seconds), commandsPerSecond: rps * Double(load.itemsPerRequest),
                          requestsPerSecond: rps, serverCPUSeconds: cpu,
                          serverCPUPerMillion: commands > 0 ? cpu / commands * 1e6 : .nan,
-                         serverPeakRSS: measured ? server.peakRSS : 0, clientPeakRSS: 0, lateness: nil)
+                         serverPeakRSS: measured ? server.peakRSS : 0)
     }
 
     /// After the table: how the http rows compare (targets: asynccom >= 85% of bare evhttp, >= 8x Flask).
@@ -163,7 +163,7 @@ final class HTTPServerUnderTest {
         var flaskPort: UInt16 = 0
         switch load.target {
         case .asynccom:
-            process.executableURL = URL(fileURLWithPath: try ServerProcess.binaryPath())
+            process.executableURL = URL(fileURLWithPath: try BenchServer.binaryPath())
             process.arguments = ["--map", map, "--listen", "tcp://127.0.0.1:0", "--http-listen", "tcp://127.0.0.1:0",
                                  "--log-level", "warning"] + load.serverArguments
         case .bareEvhttp:

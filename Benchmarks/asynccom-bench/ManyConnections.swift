@@ -135,7 +135,7 @@ enum ManyConnections {
         }
 
         func runLoop(until done: () -> Bool, within seconds: Double, what: String) throws {
-            let deadline = EventLoop.monotonicNanos() &+ UInt64(seconds * 1e9)
+            let deadline = EventLoop.monotonicNanos() &+ seconds.secondsAsNanos
             let tick = Timer(loop: loop) {}
             defer { tick.cancel() }
             while !done() {

@@ -1,8 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// Parses a map file into the hash tables `DeviceMap` keeps. Loading allocates nothing per line.
 ///
@@ -83,9 +79,7 @@ struct MapLoader {
             let contents = try FileInput.readAll(path)
             return try load(data: contents.bytes, fileName: path)
         }
-        #if os(Linux)
         _ = posix_fadvise(fd, 0, 0, Int32(POSIX_FADV_SEQUENTIAL))
-        #endif
         var loader = MapLoader(fileName: path, maxBytes: Int(st.st_size))
         return try loader.run { loader throws(InputFileError) in
             guard lseek(fd, 0, SEEK_SET) == 0 else {
@@ -139,8 +133,6 @@ struct MapLoader {
 
     // MARK: Parsing
 
-    @inline(__always) static func isBlank(_ c: UInt8) -> Bool { c == 0x20 || c == 0x09 || c == 0x0D }
-
     /// Parses whole lines (the last may lack its newline only at the end of the input), numbering them on from
     /// the previous block. False once the rest of the input is not needed (a rescan found its line).
     mutating func parse(block: UnsafeRawBufferPointer) throws(InputFileError) -> Bool {
@@ -148,25 +140,17 @@ struct MapLoader {
         let size = block.count
         var nul = Int.max
         if let hit = memchr(base, 0, size) { nul = UnsafeRawPointer(hit) - UnsafeRawPointer(base) }
-        var pos = 0
-        while pos < size {
+        var lines = LineFramer.Lines(block)
+        while let line = lines.next() {
             if lineNumber + 1 >= stopLine || foundLine != nil { return false }
             lineNumber += 1
-            let lineStart = pos
-            var lineEnd = size
-            if let hit = memchr(base + pos, 0x0A, size - pos) {
-                lineEnd = UnsafeRawPointer(hit) - UnsafeRawPointer(base)
-            }
-            pos = lineEnd + 1
-            if nul < lineEnd {
+            if nul < lines.offset {
                 throw InputFileError(file: fileName, line: lineNumber, message: "contains a NUL byte: not a text file")
             }
-            var s = lineStart
-            var e = lineEnd
-            while s < e && MapLoader.isBlank(base[s]) { s += 1 }
-            while e > s && MapLoader.isBlank(base[e - 1]) { e -= 1 }
-            if s == e || base[s] == UInt8(ascii: "#") { continue }
-            try parseLine(base, start: s, end: e)
+            let content = LineFramer.trimmed(line)
+            if content.isEmpty || content[0] == UInt8(ascii: "#") { continue }
+            let s = UnsafeRawPointer(content.baseAddress!) - UnsafeRawPointer(base)
+            try parseLine(base, start: s, end: s + content.count)
         }
         return true
     }
@@ -189,7 +173,7 @@ struct MapLoader {
         let c1 = c2 > s ? MapLoader.lastColon(base, from: s, before: c2) : s - 1
         guard c1 >= s else {
             let fields = c3 < s ? 1 : (c2 < s ? 2 : 3)
-            throw fail("expected ip:command:response:wait, found \(fields) field\(fields == 1 ? "" : "s") in '\(FileInput.quote(bytes(s, e)))'")
+            throw fail("expected ip:command:response:wait, found \(fields) field\(fields == 1 ? "" : "s") in '\(Wire.printable(bytes(s, e), limit: Wire.fileQuoteLimit))'")
         }
         let deviceText = bytes(s, c1)
         let commandText = bytes(c1 + 1, c2)
@@ -197,28 +181,28 @@ struct MapLoader {
         let waitText = bytes(c3 + 1, e)
 
         guard let device = DeviceAddress.parse(deviceText) else {
-            throw fail("invalid device address '\(FileInput.quote(deviceText))': expected an IPv4 address such as 10.0.0.1 or an IPv6 address such as 2001:db8::1")
+            throw fail("invalid device address '\(Wire.printable(deviceText, limit: Wire.fileQuoteLimit))': expected an IPv4 address such as 10.0.0.1 or an IPv6 address such as 2001:db8::1")
         }
         guard ItemSyntax.isValidCommand(commandText) else {
-            throw fail("invalid command '\(FileInput.quote(commandText))': \(ItemSyntax.ItemError.badCommand)")
+            throw fail("invalid command '\(Wire.printable(commandText, limit: Wire.fileQuoteLimit))': \(ItemSyntax.ItemError.badCommand)")
         }
         let response: Int64
         switch ResponseParser.parse(responseText) {
         case .success(let v): response = v
         case .failure(.invalid):
-            throw fail("invalid response '\(FileInput.quote(responseText))': expected a whole number such as 1 or -5")
+            throw fail("invalid response '\(Wire.printable(responseText, limit: Wire.fileQuoteLimit))': expected a whole number such as 1 or -5")
         case .failure(.outOfRange):
-            throw fail("invalid response '\(FileInput.quote(responseText))': outside the signed 64-bit range -9223372036854775808 to 9223372036854775807")
+            throw fail("invalid response '\(Wire.printable(responseText, limit: Wire.fileQuoteLimit))': outside the signed 64-bit range -9223372036854775808 to 9223372036854775807")
         }
         let wait: UInt64
         switch WaitParser.parse(waitText) {
         case .success(let v): wait = v
         case .failure(.invalid):
-            throw fail("invalid wait '\(FileInput.quote(waitText))': expected seconds >= 0 such as 1 or 0.25")
+            throw fail("invalid wait '\(Wire.printable(waitText, limit: Wire.fileQuoteLimit))': expected seconds >= 0 such as 1 or 0.25")
         case .failure(.tooPrecise):
-            throw fail("invalid wait '\(FileInput.quote(waitText))': at most 9 decimals (nanoseconds)")
+            throw fail("invalid wait '\(Wire.printable(waitText, limit: Wire.fileQuoteLimit))': at most 9 decimals (nanoseconds)")
         case .failure(.tooLarge):
-            throw fail("invalid wait '\(FileInput.quote(waitText))': at most 86400 seconds (one day)")
+            throw fail("invalid wait '\(Wire.printable(waitText, limit: Wire.fileQuoteLimit))': at most 86400 seconds (one day)")
         }
 
         let command = commands.intern(UnsafeRawPointer(base + c1 + 1), c2 - c1 - 1) + 1

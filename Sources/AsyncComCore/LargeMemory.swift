@@ -1,8 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// Zeroed raw memory for the device map's big arrays. Large blocks are mapped directly and, where the kernel
 /// allows it, backed by transparent huge pages: loading a million-entry map touches ~100 MiB, and with 4 KiB
@@ -60,9 +56,7 @@ struct LargeMemory {
         if head > 0 { munmap(raw, head) }
         let tail = padded - head - n
         if tail > 0 { munmap(start + n, tail) }
-        #if os(Linux)
         _ = madvise(start, n, MADV_HUGEPAGE)  // a hint: ignored when THP is off
-        #endif
         return start
     }
 

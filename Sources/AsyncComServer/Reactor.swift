@@ -2,9 +2,7 @@ import AsyncComCore
 import AsyncComEventLoop
 import Logging
 
-#if canImport(Glibc)
 import Glibc
-#endif
 
 /// One event loop on one thread, with its own listeners, connections, pending replies and timers.
 ///
@@ -83,8 +81,8 @@ final class Reactor {
         var logger = logger
         logger[metadataKey: "reactor"] = "\(index)"
         self.logger = logger
-        self.idleNanos = UInt64(config.idleTimeout * 1e9)
-        self.coalescingNanos = UInt64(config.replyCoalescing * 1e9)
+        self.idleNanos = config.idleTimeout.secondsAsNanos
+        self.coalescingNanos = config.replyCoalescing.secondsAsNanos
         // Sweep often enough that an idle connection goes within a quarter of the timeout of its time.
         self.sweepNanos = idleNanos > 0 ? min(1_000_000_000, max(50_000_000, idleNanos / 4)) : 1_000_000_000
         (self.map, self.mapGeneration) = shared.maps.current()

@@ -44,13 +44,13 @@ import Testing
         #expect(out.map(\.1) == [200, 200])
     }
 
-    @Test func removeAllHandsEverythingBack() {
+    @Test func removingEverythingHandsEverythingBackAndTheQueueIsReusable() {
         var q = DeadlineQueue<Int>()
         for i in 0..<100 { q.insert(deadline: UInt64(i) + UInt64(i % 3) * 10, delay: UInt64(i % 3) * 10, payload: i) }
         q.popDue(now: 20) { _, _ in }
         let left = q.count
         var removed: [Int] = []
-        q.removeAll { removed.append($0) }
+        #expect(q.removeItems { removed.append($0); return true } == left)
         #expect(removed.count == left)
         #expect(Set(removed).count == left)
         #expect(q.isEmpty && q.nextDeadline == nil)

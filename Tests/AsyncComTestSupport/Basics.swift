@@ -59,18 +59,7 @@ public func dataPath(_ relative: String) -> String {
     packageRoot() + "/data/" + relative
 }
 
-public func readText(_ path: String) throws -> String {
-    guard let f = fopen(path, "r") else { throw TestFailure("cannot open \(path)") }
-    defer { fclose(f) }
-    var out: [UInt8] = []
-    var buf = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let n = fread(&buf, 1, buf.count, f)
-        if n <= 0 { break }
-        out.append(contentsOf: buf[0..<n])
-    }
-    return String(decoding: out, as: UTF8.self)
-}
+// readText(_:) comes from AsyncComProcess (re-exported by ChildProcess.swift).
 
 /// Writes `bytes` to `path` (created or truncated).
 public func writeFile(_ path: String, bytes: [UInt8]) throws {
