@@ -9,7 +9,7 @@ import Glibc
 
 /// Reactor threads ask the kernel for a short CPU slice (`Reactor.schedulerSliceNanos`): with the client on the
 /// same cores, a reactor at the default slice waited milliseconds for a CPU while its replies fell due.
-@Suite("Server: reactor threads' CPU slice", .timeLimit(.minutes(1)))
+@Suite("Server: reactor threads' CPU slice", .machineSlot(timeLimit: .minutes(1)))
 struct ReactorSliceTests {
     @Test("every reactor thread of a started server has asked for the short slice")
     func reactorsAskForTheShortSlice() async throws {
