@@ -5,7 +5,7 @@ import Foundation
 import Testing
 
 /// The engine against scripted fake servers: the protocol behaviour and every fault path.
-@Suite(.timeLimit(.minutes(2))) struct EngineFakeServerTests {
+@Suite(.machineSlot(timeLimit: .minutes(2))) struct EngineFakeServerTests {
     @Test func answersEveryCommandInInputOrder() async throws {
         let server = try FakeServer(onLine: FakeServer.answering(delay: { id in Double(id % 3) * 0.02 }))
         defer { server.stop() }

@@ -27,6 +27,26 @@ public func eventually(within seconds: Double = 10, _ condition: () throws -> Bo
     }
 }
 
+/// Runs `body` on a thread of its own; `join()` waits for it to return. Test code that blocks (socket writes,
+/// sleeps, load loops) must not run on `DispatchQueue.global()`: on Linux its threads are Swift concurrency's
+/// pool too, one per core, so two blocked bodies stall every async test of a parallel run.
+public final class OwnThread: Sendable {
+    private let done = DispatchSemaphore(value: 0)
+
+    public init(_ body: @escaping @Sendable () -> Void) {
+        let thread = Thread { [done] in
+            body()
+            done.signal()
+        }
+        thread.start()
+    }
+
+    public func join() {
+        done.wait()
+        done.signal()  // joining again returns at once
+    }
+}
+
 /// The package root, from this file's path (Tests/AsyncComTestSupport/<file>).
 public func packageRoot() -> String {
     var parts = String(#filePath).split(separator: "/", omittingEmptySubsequences: false)
