@@ -181,11 +181,14 @@ func mapCommands(devices: Int, rounds: Int = 1) -> (lines: [String], sum: Int128
             // 125 requests of 16, 25 in flight: the foo half takes about 5 rounds of 1 s.
             let client = try ChildProcess("asynccom-client", [
                 "--server", "tcp://127.0.0.1:\(port)", "--batch", "16", "--window", "25", "--timeout", "5",
-                "--connect-timeout", "30", "--json", "--quiet", commands])
-            Thread.sleep(forTimeInterval: 1.5)
+                "--connect-timeout", "30", "--json", "--quiet", "--log-level", "debug", commands])
+            // Killed once a whole window (400 commands, each request due in 1 s) is in flight.
+            let observer = try LineClient(port: port)
+            #expect(try eventually(within: 30) { try observer.stats()["commands"]! >= 400 })
             first.signal(SIGKILL)
             _ = try first.waitForExit(seconds: 10)
-            Thread.sleep(forTimeInterval: 1.0)
+            // Restarted once the client has found it down (a failed reconnect attempt).
+            #expect(eventually(within: 30) { client.stderr.contains("connect failed") }, "\(client.stderr)")
             let (second, _) = try ServerProcess.listening(map: map, port: port)
             defer { second.signal(SIGKILL) }
             let r = try client.result(seconds: 120)

@@ -27,6 +27,27 @@ public func eventually(within seconds: Double = 10, _ condition: () throws -> Bo
     }
 }
 
+/// Polls `value` every 20 ms until it has not changed for `quiet` seconds; returns that value, or nil if it
+/// kept changing for `seconds`. For "it stops at N": that nothing more happens can only be seen by waiting a
+/// little, but only after the last change, not a fixed sleep long enough for everything before it on a
+/// loaded machine.
+public func settledValue<T: Equatable>(within seconds: Double = 20, quiet: Double = 0.25, _ value: () -> T) -> T? {
+    let deadline = monotonicSeconds() + seconds
+    var last = value()
+    var since = monotonicSeconds()
+    while monotonicSeconds() < deadline {
+        usleep(20_000)
+        let now = value()
+        if now != last {
+            last = now
+            since = monotonicSeconds()
+        } else if monotonicSeconds() - since >= quiet {
+            return last
+        }
+    }
+    return nil
+}
+
 /// Runs `body` on a thread of its own; `join()` waits for it to return. Test code that blocks (socket writes,
 /// sleeps, load loops) must not run on `DispatchQueue.global()`: on Linux its threads are Swift concurrency's
 /// pool too, one per core, so two blocked bodies stall every async test of a parallel run.
