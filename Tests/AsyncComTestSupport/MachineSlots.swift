@@ -52,7 +52,7 @@ public struct MachineSlotTrait: SuiteTrait, TestTrait, TestScoping {
                 }
             }
             try await MachineSlotTrait.$holdsSlot.withValue(true) {
-                try await withTimeLimit(timeLimit, function)
+                try await withTimeLimit(timeLimit, at: test.sourceLocation, function)
             }
         }
     }
@@ -81,7 +81,8 @@ private let logMachineSlots = getenv("ASYNCCOM_SLOT_LOG") != nil
 
 /// Runs `body`, recording a time-limit issue if it takes longer than `limit`. Like Swift Testing's `.timeLimit`,
 /// the body is cancelled then and still awaited (code that blocks a thread cannot be stopped from outside).
-func withTimeLimit(_ limit: Duration, _ body: @Sendable () async throws -> Void) async throws {
+func withTimeLimit(_ limit: Duration, at sourceLocation: SourceLocation,
+                   _ body: @Sendable () async throws -> Void) async throws {
     try await withoutActuallyEscaping(body) { body in
         try await withThrowingTaskGroup(of: Bool.self) { group in
             group.addTask {
@@ -92,7 +93,8 @@ func withTimeLimit(_ limit: Duration, _ body: @Sendable () async throws -> Void)
             // CPU-bound unit tests). Code that blocks runs in `blocking {}`, so this thread is free to report.
             group.addTask {
                 try await Task.sleep(for: limit)
-                Issue.record("Time limit exceeded: \(limit) after the test got its machine slot")
+                Issue.record("Time limit exceeded: \(limit) after the test got its machine slot",
+                             sourceLocation: sourceLocation)
                 return false
             }
             defer { group.cancelAll() }
