@@ -40,25 +40,29 @@ public struct MachineSlotTrait: SuiteTrait, TestTrait, TestScoping {
         // tests took 5-14 s instead of 0.3 s).
         let executor = DedicatedThreadExecutor()
         defer { executor.shutdown() }
-        try await withTaskExecutorPreference(executor) {
-            let asked = monotonicSeconds()
-            await machineSlots.acquire(weight)
-            defer { machineSlots.release(weight) }
-            let started = monotonicSeconds()
-            defer {
-                if logMachineSlots {
-                    print(String(format: "machine slot: waited %.2f s, ran %.2f s, weight %d: %@",
-                                 started - asked, monotonicSeconds() - started, weight, test.name))
+        try await MachineSlotTrait.$executor.withValue(executor) {
+            try await withTaskExecutorPreference(executor) {
+                let asked = monotonicSeconds()
+                await machineSlots.acquire(weight)
+                defer { machineSlots.release(weight) }
+                let started = monotonicSeconds()
+                defer {
+                    if logMachineSlots {
+                        print(String(format: "machine slot: waited %.2f s, ran %.2f s, weight %d: %@",
+                                     started - asked, monotonicSeconds() - started, weight, test.name))
+                    }
                 }
-            }
-            try await MachineSlotTrait.$holdsSlot.withValue(true) {
-                try await withTimeLimit(timeLimit, at: test.sourceLocation, function)
+                try await MachineSlotTrait.$holdsSlot.withValue(true) {
+                    try await withTimeLimit(timeLimit, at: test.sourceLocation, function)
+                }
             }
         }
     }
 
     /// Whether the current task runs inside a slot (checked by `blocking {}`).
     @TaskLocal public static var holdsSlot = false
+    /// The current slotted test's own thread (for `testTask`).
+    @TaskLocal static var executor: DedicatedThreadExecutor?
 }
 
 extension Trait where Self == MachineSlotTrait {
@@ -78,6 +82,13 @@ let machineSlots = AsyncSemaphore(value: machineSlotCapacity)
 private let nextMachineSlotID = Atomic<Int>(0)
 /// `ASYNCCOM_SLOT_LOG=1 swift test` prints how long each slotted test case waited for its share and ran.
 private let logMachineSlots = getenv("ASYNCCOM_SLOT_LOG") != nil
+
+/// Like `Task { }`, but on the current slotted test's own thread: an unstructured task goes to Swift concurrency's
+/// shared pool (two threads here), which the CPU-bound unit tests keep busy at the start of a run (a job started
+/// with `Task { }` did not begin for 30 s at load 15).
+public func testTask<T: Sendable>(_ body: sending @escaping () async throws -> T) -> Task<T, any Error> {
+    Task(executorPreference: MachineSlotTrait.executor, operation: body)
+}
 
 /// Runs `body`, recording a time-limit issue if it takes longer than `limit`. Like Swift Testing's `.timeLimit`,
 /// the body is cancelled then and still awaited (code that blocks a thread cannot be stopped from outside).
