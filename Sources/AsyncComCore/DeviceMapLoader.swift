@@ -121,7 +121,7 @@ struct MapLoader {
         } catch {
             lineError = error
         }
-        if duplicate == nil, lineError == nil { flush() }
+        if duplicate == nil && lineError == nil { flush() }
         let built = finish()
         if let duplicate {
             // The map owns the tables from here, and frees them.
@@ -219,7 +219,7 @@ struct MapLoader {
     /// Reports a bad line: the entries before it are inserted first, and a duplicate among them, being earlier
     /// in the file, is reported instead.
     mutating func fail(_ error: InputFileError) throws(InputFileError) {
-        if case .build = mode { flush() }
+        if case .build = mode, duplicate == nil { flush() }
         if duplicate == nil { throw error }
     }
 
@@ -283,14 +283,16 @@ struct MapLoader {
             // A line the first pass did not count: the file grew between the passes.
             if device.isIPv4 {
                 guard table4!.count + table4!.pendingCount < counted4 else { return try fail(changed(number)) }
-                if let slot = table4!.add(Slot4(key: device.low << 32 | UInt64(command), value: value), line: number) {
-                    duplicate = slot
+                if let found = table4!.add(Slot4(key: device.low << 32 | UInt64(command), value: value), line: number) {
+                    duplicate = found
+                    flush()
                 }
             } else {
                 guard table6!.count + table6!.pendingCount < counted6 else { return try fail(changed(number)) }
                 let entry = Slot6(high: device.high, low: device.low, command: UInt64(command), value: value)
-                if let slot = table6!.add(entry, line: number) {
-                    duplicate = (slot.line, map4Capacity + slot.slot)
+                if let found = table6!.add(entry, line: number) {
+                    duplicate = (found.line, map4Capacity + found.slot)
+                    flush()
                 }
             }
         case .findFirst(let slot):
@@ -307,10 +309,15 @@ struct MapLoader {
     /// Where the IPv6 table's indices start (`DeviceMap.index(of:)`).
     var map4Capacity: Int { table4!.buckets * DeviceMap.slotsPerBucket4 }
 
-    /// Inserts what is pending in both tables (recording the first duplicate).
+    /// Inserts what is pending in both tables, and keeps the duplicate that comes first in the file: the tables
+    /// are filled in batches of their own, so a later line of one table may have been inserted (and found a
+    /// duplicate) before an earlier line of the other.
     mutating func flush() {
-        if duplicate == nil, let d = table4!.flush() { duplicate = d }
-        if duplicate == nil, let d = table6!.flush() { duplicate = (d.line, map4Capacity + d.slot) }
+        let found4 = table4!.flush()
+        let found6 = table6!.flush().map { (line: $0.line, slot: map4Capacity + $0.slot) }
+        for found in [found4, found6] {
+            if let found, found.line < duplicate?.line ?? Int.max { duplicate = found }
+        }
     }
 
     func finish() -> Built {
