@@ -10,6 +10,10 @@ import PackageDescription
 //   AsyncComServer     the reactor server (Core + EventLoop).
 //   AsyncComClient     the pipelining client engine, usable as a library (Core + EventLoop).
 //   asynccom-server / asynccom-client / asynccom-bench: thin command-line front ends.
+//   AsyncComCLI        what the three executables share: exit statuses, error reporting, --version, --log-level,
+//                      help text that fits the terminal (swift-argument-parser, swift-log).
+//   AsyncComProcess    the built executables as child processes (spawn, find, the real server): for the bench and
+//                      the tests, which both need it (an executable cannot depend on a test target).
 let package = Package(
     name: "asynccom",
     platforms: [.macOS(.v13)],
@@ -58,7 +62,7 @@ let package = Package(
         .executableTarget(
             name: "asynccom-server",
             dependencies: [
-                "AsyncComServer", "AsyncComCore",
+                "AsyncComServer", "AsyncComCore", "AsyncComCLI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -66,7 +70,7 @@ let package = Package(
         .executableTarget(
             name: "asynccom-client",
             dependencies: [
-                "AsyncComClient", "AsyncComCore", "AsyncComEventLoop",
+                "AsyncComClient", "AsyncComCore", "AsyncComEventLoop", "AsyncComCLI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -74,16 +78,25 @@ let package = Package(
         .executableTarget(
             name: "asynccom-bench",
             dependencies: [
-                "AsyncComClient", "AsyncComCore", "AsyncComTLS",
+                "AsyncComClient", "AsyncComCore", "AsyncComTLS", "AsyncComProcess", "AsyncComCLI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Benchmarks/asynccom-bench"
         ),
+        .target(
+            name: "AsyncComCLI",
+            dependencies: [
+                "AsyncComCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(name: "AsyncComProcess", dependencies: ["AsyncComCore"]),
         // What the test targets share: starting servers (in-process, as a child process, or a scripted fake) and
         // other executables, a blocking line client, temporary files, polling.
         .target(
             name: "AsyncComTestSupport",
-            dependencies: ["AsyncComServer", "AsyncComCore", "AsyncComTLS"],
+            dependencies: ["AsyncComServer", "AsyncComCore", "AsyncComTLS", "AsyncComProcess"],
             path: "Tests/AsyncComTestSupport"
         ),
         .testTarget(name: "AsyncComCoreTests", dependencies: ["AsyncComCore"]),

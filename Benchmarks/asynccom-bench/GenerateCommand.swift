@@ -1,4 +1,5 @@
 import ArgumentParser
+import AsyncComCLI
 import AsyncComCore
 
 /// Options describing a synthetic data set, shared by `generate` and the benchmark scenarios.
@@ -87,11 +88,12 @@ struct GenerateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "generate",
         abstract: "Write a device map and a commands file (map.txt, commands.txt) for a synthetic fleet.",
-        discussion: """
-            Deterministic: the same options and --seed give the same files. Prints the sum and counts a correct
+        usage: "asynccom-bench generate [<options>] --out <out>",
+        discussion: HelpText.fit("""
+            Deterministic: the same options and --seed give the same files. Prints the sum and counts a correct \
             client run must report. Example, 1,000,000 commands of 1 s:
               asynccom-bench generate --devices 500000 --out scratch/inflight
-            """
+            """)
     )
 
     @OptionGroup var data: DataSetOptions

@@ -163,7 +163,7 @@ final class HTTPServerUnderTest {
         var flaskPort: UInt16 = 0
         switch load.target {
         case .asynccom:
-            process.executableURL = URL(fileURLWithPath: try ServerProcess.binaryPath())
+            process.executableURL = URL(fileURLWithPath: try BenchServer.binaryPath())
             process.arguments = ["--map", map, "--listen", "tcp://127.0.0.1:0", "--http-listen", "tcp://127.0.0.1:0",
                                  "--log-level", "warning"] + load.serverArguments
         case .bareEvhttp:

@@ -131,6 +131,14 @@ enum Report {
         return "\(number(s.median)) (\(number(s.min))-\(number(s.max)))"
     }
 
+    /// One line on stderr when a scenario's runs are done (the table comes once, at the end).
+    static func progressLine(_ r: ScenarioReport) -> String {
+        let name = r.variant.isEmpty ? r.scenario : "\(r.scenario) (\(r.variant))"
+        var line = "\(name): done, median wall \(number(r.wallSeconds.median)) s"
+        if let rate = r.commandsPerSecond { line += ", \(number(rate.median)) cmd/s" }
+        return line
+    }
+
     /// A Markdown table: medians, with min-max in parentheses.
     static func table(_ reports: [ScenarioReport]) -> String {
         let header = ["scenario", "runs", "wall s", "cmd/s", "req/s", "srv CPU s/M", "srv RSS MiB", "cli RSS MiB",

@@ -1,24 +1,27 @@
 import ArgumentParser
 import Foundation
+import AsyncComCLI
 import AsyncComCore
 
 struct RunCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
         abstract: "Run benchmark scenarios against the real server and print a table of medians.",
-        discussion: """
+        usage: "asynccom-bench run [<options>] [<scenarios> ...]",
+        discussion: HelpText.fit("""
             Each run starts a fresh asynccom-server (found next to this executable) on a free port, drives it with \
             the client engine in this process, and checks the sum and every count against what the data set \
             implies: a wrong answer fails the run. Data sets are generated into --scratch. Reported per scenario: \
             medians (min-max) of wall time, commands/s, requests/s, server CPU seconds per million commands, \
-            server and client peak RSS, and how late replies came beyond their modelled wait (p50/p99/max).
+            server and client peak RSS, and how late replies came beyond their modelled wait (p50/p99/max). \
+            A line on stderr follows each run; the table (or --json) is printed once, on stdout, at the end.
 
             Scenarios:
             \(Scenarios.all().map { "  \($0.label): \($0.summary)" + ($0.targets.isEmpty ? "" : "; target " + $0.targets.map(\.text).joined(separator: ", ")) }.joined(separator: "\n"))
 
             Build both executables in release first:
               swift build -c release && .build/release/asynccom-bench run seed inflight
-            """
+            """)
     )
 
     @Argument(help: "Scenarios to run (default: all).")
@@ -30,8 +33,8 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Runs per scenario (default: each scenario's own, 3 to 5).")
     var runs: Int?
 
-    @Option(help: "Folder for generated data sets.")
-    var scratch = "/tmp/asynccom-bench"
+    @Option(help: ArgumentHelp("Folder for generated data sets, certificates and helper binaries; created 0700 if missing. (default: $TMPDIR/asynccom-bench-UID, /tmp without TMPDIR: here \(Scratch.defaultPath))", valueName: "dir"))
+    var scratch: String?
 
     @Flag(help: "Print the results as one JSON document instead of a table.")
     var json = false
@@ -56,7 +59,8 @@ struct RunCommand: AsyncParsableCommand {
             (scenarios.isEmpty || scenarios.contains($0.name)) && (variant.map($0.variant.contains) ?? true)
         }
         if let runs, runs < 1 { throw ValidationError("--runs must be at least 1") }
-        _ = try ServerProcess.binaryPath()
+        _ = try BenchServer.binaryPath()
+        let scratch = try Scratch.prepare(self.scratch)
 
         var reports: [ScenarioReport] = []
         for scenario in selected {
@@ -73,11 +77,10 @@ struct RunCommand: AsyncParsableCommand {
                 }
                 let report = ScenarioReport(scenario, commands: 0, results: results)
                 reports.append(report)
-                if !json { log(Report.table([report])) }
+                log(Report.progressLine(report))
                 continue
             }
             let dir = "\(scratch)/\(scenario.name)"
-            mkdir(scratch, 0o755)
             let commandsFile = !scenario.isMapMemory && !scenario.isMapLoading && scenario.manyConnections == 0
             try DataSet.write(scenario.data, to: dir, commands: commandsFile)
             let expectation = scenario.isMapMemory ? Expectation(ok: scenario.data.mapLines)
@@ -110,7 +113,7 @@ struct RunCommand: AsyncParsableCommand {
             }
             let report = ScenarioReport(scenario, commands: expectation.commands, results: results)
             reports.append(report)
-            if !json { log(Report.table([report])) }
+            log(Report.progressLine(report))
         }
         if json {
             let encoder = JSONEncoder()

@@ -92,7 +92,7 @@ enum Runner {
     /// memory once listening (`VmRSS`) and its peak (`VmHWM`, reached while loading).
     static func runMapMemory(mapPath: String, emptyMapPath: String, entries: Int) throws -> RunResult {
         func measure(_ path: String) throws -> (seconds: Double, rss: Int, peak: Int) {
-            let server = try ServerProcess(map: path, reactors: 1)
+            let server = try BenchServer(map: path, reactors: 1)
             defer { try? server.stop() }
             return (server.startupSeconds, ProcessMetrics.currentRSS(pid: server.pid) ?? 0, server.peakRSS)
         }
@@ -116,7 +116,7 @@ enum Runner {
             count = files - 4096
             FileHandle.standardError.write(Data("connections: RLIMIT_NOFILE hard limit \(files) (cannot raise it): running \(count) connections, not \(scenario.manyConnections)\n".utf8))
         }
-        let server = try ServerProcess(map: mapPath, reactors: scenario.reactors,
+        let server = try BenchServer(map: mapPath, reactors: scenario.reactors,
                                        extraArguments: ["--max-connections", String(count + 64)] + serverArguments)
         defer { try? server.stop() }
         guard case .tcp(_, let port) = server.endpoint else { throw RunFailure(description: "not a TCP endpoint") }
@@ -141,7 +141,7 @@ enum Runner {
 
     static func runOnce(_ scenario: Scenario, mapPath: String, commandsPath: String, expectation: Expectation,
                         waits: [UInt64], serverArguments: [String] = [], perCommandResults: Bool = false,
-                        scratch: String = "/tmp/asynccom-bench") async throws -> RunResult {
+                        scratch: String) async throws -> RunResult {
         var listen = "tcp://127.0.0.1:0"
         var tlsArguments: [String] = []
         var tlsFiles: TLSBench.Files?
@@ -151,7 +151,7 @@ enum Runner {
             listen = "tls://127.0.0.1:0"
             tlsArguments = ["--tls-cert", files.certificate, "--tls-key", files.key]
         }
-        let server = try ServerProcess(map: mapPath, reactors: scenario.reactors, listen: listen,
+        let server = try BenchServer(map: mapPath, reactors: scenario.reactors, listen: listen,
                                        extraArguments: tlsArguments + serverArguments)
         defer { try? server.stop() }
         if scenario.isHandshakes, let tlsFiles, case .tls(_, let port) = server.endpoint {

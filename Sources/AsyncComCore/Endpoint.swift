@@ -1,4 +1,5 @@
-/// Where a server listens or a client connects: `tcp://HOST:PORT`, `tcp://[IPv6]:PORT` or `unix:///path`.
+/// Where a server listens or a client connects: `tcp://HOST:PORT`, `tcp://[IPv6]:PORT`, `tls://HOST:PORT` or
+/// `unix:///path`; a bare `HOST:PORT` (or `[IPv6]:PORT`) means `tcp://HOST:PORT`.
 public enum Endpoint: Hashable, Sendable, CustomStringConvertible {
     case tcp(host: String, port: UInt16)
     case unix(path: String)
@@ -11,10 +12,19 @@ public enum Endpoint: Hashable, Sendable, CustomStringConvertible {
     public struct ParseError: Error, CustomStringConvertible, Sendable {
         public let input: String
         public let reason: String
-        public var description: String { "invalid endpoint '\(input)': \(reason) (expected tcp://HOST:PORT, tcp://[IPv6]:PORT, tls://HOST:PORT or unix:///path)" }
+        public var description: String { "invalid endpoint '\(input)': \(reason) (expected tcp://HOST:PORT, tcp://[IPv6]:PORT, tls://HOST:PORT, unix:///path, or HOST:PORT for tcp://)" }
     }
 
     public init(parsing text: String) throws(ParseError) {
+        // No scheme: TCP, as HOST:PORT means in most tools' listen and connect options.
+        if !text.contains("://") {
+            do throws(ParseError) {
+                self = try Endpoint(parsing: "tcp://" + text)
+            } catch {
+                throw ParseError(input: text, reason: error.reason)
+            }
+            return
+        }
         if text.hasPrefix("unix://") {
             let path = String(text.dropFirst("unix://".count))
             guard !path.isEmpty else { throw ParseError(input: text, reason: "empty socket path") }

@@ -87,7 +87,7 @@ public struct ServerConfiguration: Sendable {
     public static let defaultOutputHighWater = 4 << 20
     public static let defaultReplyCoalescing: Double = 0.000_5
     public static let defaultReceiveBuffer = 64 << 10
-    public static let defaultServerVersion = "1.0.0"
+    public static let defaultServerVersion = AsyncComVersion.string
     public static let defaultAuthTimeout: Double = 10
     public static let defaultAuthFailureDelay: Double = 0.5
     public static let defaultMaxUnauthenticated = 1024

@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import ArgumentParser
+import AsyncComCLI
 import AsyncComClient
 import AsyncComCore
 import Logging
@@ -12,17 +13,12 @@ enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
     case text, jsonl
 }
 
-enum LogLevelOption: String, ExpressibleByArgument, CaseIterable {
-    case trace, debug, info, notice, warning, error, critical
-    var level: Logger.Level { Logger.Level(rawValue: rawValue)! }
-}
-
 @main
 struct ClientCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "asynccom-client",
         abstract: "Send every command of a commands file to asynccom servers, pipelined, and report each result and the sum.",
-        discussion: """
+        discussion: HelpText.fit("""
             COMMANDS_FILE holds one `ip:command` per line (IPv4 or IPv6; split at the last colon); blank lines and \
             lines starting with `#` are skipped. `-` reads standard input. The file is streamed: any size runs in \
             bounded memory. Standard input, pipes and FIFOs are read on a thread of their own: a writer that \
@@ -61,21 +57,24 @@ struct ClientCommand: AsyncParsableCommand {
             --output, and the summary says `interrupted` with the count of commands read but not answered \
             (JSON: interrupted, not_answered). A second signal exits at once.
 
+            Errors that stop the client are one line on stderr: `asynccom-client: error: <message>`.
             Exit status: 0 when every well-formed command was answered (a value or unknown); 1 when any failed \
-            (timeouts and retries exhausted, server unreachable, server error); 2 for usage or input errors \
-            (bad option, missing or unreadable file, --strict violation, every line malformed); 130 / 143 when interrupted by SIGINT / \
-            SIGTERM.
+            (timeouts and retries exhausted, server unreachable, server error) or the results could not be \
+            written; 2 for a bad input file (commands file missing or unreadable, a --strict violation, every \
+            line malformed; token file; --tls-ca file); 64 for a usage error (bad option or value); 130 / 143 \
+            when interrupted by SIGINT / SIGTERM.
 
             Example:
               asynccom-server --map data/seed/map.txt &
               asynccom-client --batch 16 data/seed/commands.txt
               asynccom-client --server tcp://10.0.0.5:5557 --server tcp://10.0.0.6:5557 \\
                   --output results.txt --json big-commands.txt
-            """
+            """),
+        version: CommandLineTool.version("asynccom-client")
     )
 
     @Option(name: .customLong("server"),
-            help: ArgumentHelp("Server to use; repeat for several. tcp://HOST:PORT, tcp://[IPv6]:PORT, tls://HOST:PORT (verified against --tls-ca or the system's CAs, and the host name) or unix:///path (default: \(Endpoint.defaultURL)).", valueName: "URL"))
+            help: ArgumentHelp("Server to use; repeat for several. tcp://HOST:PORT (or just HOST:PORT), tcp://[IPv6]:PORT, tls://HOST:PORT (verified against --tls-ca or the system's CAs, and the host name) or unix:///path (default: \(Endpoint.defaultURL)).", valueName: "URL"))
     var servers: [String] = []
 
     @Option(name: .customLong("token-file"),
@@ -139,15 +138,12 @@ struct ClientCommand: AsyncParsableCommand {
     @Argument(help: ArgumentHelp("The commands file, `ip:command` per line; `-` reads standard input.", valueName: "COMMANDS_FILE"))
     var commandsFile: String
 
+    /// The options alone (a usage error, 64); files are read by `execute` (a bad one: 2).
     func validate() throws {
-        _ = try endpoints()
         do {
-            _ = try token()
-        } catch {
-            throw ValidationError("\(error)")
-        }
-        do {
-            try clientConfiguration(endpoints: try endpoints()).validate()
+            var options = clientConfiguration(endpoints: try endpoints(), token: nil)
+            options.tlsCAFile = nil
+            try options.validate()
         } catch {
             throw ValidationError("\(error)")
         }
@@ -164,11 +160,11 @@ struct ClientCommand: AsyncParsableCommand {
         }
     }
 
-    func clientConfiguration(endpoints: [Endpoint]) -> ClientConfiguration {
+    func clientConfiguration(endpoints: [Endpoint], token: String?) -> ClientConfiguration {
         var c = ClientConfiguration(servers: endpoints, batch: batch, window: window, connectionsPerServer: connections, maxInflight: maxInflight,
                                     requestTimeout: timeout, retries: retries, connectTimeout: connectTimeout,
                                     ordered: resultsPath != nil && resultsFormat == .text, sendLowWater: sendLowWater)
-        c.token = (try? token()) ?? nil  // validate() has reported a bad token file
+        c.token = token
         c.tlsCAFile = tlsCA
         return c
     }
@@ -186,25 +182,14 @@ struct ClientCommand: AsyncParsableCommand {
         return nil
     }
 
-    /// ArgumentParser exits 64 on usage errors; asynccom's contract is 2.
     static func main() async {
         signal(SIGPIPE, SIG_IGN)
-        let command: ClientCommand
-        do {
-            command = try parse()
-        } catch {
-            let code = exitCode(for: error)
-            let message = fullMessage(for: error)
-            if code == .success {
-                if !message.isEmpty { print(message) }
-                Glibc.exit(0)
-            }
-            var text = message
-            if text.hasPrefix("Error: ") { text.removeFirst("Error: ".count) }
-            Stderr.write("asynccom-client: \(text)\n")
-            if !message.contains("--help") { Stderr.write("Run 'asynccom-client --help' for usage.\n") }
-            Glibc.exit(2)
-        }
-        Glibc.exit(await command.execute())
+        await CommandLineTool.main(Self.self)
+    }
+
+    func run() async throws {
+        let status = await execute()
+        // `execute` has reported any error itself.
+        if status != ExitStatus.success { throw ExitCode(status) }
     }
 }

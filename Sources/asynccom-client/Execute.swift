@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import AsyncComCLI
 import AsyncComClient
 import AsyncComCore
 import Logging
@@ -10,19 +11,20 @@ import Logging
 extension ClientCommand {
     /// Runs the job; returns the exit status.
     func execute() async -> Int32 {
-        let level = logLevel.level
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
-        let logger = Logger(label: "asynccom-client")
+        let logger = logLevel.bootstrap(label: "asynccom-client")
         let configuration: ClientConfiguration
         do {
-            configuration = clientConfiguration(endpoints: try endpoints())
+            configuration = clientConfiguration(endpoints: try endpoints(), token: try token())
+        } catch let error as InputFileError {
+            return fail(error, ExitStatus.badInput)
         } catch {
-            Stderr.write("asynccom-client: \(error)\n")
-            return 2
+            return fail(error, ExitStatus.usage)
+        }
+        // The options were checked by `validate`; what is left are the files (--tls-ca).
+        do {
+            try configuration.validate()
+        } catch {
+            return fail(error, ExitStatus.badInput)
         }
 
         let progress = ProgressLine(enabled: !quiet && isatty(STDERR_FILENO) == 1)
@@ -39,12 +41,8 @@ extension ClientCommand {
         let source: any CommandSource
         do {
             source = try openSource(reportMalformed: reportMalformed)
-        } catch let error as InputFileError {
-            Stderr.write("asynccom-client: \(error)\n")
-            return 2
         } catch {
-            Stderr.write("asynccom-client: \(error)\n")
-            return 2
+            return fail(error, ExitStatus.badInput)
         }
 
         // Output.
@@ -53,8 +51,7 @@ extension ClientCommand {
             do {
                 writer = try ResultWriter(path: resultsPath, format: resultsFormat)
             } catch {
-                Stderr.write("asynccom-client: \(error)\n")
-                return 2
+                return fail(error, ExitStatus.failure)
             }
         }
 
@@ -65,12 +62,10 @@ extension ClientCommand {
                                     interruption: interruption)
         } catch ClientError.source(let error) {
             progress.clear()
-            Stderr.write("asynccom-client: \(error)\n")
-            return 2
+            return fail(error, ExitStatus.badInput)
         } catch {
             progress.clear()
-            Stderr.write("asynccom-client: \(error)\n")
-            return 2
+            return fail(error, ExitStatus.badInput)
         }
         progress.clear()
         malformed.finish()
@@ -78,7 +73,7 @@ extension ClientCommand {
         // Every line malformed: likely the wrong file (a device map, a log), an input error rather than a job.
         let allMalformed = summary.malformed > 0 && summary.ok + summary.unknown + summary.failed + summary.notAnswered == 0
         if allMalformed {
-            Stderr.write("asynccom-client: \(name): no well-formed command: all \(summary.malformed) lines are malformed\n")
+            CommandLineTool.printError("asynccom-client", "\(name): no well-formed command: all \(summary.malformed) lines are malformed")
         } else if summary.ok + summary.unknown + summary.failed + summary.malformed + summary.notAnswered == 0 && !summary.interrupted {
             // Not an error (a filter upstream may legitimately yield nothing), but likely not what was meant.
             Stderr.write("asynccom-client: \(name): no commands (the input is empty or holds only blank and # lines)\n")
@@ -86,12 +81,12 @@ extension ClientCommand {
 
         var status: Int32 = summary.allAnswered ? 0 : 1
         if summary.interrupted { status = 128 + Interrupts.firstSignal }
-        if allMalformed { status = 2 }
+        if allMalformed { status = ExitStatus.badInput }
         if let writer {
             writer.flush()
             if let failure = writer.failure {
-                Stderr.write("asynccom-client: \(failure)\n")
-                status = 1
+                CommandLineTool.printError("asynccom-client", failure)
+                status = ExitStatus.failure
             }
             writer.close()
         }
@@ -101,6 +96,12 @@ extension ClientCommand {
         } else {
             Stdout.write(text)
         }
+        return status
+    }
+
+    /// Reports an error that ends the job (`asynccom-client: error: ...`) and returns `status`.
+    private func fail(_ error: any Error, _ status: Int32) -> Int32 {
+        CommandLineTool.printError("asynccom-client", "\(error)")
         return status
     }
 

@@ -3,35 +3,16 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import AsyncComCLI
 import AsyncComClient
 import AsyncComCore
 
-/// Unbuffered whole-string writes to a file descriptor (summaries, diagnostics).
-enum FD {
-    static func write(_ fd: Int32, _ text: String) {
-        var s = text
-        s.withUTF8 { bytes in
-            var offset = 0
-            while offset < bytes.count {
-                let n = Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
-                if n > 0 {
-                    offset += n
-                } else if n < 0 && errno == EINTR {
-                    continue
-                } else {
-                    return
-                }
-            }
-        }
-    }
-}
-
 enum Stderr {
-    static func write(_ text: String) { FD.write(STDERR_FILENO, text) }
+    static func write(_ text: String) { CommandLineTool.write(text, to: STDERR_FILENO) }
 }
 
 enum Stdout {
-    static func write(_ text: String) { FD.write(STDOUT_FILENO, text) }
+    static func write(_ text: String) { CommandLineTool.write(text, to: STDOUT_FILENO) }
 }
 
 /// Writes per-command results, buffered. Used by the engine's loop thread during the job, then by the main task

@@ -1,4 +1,5 @@
 import ArgumentParser
+import AsyncComCLI
 import AsyncComCore
 import AsyncComServer
 import Logging
@@ -12,7 +13,7 @@ struct ServerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "asynccom-server",
         abstract: "Answer (device, command) lookups from a device map after each command's modelled wait.",
-        discussion: """
+        discussion: HelpText.fit("""
             Clients send `REQ <id> <ip>:<command> ...` lines and get `RES <id> <result> ...` once the slowest \
             command's wait has passed; replies to different requests come back in any order (see \
             docs/PROTOCOL.md). One reactor thread per core, each with its own event loop and its own listener on \
@@ -52,10 +53,18 @@ struct ServerCommand: ParsableCommand {
             logged as FILE:LINE: message, counted in STATS reload_failures, and the old map stays in use. \
             SIGHUP reads --auth-token-file again the same way (new connections use the new tokens). \
             POST /v1/reload (with --http-listen) does the same and answers with the outcome.
-            Exit status: 0 after a clean shutdown, 1 when an endpoint cannot be bound, 2 for a bad map, \
-            token file or TLS certificate/key, 64 for bad options (protected mode included), 130 after a second signal.
-            """
+
+            Errors that stop the server are one line on stderr: `asynccom-server: error: <message>` (a bad file: \
+            `asynccom-server: error: FILE:LINE: <message>`).
+            Exit status: 0 after a clean shutdown; 1 when an endpoint cannot be bound or the open-file limit \
+            cannot hold --max-connections; 2 for a bad input file (map, token file, TLS certificate or key); \
+            64 for a usage error (bad option, options that do not go together, protected mode); 130 after a \
+            second signal.
+            """),
+        version: CommandLineTool.version("asynccom-server")
     )
+
+    static func main() { CommandLineTool.main(Self.self) }
 
     @Option(name: .long, help: ArgumentHelp("Device map file (ip:command:response:wait lines).", valueName: "file"))
     var map: String
@@ -63,7 +72,7 @@ struct ServerCommand: ParsableCommand {
     @Option(
         name: .long,
         help: ArgumentHelp(
-            "Endpoint to listen on: tcp://HOST:PORT, tcp://[IPv6]:PORT, tls://HOST:PORT (needs --tls-cert and --tls-key) or unix:///path; repeatable; port 0 picks a free port. (default: \(Endpoint.defaultURL))",
+            "Endpoint to listen on: tcp://HOST:PORT (or just HOST:PORT), tcp://[IPv6]:PORT, tls://HOST:PORT (needs --tls-cert and --tls-key) or unix:///path; repeatable; port 0 picks a free port. (default: \(Endpoint.defaultURL))",
             valueName: "url"))
     var listen: [String] = []
 
@@ -118,7 +127,7 @@ struct ServerCommand: ParsableCommand {
     @Option(
         name: .long,
         help: ArgumentHelp(
-            "Also serve the HTTP API on tcp://HOST:PORT (POST /v1/commands, GET /metrics, /healthz, /readyz; docs/openapi.yaml), on every reactor; repeatable; port 0 picks a free port. (default: off)",
+            "Also serve the HTTP API on tcp://HOST:PORT or HOST:PORT (POST /v1/commands, GET /metrics, /healthz, /readyz; docs/openapi.yaml), on every reactor; repeatable; port 0 picks a free port. (default: off)",
             valueName: "url"))
     var httpListen: [String] = []
 
@@ -128,8 +137,8 @@ struct ServerCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Largest HTTP request line plus headers; longer gets 400 and the connection is closed.", valueName: "bytes"))
     var httpMaxHeaders: Int = ServerConfiguration.defaultHTTPMaxHeaders
 
-    @Option(name: .long, help: ArgumentHelp("Log level on stderr.", valueName: "level"))
-    var logLevel: LogLevel = .info
+    @Option(name: .long, help: ArgumentHelp("Log messages on stderr at this level and above.", valueName: "level"))
+    var logLevel: LogLevelOption = .info
 
     func validate() throws {
         _ = try endpoints()
@@ -151,14 +160,7 @@ struct ServerCommand: ParsableCommand {
     func run() throws {
         // Writes to vanished peers must be errors, never a process-killing SIGPIPE.
         signal(SIGPIPE, SIG_IGN)
-        let level = logLevel.level
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
-        var logger = Logger(label: "asynccom-server")
-        logger.logLevel = level
+        let logger = logLevel.bootstrap(label: "asynccom-server")
 
         // Each connection is one open file: make room for them, or say why there is none.
         let files = FileLimit.raiseToHard()
@@ -166,7 +168,7 @@ struct ServerCommand: ParsableCommand {
         let maxConnections: Int
         if let asked = self.maxConnections {
             guard asked <= fileBound else {
-                fail("--max-connections \(asked) needs \(asked + FileLimit.reserve) open files, but the open-file limit (RLIMIT_NOFILE, hard) is \(files): raise it (ulimit -Hn, LimitNOFILE=) or lower --max-connections", status: 2)
+                throw CommandFailure.failure("--max-connections \(asked) needs \(asked + FileLimit.reserve) open files, but the open-file limit (RLIMIT_NOFILE, hard) is \(files): raise it (ulimit -Hn, LimitNOFILE=) or lower --max-connections")
             }
             maxConnections = asked
         } else {
@@ -190,14 +192,14 @@ struct ServerCommand: ParsableCommand {
                 }
             }
         } catch {
-            fail("\(error)", status: 1)
+            throw CommandFailure.failure("\(error)")
         }
         let endpoints: [Endpoint]
         do {
             endpoints = try runner.start()
         } catch {
-            if case .tls = error { fail("\(error)", status: 2) }
-            fail("\(error)", status: 1)
+            if case .tls = error { throw CommandFailure.badInput("\(error)") }
+            throw CommandFailure.failure("\(error)")
         }
         for endpoint in endpoints { print("listening on \(endpoint)") }
         for endpoint in server.httpEndpoints { print("listening for HTTP on \(endpoint)") }
@@ -214,20 +216,20 @@ struct ServerCommand: ParsableCommand {
 }
 
 extension ServerCommand {
-    /// Loads the map (exit 2 when it is bad) and builds the server; returns it with the map's entry count.
+    /// Loads the map and the token file (a bad one: exit 2) and builds the server; returns it with the map's entry count.
     private func makeServer(logger: Logger, maxConnections: Int) throws -> (Server, Int) {
         let deviceMap: DeviceMap
         do {
             deviceMap = try DeviceMap(contentsOfFile: map)
         } catch {
-            fail("\(error)", status: 2)
+            throw CommandFailure.badInput("\(error)")
         }
         var tokens: AuthTokens?
         if let authTokenFile {
             do {
                 tokens = try AuthTokens(contentsOfFile: authTokenFile)
             } catch {
-                fail("\(error)", status: 2)
+                throw CommandFailure.badInput("\(error)")
             }
         }
         var configuration = ServerConfiguration(
@@ -245,32 +247,8 @@ extension ServerCommand {
         do {
             try configuration.validate()
         } catch {
-            if case .unprotected = error { fail(error.description, status: 64) }
-            throw ValidationError(error.description)
+            throw CommandFailure.usage(error.description)
         }
         return (Server(configuration: configuration, logger: logger), deviceMap.count)
-    }
-}
-
-/// Prints `asynccom-server: <message>` on stderr and exits with `status`.
-func fail(_ message: String, status: Int32) -> Never {
-    var line = "asynccom-server: \(message)\n"
-    line.withUTF8 { bytes in _ = write(2, bytes.baseAddress, bytes.count) }
-    exit(status)
-}
-
-enum LogLevel: String, CaseIterable, ExpressibleByArgument {
-    case trace, debug, info, notice, warning, error, critical
-
-    var level: Logger.Level {
-        switch self {
-        case .trace: .trace
-        case .debug: .debug
-        case .info: .info
-        case .notice: .notice
-        case .warning: .warning
-        case .error: .error
-        case .critical: .critical
-        }
     }
 }

@@ -108,7 +108,7 @@ import Testing
         defer { removeTempDirectory(dir) }
         let r = try runExecutable(client, ["--server", "tcp://127.0.0.1:\(server.port)", "--strict", path])
         #expect(r.status == 2)
-        #expect(r.stderr.contains("asynccom-client: \(path):3: "))
+        #expect(r.stderr.contains("asynccom-client: error: \(path):3: "))
         #expect(r.stdout.isEmpty)
         #expect(server.lines.filter { $0.hasPrefix("REQ") }.isEmpty)
         let s = try runExecutable(client, ["--server", "tcp://127.0.0.1:\(server.port)", "--strict", "-"], stdin: "1.2.3.4:foo\nnope\n")
@@ -116,14 +116,19 @@ import Testing
         #expect(s.stderr.contains("<stdin>:2: "))
     }
 
-    @Test func usageAndInputErrorsExitTwo() throws {
+    @Test func usageErrorsExit64AndInputErrorsExitTwo() throws {
         let dir = try tempDirectory()
         defer { removeTempDirectory(dir) }
-        for args in [[dir + "/missing.txt"], [dir], ["--batch", "0", "x"], ["--server", "http://x:1", "x"], ["--bogus", "x"], [],
-                     ["--format", "xml", "x"], ["--timeout", "-1", "x"]] {
+        for args in [[dir + "/missing.txt"], [dir]] {
             let r = try runExecutable(client, args)
             #expect(r.status == 2, "\(args): \(r.status) \(r.stderr)")
-            #expect(r.stderr.hasPrefix("asynccom-client: "), "\(args): \(r.stderr)")
+            #expect(r.stderr.hasPrefix("asynccom-client: error: "), "\(args): \(r.stderr)")
+        }
+        for args in [["--batch", "0", "x"], ["--server", "http://x:1", "x"], ["--bogus", "x"], [],
+                     ["--format", "xml", "x"], ["--timeout", "-1", "x"]] {
+            let r = try runExecutable(client, args)
+            #expect(r.status == 64, "\(args): \(r.status) \(r.stderr)")
+            #expect(r.stderr.hasPrefix("asynccom-client: error: "), "\(args): \(r.stderr)")
         }
         let help = try runExecutable(client, ["--help"])
         #expect(help.status == 0)

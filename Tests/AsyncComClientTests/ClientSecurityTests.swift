@@ -113,7 +113,7 @@ import Testing
         defer { bad.remove() }
         let c = try runToolCapturing(client, ["--token-file", bad.path, seedCommands], stdin: "")
         #expect(c.status == 2)
-        #expect(c.stderr.hasPrefix("asynccom-client: \(bad.path):1: token shorter than 16 characters"), "\(c.stderr)")
+        #expect(c.stderr.hasPrefix("asynccom-client: error: \(bad.path):1: token shorter than 16 characters"), "\(c.stderr)")
         let d = try runToolCapturing(client, ["--server", "\(tls)", "--tls-ca", "/nonexistent.pem", seedCommands], stdin: "")
         #expect(d.status == 2)
         #expect(d.stderr.contains("cannot load the CA file /nonexistent.pem"), "\(d.stderr)")

@@ -22,7 +22,7 @@ import Glibc
         #expect(errors.first == "asynccom-client: \(map):1: expected ip:command, found a device map line "
                     + "(ip:command:response:wait): the map goes to asynccom-server --map")
         #expect(lines.contains("asynccom-client: \(map): 502 more malformed lines not shown"))
-        #expect(lines.contains("asynccom-client: \(map): no well-formed command: all 512 lines are malformed"))
+        #expect(lines.contains("asynccom-client: error: \(map): no well-formed command: all 512 lines are malformed"))
         #expect(r.stdout.contains("0 ok, 0 unknown, 0 failed, 512 malformed"))
     }
 

@@ -124,6 +124,18 @@ import Testing
         #expect(parse(Endpoint.defaultURL) == Endpoint.default)
     }
 
+    @Test func bareHostAndPortIsTCP() {
+        #expect(parse("127.0.0.1:5557") == .tcp(host: "127.0.0.1", port: 5557))
+        #expect(parse("[::1]:0") == .tcp(host: "::1", port: 0))
+        #expect(parse("localhost:80") == .tcp(host: "localhost", port: 80))
+        // Errors name what was written, not the tcp:// it stands for.
+        #expect(reason("::1:80") == "IPv6 addresses go in brackets")
+        #expect(reason("127.0.0.1") == "missing ':PORT'")
+        do throws(Endpoint.ParseError) { _ = try Endpoint(parsing: "h:x"); Issue.record("parsed") } catch {
+            #expect(error.input == "h:x")
+        }
+    }
+
     @Test func roundTrip() {
         for text in ["tcp://127.0.0.1:5557", "tcp://[::1]:80", "unix:///run/a.sock", "tcp://[2001:db8::1]:1"] {
             #expect(parse(text)?.description == text)

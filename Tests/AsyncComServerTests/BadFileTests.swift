@@ -7,14 +7,15 @@ import Glibc
 #endif
 
 /// Bad map files for `asynccom-server` and bad commands files for `asynccom-client`: every problem is one
-/// stderr line `<program>: <file>[:<line>]: <message>`, and fatal ones exit 2.
+/// stderr line `<program>: <file>[:<line>]: <message>` (`<program>: error: ...` when it is fatal), and fatal ones
+/// exit 2.
 @Suite("Bad input files for both executables", .timeLimit(.minutes(3)))
 struct BadFileTests {
     static let deviceHelp = "expected an IPv4 address such as 10.0.0.1 or an IPv6 address such as 2001:db8::1"
     static let commandHelp = "command must be 1-64 characters of A-Z a-z 0-9 _ . -"
     static let noEntries = "no entries: expected lines of ip:command:response:wait (blank and # lines are skipped)"
 
-    /// Map file contents and the message expected after `asynccom-server: <path>`.
+    /// Map file contents and the message expected after `asynccom-server: error: <path>`.
     static let badMaps: [(String, [UInt8], String)] = [
         ("three fields", Array("10.0.0.1:fast:7:0\n10.0.0.1:slow:7\n".utf8),
          ":2: expected ip:command:response:wait, found 3 fields in '10.0.0.1:slow:7'"),
@@ -56,7 +57,7 @@ struct BadFileTests {
             defer { file.remove() }
             let r = try runExecutable("asynccom-server", ["--map", file.path, "--listen", "tcp://127.0.0.1:0"])
             #expect(r.status == 2, "\(name)")
-            #expect(r.stderr == "asynccom-server: \(file.path)\(expected)\n", "\(name)")
+            #expect(r.stderr == "asynccom-server: error: \(file.path)\(expected)\n", "\(name)")
             #expect(r.stdout.isEmpty, "\(name): the server started listening")
         }
     }
@@ -69,7 +70,7 @@ struct BadFileTests {
             for (path, message) in [(dir + "/missing.txt", "no such file"), (dir, "is a directory, not a file")] {
                 let r = try runExecutable("asynccom-server", ["--map", path, "--listen", "tcp://127.0.0.1:0"])
                 #expect(r.status == 2)
-                #expect(r.stderr == "asynccom-server: \(path): \(message)\n")
+                #expect(r.stderr == "asynccom-server: error: \(path): \(message)\n")
                 #expect(r.stdout.isEmpty)
             }
             // 100 KB of high bytes and no newline: the quote in the message is cut short and printable.
@@ -77,7 +78,7 @@ struct BadFileTests {
             defer { blob.remove() }
             let r = try runExecutable("asynccom-server", ["--map", blob.path, "--listen", "tcp://127.0.0.1:0"])
             #expect(r.status == 2)
-            #expect(r.stderr.hasPrefix("asynccom-server: \(blob.path):1: expected ip:command:response:wait, found 1 field in '"))
+            #expect(r.stderr.hasPrefix("asynccom-server: error: \(blob.path):1: expected ip:command:response:wait, found 1 field in '"))
             #expect(r.stderr.hasSuffix("...'\n"))
             #expect(r.stderr.split(separator: "\n").count == 1)
             #expect(r.stderr.utf8.count < 300)
@@ -147,7 +148,7 @@ struct BadFileTests {
             ] {
                 let r = try runExecutable("asynccom-client", ["--server", url, path])
                 #expect(r.status == 2, "\(path)")
-                #expect(r.stderr == "asynccom-client: \(path)\(message)\n")
+                #expect(r.stderr == "asynccom-client: error: \(path)\(message)\n")
                 #expect(r.stdout.isEmpty, "no summary for a job that failed on its input")
             }
             for contents in ["", "# nothing to do\n\n"] {

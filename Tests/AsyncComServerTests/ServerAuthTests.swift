@@ -248,13 +248,13 @@ struct ServerAuthTests {
             let map = packageRoot() + "/data/seed/map.txt"
             let open = try runExecutable("asynccom-server", ["--map", map, "--listen", "tcp://0.0.0.0:0"])
             #expect(open.status == 64)
-            #expect(open.stderr.hasPrefix("asynccom-server: refusing to listen on tcp://0.0.0.0:0 without authentication (protected mode)"))
+            #expect(open.stderr.hasPrefix("asynccom-server: error: refusing to listen on tcp://0.0.0.0:0 without authentication (protected mode)"))
             #expect(open.stdout.isEmpty)
             let bad = try TempFile("ok:\(Self.alice)\n\nweak\n")
             defer { bad.remove() }
             let r = try runExecutable("asynccom-server", ["--map", map, "--auth-token-file", bad.path, "--listen", "tcp://127.0.0.1:0"])
             #expect(r.status == 2)
-            #expect(r.stderr == "asynccom-server: \(bad.path):3: token shorter than 16 characters (4); make one with: openssl rand -hex 32\n")
+            #expect(r.stderr == "asynccom-server: error: \(bad.path):3: token shorter than 16 characters (4); make one with: openssl rand -hex 32\n")
             #expect(r.stdout.isEmpty)
         }
     }

@@ -231,13 +231,13 @@ struct ServerTLSTests {
                 "--tls-cert", certs.path("server.pem"), "--tls-key", certs.path("client.key"),
             ])
             #expect(mismatch.status == 2)
-            #expect(mismatch.stderr.hasPrefix("asynccom-server: TLS: cannot load the private key \(certs.path("client.key")): key values mismatch"),
+            #expect(mismatch.stderr.hasPrefix("asynccom-server: error: TLS: cannot load the private key \(certs.path("client.key")): key values mismatch"),
                     "\(mismatch.stderr)")
             let missing = try runExecutable("asynccom-server", [
                 "--map", map, "--listen", "tls://127.0.0.1:0", "--tls-cert", "/nonexistent.pem", "--tls-key", "/nonexistent.key",
             ])
             #expect(missing.status == 2)
-            #expect(missing.stderr.hasPrefix("asynccom-server: TLS: cannot load the certificate /nonexistent.pem"), "\(missing.stderr)")
+            #expect(missing.stderr.hasPrefix("asynccom-server: error: TLS: cannot load the certificate /nonexistent.pem"), "\(missing.stderr)")
             let none = try runExecutable("asynccom-server", ["--map", map, "--listen", "tls://127.0.0.1:0"])
             #expect(none.status == 64)
             #expect(none.stderr.contains("a tls:// endpoint needs a certificate and a key"), "\(none.stderr)")

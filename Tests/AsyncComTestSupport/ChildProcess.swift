@@ -2,84 +2,10 @@
 import Glibc
 #endif
 
-// Starting this package's executables as child processes: one spawn (posix_spawn with a clean signal state), one
-// exit wait (waitpid, polled), one place that finds the built products.
+@_exported import AsyncComProcess
 
-/// Where `swift build` put the executable `name`: next to the test bundle (both `.build/debug` layouts), or in the
-/// package's `.build/debug`.
-public func executablePath(_ name: String) throws -> String {
-    var dirs: [String] = []
-    var buf = [CChar](repeating: 0, count: 4096)
-    let n = readlink("/proc/self/exe", &buf, buf.count - 1)
-    if n > 0 {
-        let exe = String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        dirs.append(parentDirectory(exe))
-        dirs.append(parentDirectory(parentDirectory(exe)))  // inside an .xctest bundle directory
-    }
-    if let arg0 = CommandLine.arguments.first, arg0.contains("/") {
-        dirs.append(parentDirectory(arg0))
-        dirs.append(parentDirectory(parentDirectory(arg0)))
-    }
-    dirs.append(packageRoot() + "/.build/debug")
-    for dir in dirs where access(dir + "/" + name, X_OK) == 0 {
-        return dir + "/" + name
-    }
-    throw TestFailure("\(name) not found in \(dirs); run `swift build` first")
-}
-
-private func parentDirectory(_ path: String) -> String {
-    guard let slash = path.lastIndex(of: "/") else { return "." }
-    return String(path[..<slash])
-}
-
-/// posix_spawn of `path` with `arguments` and the given file actions, with a clean signal state whatever the
-/// test runner's threads block or ignore: SIGINT, SIGTERM and SIGPIPE at their defaults, and only
-/// `blockedSignals` blocked (as a parent that blocks them in its spawning thread would leave them).
-public func spawnChild(_ path: String, _ arguments: [String], actions: inout posix_spawn_file_actions_t,
-                       blockedSignals: [Int32] = []) throws -> pid_t {
-    var attr = posix_spawnattr_t()
-    posix_spawnattr_init(&attr)
-    defer { posix_spawnattr_destroy(&attr) }
-    var mask = sigset_t()
-    sigemptyset(&mask)
-    for s in blockedSignals { sigaddset(&mask, s) }
-    posix_spawnattr_setsigmask(&attr, &mask)
-    var defaults = sigset_t()
-    sigemptyset(&defaults)
-    for s in [SIGINT, SIGTERM, SIGPIPE] { sigaddset(&defaults, s) }
-    posix_spawnattr_setsigdefault(&attr, &defaults)
-    posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-    let argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) } + [nil]
-    defer { for p in argv { free(p) } }
-    var child: pid_t = 0
-    let rc = posix_spawn(&child, path, &actions, &attr, argv, environ)
-    guard rc == 0 else { throw TestFailure("posix_spawn \(path): \(rc)") }
-    return child
-}
-
-/// A spawned child's pid and, once reaped, its exit code (128 + signal when killed by one).
-struct Reaped {
-    let pid: pid_t
-    private(set) var exitStatus: Int32?
-
-    init(_ pid: pid_t) { self.pid = pid }
-
-    /// Polls waitpid until the child exits; throws `failure()` after `seconds`.
-    mutating func wait(seconds: Double, failure: () -> TestFailure) throws -> Int32 {
-        if let exitStatus { return exitStatus }
-        let deadline = monotonicSeconds() + seconds
-        while true {
-            var status: Int32 = 0
-            if waitpid(pid, &status, WNOHANG) == pid {
-                let code = (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
-                exitStatus = code
-                return code
-            }
-            if monotonicSeconds() > deadline { throw failure() }
-            usleep(20_000)
-        }
-    }
-}
+// The package's executables as child processes in tests. Spawning, finding the built products and the real server
+// (`ServerProcess`) live in AsyncComProcess, shared with asynccom-bench.
 
 /// Output of a finished child process.
 public struct ProcessResult: Sendable {
