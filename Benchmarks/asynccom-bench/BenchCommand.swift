@@ -19,7 +19,7 @@ struct BenchCommand: AsyncParsableCommand {
             start or stop cleanly); 64 for a usage error (bad option, unknown scenario).
             """),
         version: CommandLineTool.version("asynccom-bench"),
-        subcommands: [RunCommand.self, GenerateCommand.self],
+        subcommands: [RunCommand.self, GenerateCommand.self, ConnectionsWorkerCommand.self],
         defaultSubcommand: RunCommand.self
     )
 
