@@ -3,7 +3,9 @@ import PackageDescription
 
 // Module map (what may depend on what):
 //   CLibevent          system library: Debian's libevent-dev (event_core + event_pthreads + event_extra for evhttp)
-//   AsyncComCore       pure Swift: wire protocol, device map, commands file, endpoints. No I/O, no libevent.
+//   AsyncComCore       pure Swift: wire protocol, device map, commands file, endpoints. No sockets, threads, clocks
+//                      or libevent; the only I/O is reading the input files it parses (FileInput, LineReader,
+//                      the map's BlockReader), checked by CoreBoundaryTests.
 //   AsyncComEventLoop  thin Swift layer over libevent: event base, fd events, timers, notifier, sockets.
 //   COpenSSL           system library: Debian's libssl-dev (OpenSSL 3: ssl + crypto)
 //   AsyncComTLS        TLS sessions on non-blocking sockets (OpenSSL), for the server and the client.
@@ -14,9 +16,9 @@ import PackageDescription
 //                      help text that fits the terminal (swift-argument-parser, swift-log).
 //   AsyncComProcess    the built executables as child processes (spawn, find, the real server): for the bench and
 //                      the tests, which both need it (an executable cannot depend on a test target).
+// Linux only (eventfd, SO_REUSEPORT, SO_TIMESTAMPNS, MAP_POPULATE): no other platform is claimed, built or tested.
 let package = Package(
     name: "asynccom",
-    platforms: [.macOS(.v13)],
     products: [
         .executable(name: "asynccom-server", targets: ["asynccom-server"]),
         .executable(name: "asynccom-client", targets: ["asynccom-client"]),

@@ -7,7 +7,6 @@ import PackageDescription
 // The end-to-end benchmark is the main package's `asynccom-bench` executable (Benchmarks/asynccom-bench).
 let package = Package(
     name: "asynccom-benchmarks",
-    platforms: [.macOS(.v13)],
     dependencies: [
         .package(name: "asynccom", path: ".."),
         .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),

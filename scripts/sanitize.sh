@@ -22,8 +22,8 @@ source scripts/ensure-deps.sh
 # exporting the runtime's local symbols.
 linker=()
 if [[ -x $(dirname "$(command -v swift)")/ld.lld ]] || command -v ld.lld >/dev/null; then linker=(-Xswiftc -use-ld=lld); fi
-# --no-parallel, as scripts/test.sh: an instrumented build is several times slower, and tests with real servers
-# and real timeouts side by side on two cores would turn generous bounds into flakes.
+# --no-parallel (scripts/test.sh runs in parallel): an instrumented build is several times slower, and its
+# tests' real timeouts are sized for one test at a time.
 # The spawned executables inherit this: OpenSSL's own allocations are not ours to free (scripts/lsan-suppressions.txt).
 export LSAN_OPTIONS="suppressions=$PWD/scripts/lsan-suppressions.txt${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 swift test --no-parallel --sanitize="$kind" --scratch-path "$scratch" "${linker[@]}" "$@"

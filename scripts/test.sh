@@ -2,10 +2,12 @@
 # The test suite, exactly as CI runs it: unit tests of the pure code, end-to-end tests over real sockets, and the
 # executables' tests. Extra arguments go to `swift test` (e.g. --filter AsyncComServerTests).
 #
-# --no-parallel: many tests run real servers with real timeouts. Run side by side on a 2-core machine they starve
-# each other (and Swift concurrency's small cooperative pool), which turns generous bounds into flakes. One at a
-# time, the suite takes about two minutes and every bound means what it says.
+# In parallel (plain `swift test`): about half the time of a run one test at a time. Tests that run real servers
+# or processes first take a share of the machine (`.machineSlot` in Tests/AsyncComTestSupport/MachineSlots.swift:
+# eight waiting tests or two busy ones at once, the time limit starting once the share is held) and block only
+# on threads of their own (`blocking {}`), never on Swift concurrency's two-thread pool, so a loaded 2-core
+# machine slows the run down without turning timeouts into flakes. `--no-parallel` (passed through) still works.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/ensure-deps.sh
-swift test --no-parallel "$@"
+swift test "$@"

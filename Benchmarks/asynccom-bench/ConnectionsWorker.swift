@@ -1,6 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#endif
 import ArgumentParser
 import AsyncComCore
 import AsyncComEventLoop
@@ -192,7 +190,7 @@ final class ConnectionSet {
     }
 
     private func runLoop(until done: () -> Bool, within seconds: Double, what: String, tickNanos: UInt64 = 10_000_000) throws {
-        let deadline = EventLoop.monotonicNanos() &+ UInt64(seconds * 1e9)
+        let deadline = EventLoop.monotonicNanos() &+ seconds.secondsAsNanos
         let tick = Timer(loop: loop) {}
         defer { tick.cancel() }
         while !done() {

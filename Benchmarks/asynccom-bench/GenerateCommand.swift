@@ -85,15 +85,15 @@ struct DataSetOptions: ParsableArguments {
 }
 
 struct GenerateCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "generate",
+    static let configuration = CommandLineTool.configuration(
+        "generate", subcommandOf: "asynccom-bench",
         abstract: "Write a device map and a commands file (map.txt, commands.txt) for a synthetic fleet.",
         usage: "asynccom-bench generate [<options>] --out <out>",
-        discussion: HelpText.fit("""
+        discussion: """
             Deterministic: the same options and --seed give the same files. Prints the sum and counts a correct \
             client run must report. Example, 1,000,000 commands of 1 s:
               asynccom-bench generate --devices 500000 --out scratch/inflight
-            """)
+            """
     )
 
     @OptionGroup var data: DataSetOptions

@@ -95,7 +95,7 @@ enum HTTPBench {
         return RunResult(wallSeconds: Double(load.seconds), commandsPerSecond: rps * Double(load.itemsPerRequest),
                          requestsPerSecond: rps, serverCPUSeconds: cpu,
                          serverCPUPerMillion: commands > 0 ? cpu / commands * 1e6 : .nan,
-                         serverPeakRSS: measured ? server.peakRSS : 0, clientPeakRSS: 0, lateness: nil)
+                         serverPeakRSS: measured ? server.peakRSS : 0)
     }
 
     /// After the table: how the http rows compare (targets: asynccom >= 85% of bare evhttp, >= 8x Flask).

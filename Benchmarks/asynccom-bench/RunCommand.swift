@@ -4,11 +4,11 @@ import AsyncComCLI
 import AsyncComCore
 
 struct RunCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "run",
+    static let configuration = CommandLineTool.configuration(
+        "run", subcommandOf: "asynccom-bench",
         abstract: "Run benchmark scenarios against the real server and print a table of medians.",
         usage: "asynccom-bench run [<options>] [<scenarios> ...]",
-        discussion: HelpText.fit("""
+        discussion: """
             Each run starts a fresh asynccom-server (found next to this executable) on a free port, drives it with \
             the client engine in this process, and checks the sum and every count against what the data set \
             implies: a wrong answer fails the run. Data sets are generated into --scratch. Reported per scenario: \
@@ -21,7 +21,7 @@ struct RunCommand: AsyncParsableCommand {
 
             Build both executables in release first:
               swift build -c release && .build/release/asynccom-bench run seed inflight
-            """)
+            """
     )
 
     @Argument(help: "Scenarios to run (default: all).")

@@ -43,29 +43,29 @@ final class LatencyRecorder: @unchecked Sendable {
     }
 }
 
-/// The figures of one run.
+/// The figures of one run; what a kind of run does not measure stays 0 or nil.
 struct RunResult: Sendable {
     var wallSeconds: Double
-    var commandsPerSecond: Double
-    var requestsPerSecond: Double
-    var serverCPUSeconds: Double
-    var serverCPUPerMillion: Double
-    var serverPeakRSS: Int
-    var clientPeakRSS: Int
+    var commandsPerSecond = 0.0
+    var requestsPerSecond = 0.0
+    var serverCPUSeconds = 0.0
+    var serverCPUPerMillion = 0.0
+    var serverPeakRSS = 0
+    var clientPeakRSS = 0
     /// Lateness beyond the modelled wait in ms (p50, p99, max); nil when not measured.
-    var lateness: (p50: Double, p99: Double, max: Double)?
-    var loadSeconds: Double?
-    var parts: Runner.LatenessParts?
+    var lateness: (p50: Double, p99: Double, max: Double)? = nil
+    var loadSeconds: Double? = nil
+    var parts: Runner.LatenessParts? = nil
     /// `Scenario.manyConnections`: connections accepted per second, server bytes per idle connection.
-    var acceptsPerSecond: Double?
-    var rssPerConnection: Double?
-    var rssPerConnectionAfter: Double?
-    var connections: Int?
+    var acceptsPerSecond: Double? = nil
+    var rssPerConnection: Double? = nil
+    var rssPerConnectionAfter: Double? = nil
+    var connections: Int? = nil
     /// Server processes sharing the port (and as many client processes) the connections were spread over.
-    var connectionProcesses: Int?
+    var connectionProcesses: Int? = nil
     /// Server resident bytes per map entry once loaded, and at the loader's peak (`Scenario.isMapMemory`).
-    var mapBytesPerEntry: Double?
-    var loaderPeakBytesPerEntry: Double?
+    var mapBytesPerEntry: Double? = nil
+    var loaderPeakBytesPerEntry: Double? = nil
 }
 
 struct RunFailure: Error, CustomStringConvertible { let description: String }
@@ -85,9 +85,7 @@ enum Runner {
         guard map.count == expectedEntries else {
             throw RunFailure(description: "map has \(map.count) entries, expected \(expectedEntries)")
         }
-        return RunResult(wallSeconds: seconds, commandsPerSecond: 0, requestsPerSecond: 0, serverCPUSeconds: 0,
-                         serverCPUPerMillion: 0, serverPeakRSS: 0,
-                         clientPeakRSS: ProcessMetrics.peakRSS(pid: getpid()) ?? 0, lateness: nil, loadSeconds: seconds)
+        return RunResult(wallSeconds: seconds, clientPeakRSS: ProcessMetrics.peakRSS(pid: getpid()) ?? 0, loadSeconds: seconds)
     }
 
     /// Starts the server with the map and with a one-entry map, and compares them: startup time, resident
@@ -102,9 +100,8 @@ enum Runner {
         let full = try measure(mapPath)
         let n = Double(entries)
         let seconds = full.seconds - empty.seconds
-        return RunResult(wallSeconds: seconds, commandsPerSecond: 0, requestsPerSecond: 0, serverCPUSeconds: 0,
-                         serverCPUPerMillion: 0, serverPeakRSS: full.peak, clientPeakRSS: 0, lateness: nil,
-                         loadSeconds: seconds, mapBytesPerEntry: Double(full.rss - empty.rss) / n,
+        return RunResult(wallSeconds: seconds, serverPeakRSS: full.peak, loadSeconds: seconds,
+                         mapBytesPerEntry: Double(full.rss - empty.rss) / n,
                          loaderPeakBytesPerEntry: Double(full.peak - empty.peak) / n)
     }
 
@@ -145,8 +142,7 @@ enum Runner {
         if scenario.isHandshakes, let tlsFiles, case .tls(_, let port) = server.endpoint {
             let rate = try TLSBench.handshakeRate(port: port, caFile: tlsFiles.ca, seconds: 5)
             return RunResult(wallSeconds: 5, commandsPerSecond: rate, requestsPerSecond: rate,
-                             serverCPUSeconds: server.cpuSeconds, serverCPUPerMillion: 0, serverPeakRSS: server.peakRSS,
-                             clientPeakRSS: 0, lateness: nil)
+                             serverCPUSeconds: server.cpuSeconds, serverPeakRSS: server.peakRSS)
         }
         var configuration = ClientConfiguration(
             servers: [server.endpoint], batch: scenario.batch ?? ClientConfiguration.defaultBatch, window: scenario.window,

@@ -1,9 +1,5 @@
 // Shared by every fuzz target (compiled into each one; see Fuzz/run.sh).
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import AsyncComCore
 
 /// Stops the run when an invariant does not hold: abort() is a "deadly signal" to libFuzzer, which then saves the

@@ -8,8 +8,19 @@ import Glibc
 /// Runs one of the three executables the same way: parse, run, and end with an `ExitStatus`; help and
 /// `--version` on stdout; every error that ends the program on stderr as `PROGRAM: error: message`.
 public enum CommandLineTool {
-    /// `PROGRAM VERSION`, for `CommandConfiguration(version:)`.
+    /// `PROGRAM VERSION`, what `--version` prints.
     public static func version(_ program: String) -> String { "\(program) \(AsyncComVersion.string)" }
+
+    /// A command's configuration as the three executables make it: the help discussion fitted to the terminal
+    /// (`HelpText.fit`) and, on a root command, `--version`. A subcommand passes `subcommandOf:` its program.
+    public static func configuration(
+        _ name: String, subcommandOf program: String? = nil, abstract: String, usage: String? = nil, discussion: String,
+        subcommands: [any ParsableCommand.Type] = [], defaultSubcommand: (any ParsableCommand.Type)? = nil
+    ) -> CommandConfiguration {
+        CommandConfiguration(
+            commandName: name, abstract: abstract, usage: usage, discussion: HelpText.fit(discussion),
+            version: version(program ?? name), subcommands: subcommands, defaultSubcommand: defaultSubcommand)
+    }
 
     /// Parses the arguments and runs the (sub)command; never returns.
     public static func main<Root: ParsableCommand>(_ root: Root.Type) async -> Never {

@@ -224,5 +224,4 @@ struct UncheckedTransfer<Value>: @unchecked Sendable {
     private var stored: Value?
     init(_ value: Value) { stored = value }
     var value: Value { stored! }
-    consuming func take() -> Value { stored! }
 }

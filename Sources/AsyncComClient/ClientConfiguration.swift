@@ -145,12 +145,3 @@ public enum ClientError: Error, Sendable, CustomStringConvertible {
         }
     }
 }
-
-extension Double {
-    /// Seconds to whole nanoseconds, saturating (callers validated the range).
-    @inline(__always) var nanos: UInt64 {
-        guard self > 0 else { return 0 }
-        let n = self * 1e9
-        return n >= 1.8e19 ? UInt64.max / 2 : UInt64(n)
-    }
-}

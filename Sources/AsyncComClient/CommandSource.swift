@@ -1,8 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import AsyncComCore
 
 /// Where a job's commands come from. The engine pulls lazily, on its loop thread, and only when a window has
@@ -140,18 +135,10 @@ public struct MemoryCommandSource: CommandSource, InPlaceCommandSource {
         var pulled = 0
         let bytes = self.bytes
         bytes.withUnsafeBytes { raw in
-            while pulled < limit && offset < raw.count {
-                var end = offset
-                if let hit = memchr(raw.baseAddress! + offset, 0x0A, raw.count - offset) {
-                    end = UnsafeRawPointer(hit) - raw.baseAddress!
-                } else {
-                    end = raw.count
-                }
-                var lineEnd = end
-                if lineEnd > offset && raw[lineEnd - 1] == UInt8(ascii: "\r") { lineEnd -= 1 }
+            var lines = LineFramer.Lines(raw, from: offset)
+            defer { offset = lines.offset }
+            while pulled < limit, let line = lines.next() {
                 lineNumber += 1
-                let line = UnsafeRawBufferPointer(rebasing: raw[offset..<lineEnd])
-                offset = end + 1
                 switch CommandsFile.parseInPlace(line: line) {
                 case .command(let device, let item, let commandStart):
                     body(device, item, commandStart, lineNumber)

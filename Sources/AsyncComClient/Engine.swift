@@ -100,8 +100,8 @@ final class Engine {
         self.loop = loop
         self.now = clock
         self.depth = DepthPolicy(configuration)
-        self.requestTimeoutNanos = configuration.requestTimeout.nanos
-        self.connectTimeoutNanos = configuration.connectTimeout.nanos
+        self.requestTimeoutNanos = configuration.requestTimeout.secondsAsNanos
+        self.connectTimeoutNanos = configuration.connectTimeout.secondsAsNanos
         if let inPlace = payload.source as? any InPlaceCommandSource {
             self.inPlaceSource = inPlace
         } else {
@@ -133,26 +133,30 @@ final class Engine {
     static func launch(configuration: ClientConfiguration, logger: Logger, payload: UncheckedTransfer<JobPayload>, control: JobControl,
                        completion: @escaping @Sendable (Result<JobSummary, any Error>) -> Void) throws(ClientError) {
         let transfer = payload
-        try LoopThread.spawn {
-            let result: Result<JobSummary, any Error>
-            do {
-                let loop = try EventLoop()
-                result = withExtendedLifetime(loop) {
-                    let engine = Engine(configuration: configuration, logger: logger, loop: loop, payload: transfer.value, control: control)
-                    do {
-                        try engine.start()
-                    } catch {
-                        engine.abort(error)
+        do {
+            try LoopThread.spawn {
+                let result: Result<JobSummary, any Error>
+                do {
+                    let loop = try EventLoop()
+                    result = withExtendedLifetime(loop) {
+                        let engine = Engine(configuration: configuration, logger: logger, loop: loop, payload: transfer.value, control: control)
+                        do {
+                            try engine.start()
+                        } catch {
+                            engine.abort(error)
+                        }
+                        if !engine.finished { loop.run() }
+                        // Every libevent object is freed here, on the loop thread, before the loop itself.
+                        engine.teardown()
+                        return engine.outcome ?? .failure(ClientError.startup("the event loop stopped before the job ended"))
                     }
-                    if !engine.finished { loop.run() }
-                    // Every libevent object is freed here, on the loop thread, before the loop itself.
-                    engine.teardown()
-                    return engine.outcome ?? .failure(ClientError.startup("the event loop stopped before the job ended"))
+                } catch {
+                    result = .failure(ClientError.startup("\(error)"))
                 }
-            } catch {
-                result = .failure(ClientError.startup("\(error)"))
+                completion(result)
             }
-            completion(result)
+        } catch {
+            throw .startup("\(error)")
         }
     }
 

@@ -1,9 +1,6 @@
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import AsyncComCore
+import AsyncComEventLoop
 
 /// Reads a pipe, FIFO or terminal on a thread of its own and hands the bytes to the engine's loop thread, so a
 /// writer that pauses never stops the loop (replies keep being read, timers keep meaning what they say).

@@ -5,13 +5,7 @@ import AsyncComCore
 struct Sharder {
     let serverCount: Int
 
-    @inline(__always) static func mix(_ x: UInt64) -> UInt64 {
-        // splitmix64 finaliser: cheap, and every input bit affects every output bit.
-        var z = x &+ 0x9E37_79B9_7F4A_7C15
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    @inline(__always) static func mix(_ x: UInt64) -> UInt64 { SplitMix64.mix(x) }
 
     @inline(__always) static func hash(_ device: DeviceAddress) -> UInt64 {
         mix(device.high ^ mix(device.low))

@@ -1,30 +1,6 @@
 /// Hand-rolled JSON for summaries and result lines: exact `Int128` sums, snake_case keys, fixed decimals, and
-/// no Foundation in the library.
+/// no Foundation in the library. Strings go through Core's `JSONString`, the one escaping rule.
 public enum JSONText {
-    /// `"text"` with quotes, backslashes and control characters escaped.
-    public static func quoted(_ text: String) -> String {
-        var out = "\""
-        out.reserveCapacity(text.utf8.count + 2)
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if scalar.value < 0x20 {
-                    let hex = String(scalar.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        out += "\""
-        return out
-    }
-
     /// `value` with exactly `decimals` digits after the point (non-finite values print as 0).
     public static func fixed(_ value: Double, decimals: Int) -> String {
         guard value.isFinite else { return "0" }
@@ -70,12 +46,12 @@ extension JobSummary {
         s += ",\"latency_ms\":\(latency.jsonMilliseconds)"
         s += ",\"requests\":\(requests),\"retries\":\(retries),\"resends\":\(resends),\"reconnects\":\(reconnects)"
         s += ",\"late_replies\":\(lateReplies),\"bad_replies\":\(badReplies)"
-        s += ",\"first_failure\":" + (firstFailure.map(JSONText.quoted) ?? "null")
+        s += ",\"first_failure\":" + (firstFailure.map(JSONString.quoted) ?? "null")
         s += ",\"interrupted\":\(interrupted),\"not_answered\":\(notAnswered)"
         s += ",\"servers\":["
         for (i, server) in servers.enumerated() {
             if i > 0 { s += "," }
-            s += "{\"endpoint\":\(JSONText.quoted(server.endpoint)),\"ok\":\(server.ok),\"unknown\":\(server.unknown)"
+            s += "{\"endpoint\":\(JSONString.quoted(server.endpoint)),\"ok\":\(server.ok),\"unknown\":\(server.unknown)"
             s += ",\"failed\":\(server.failed),\"requests_sent\":\(server.requestsSent),\"reconnects\":\(server.reconnects)"
             s += ",\"connections_lost\":\(server.connectionsLost),\"timeouts\":\(server.timeouts),\"stalls\":\(server.stalls)"
             s += ",\"up\":\(server.upAtEnd),\"connections\":\(server.connections),\"reactors\":\(server.reactors)"

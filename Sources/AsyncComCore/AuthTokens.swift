@@ -32,19 +32,11 @@ public struct AuthTokens: Sendable, Equatable {
     public init(parsing text: UnsafeRawBufferPointer, fileName: String) throws(InputFileError) {
         var entries: [Entry] = []
         var lineNumber = 0
-        var start = 0
-        let n = text.count
-        while start < n {
+        var lines = LineFramer.Lines(text)
+        while let raw = lines.next() {
             lineNumber += 1
-            var end = start
-            while end < n && text[end] != 0x0A { end += 1 }
-            defer { start = end + 1 }
-            var s = start
-            var e = end
-            while s < e && (text[s] == 0x20 || text[s] == 0x09) { s += 1 }
-            while e > s && (text[e - 1] == 0x20 || text[e - 1] == 0x09 || text[e - 1] == 0x0D) { e -= 1 }
-            if s == e || text[s] == UInt8(ascii: "#") { continue }
-            let line = UnsafeRawBufferPointer(rebasing: text[s..<e])
+            let line = LineFramer.trimmed(raw)
+            if line.isEmpty || line[0] == UInt8(ascii: "#") { continue }
             func fail(_ message: String) -> InputFileError {
                 InputFileError(file: fileName, line: lineNumber, message: message)
             }
@@ -55,7 +47,7 @@ public struct AuthTokens: Sendable, Equatable {
                 guard !nameBytes.isEmpty, nameBytes.count <= Self.maxNameLength,
                       nameBytes.allSatisfy(Self.isNameByte)
                 else {
-                    throw fail("invalid token name '\(FileInput.quote(nameBytes, limit: 32))': expected 1-64 characters of A-Z a-z 0-9 _ . - before the ':'")
+                    throw fail("invalid token name '\(Wire.printable(nameBytes, limit: 32))': expected 1-64 characters of A-Z a-z 0-9 _ . - before the ':'")
                 }
                 name = String(decoding: nameBytes, as: UTF8.self)
                 token = UnsafeRawBufferPointer(rebasing: line[(colon + 1)...])

@@ -1,8 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// A growable contiguous byte buffer with a read and a write index, used for socket input and output.
 ///
@@ -84,18 +80,9 @@ public final class ByteBuffer {
         if _readerIndex == _writerIndex { _readerIndex = 0; _writerIndex = 0 }
     }
 
-    /// Drops everything written after `writerIndex` was `mark` (rolls back a partly written message).
-    ///
-    /// Careful: an absolute `writerIndex` mark goes stale when an append in between grows or compacts the
-    /// storage (both move the readable bytes to offset 0). Prefer `truncate(readableBytes:)` with a mark taken
-    /// from `readableBytes`, which survives both.
-    @inlinable @inline(__always) public func truncate(to mark: Int) {
-        precondition(mark >= _readerIndex && mark <= _writerIndex)
-        _writerIndex = mark
-    }
-
-    /// Rolls back to a mark taken from `readableBytes`: keeps the first `n` readable bytes, drops the rest.
-    /// Unlike an absolute `writerIndex` mark, this one stays valid when appends grow or compact the buffer.
+    /// Rolls back to a mark taken from `readableBytes`: keeps the first `n` readable bytes, drops the rest
+    /// (a partly written message). The mark stays valid when appends grow or compact the buffer (an absolute
+    /// `writerIndex` would not: both move the readable bytes to offset 0).
     @inlinable @inline(__always) public func truncate(readableBytes n: Int) {
         precondition(n >= 0 && n <= _writerIndex - _readerIndex)
         _writerIndex = _readerIndex + n

@@ -48,22 +48,16 @@ public enum CommandsBody {
 
     private static func parseText(_ p: UnsafeMutablePointer<UInt8>, _ n: Int, into line: ByteBuffer) -> Result<Int, Failure> {
         var items = 0
-        var i = 0
-        while i < n {
-            var end = i
-            while end < n && p[end] != 0x0A { end += 1 }
-            var s = i, e = end
-            while s < e && (p[s] == 0x20 || p[s] == 0x09) { s += 1 }
-            while e > s && (p[e - 1] == 0x20 || p[e - 1] == 0x09 || p[e - 1] == 0x0D) { e -= 1 }
-            if s < e {
-                if let bad = firstSeparator(p + s, e - s) {
-                    return .failure(Failure(.badItem, "items[\(items)]: \(bad)", index: items))
-                }
-                line.append(byte: 0x20)
-                line.append(UnsafeRawBufferPointer(start: p + s, count: e - s))
-                items += 1
+        var lines = LineFramer.Lines(UnsafeRawBufferPointer(start: p, count: n))
+        while let raw = lines.next() {
+            let item = LineFramer.trimmed(raw)
+            guard let start = item.baseAddress, !item.isEmpty else { continue }
+            if let bad = firstSeparator(start.assumingMemoryBound(to: UInt8.self), item.count) {
+                return .failure(Failure(.badItem, "items[\(items)]: \(bad)", index: items))
             }
-            i = end + 1
+            line.append(byte: 0x20)
+            line.append(item)
+            items += 1
         }
         return .success(items)
     }
@@ -71,7 +65,7 @@ public enum CommandsBody {
     /// Why an item cannot go on a `REQ` line as it is: a blank or control byte inside it (nil when none).
     static func firstSeparator(_ p: UnsafePointer<UInt8>, _ n: Int) -> String? {
         for k in 0..<n where p[k] < 0x21 || p[k] == 0x7F {
-            return p[k] == 0x20 || p[k] == 0x09 ? "blank inside an item" : "control character inside an item"
+            return Wire.isBlank(p[k]) ? "blank inside an item" : "control character inside an item"
         }
         return nil
     }

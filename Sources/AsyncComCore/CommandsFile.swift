@@ -1,9 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
 /// One well-formed line of a commands file.
 public struct CommandEntry: Sendable, Equatable {
     public var device: DeviceAddress
@@ -58,12 +52,8 @@ public enum CommandsFile {
         if let fast = ItemSyntax.parseIPv4Item(line) {
             return .command(device: fast.device, item: line, commandStart: fast.commandStart)
         }
-        var s = 0
-        var e = line.count
-        while s < e && (line[s] == 0x20 || line[s] == 0x09) { s += 1 }
-        while e > s && (line[e - 1] == 0x20 || line[e - 1] == 0x09 || line[e - 1] == 0x0D) { e -= 1 }
-        if s == e || line[s] == UInt8(ascii: "#") { return .skip }
-        let item = UnsafeRawBufferPointer(rebasing: line[s..<e])
+        let item = LineFramer.trimmed(line)
+        if item.isEmpty || item[0] == UInt8(ascii: "#") { return .skip }
         switch ItemSyntax.parse(item) {
         case .success(let parsed):
             return .command(device: parsed.device, item: item, commandStart: parsed.commandStart)
@@ -85,16 +75,14 @@ public enum CommandsFile {
     /// `ip:command:response:wait` (blanks around it allowed): what a device map line looks like, the likeliest
     /// file to be passed as commands by mistake.
     package static func looksLikeMapLine(_ line: UnsafeRawBufferPointer) -> Bool {
-        var end = line.count
-        while end > 0 && (line[end - 1] == 0x20 || line[end - 1] == 0x09 || line[end - 1] == 0x0D) { end -= 1 }
-        var start = 0
-        while start < end && (line[start] == 0x20 || line[start] == 0x09) { start += 1 }
-        guard let waitColon = lastColon(line, before: end, after: start),
-              let responseColon = lastColon(line, before: waitColon, after: start) else { return false }
+        let line = LineFramer.trimmed(line)
+        let end = line.count
+        guard let waitColon = lastColon(line, before: end, after: 0),
+              let responseColon = lastColon(line, before: waitColon, after: 0) else { return false }
         let response = String(decoding: UnsafeRawBufferPointer(rebasing: line[(responseColon + 1)..<waitColon]), as: UTF8.self)
         let wait = String(decoding: UnsafeRawBufferPointer(rebasing: line[(waitColon + 1)..<end]), as: UTF8.self)
         guard Int64(response) != nil, let seconds = Double(wait), seconds >= 0 else { return false }
-        if case .success = ItemSyntax.parse(UnsafeRawBufferPointer(rebasing: line[start..<responseColon])) { return true }
+        if case .success = ItemSyntax.parse(UnsafeRawBufferPointer(rebasing: line[..<responseColon])) { return true }
         return false
     }
 

@@ -145,21 +145,6 @@ public struct DeadlineQueue<Payload> {
         }
     }
 
-    /// Removes everything, handing each item to `body` (used when a reactor shuts down hard).
-    @inlinable public mutating func removeAll(_ body: (Payload) -> Void) {
-        for g in groups.indices {
-            for i in groups[g].head..<groups[g].items.count { body(groups[g].items[i].payload) }
-            groups[g].items.removeAll()
-            groups[g].head = 0
-            groups[g].listedIdle = true
-        }
-        for entry in overflow { body(entry.payload) }
-        overflow.removeAll()
-        heap.removeAll()
-        idleGroups = Array(groups.indices)
-        storedCount = 0
-    }
-
     /// Removes every item for which `shouldRemove` is true, keeping the others in order; returns how many went.
     /// Visits the items group by group, each group's items in insertion order (callers that keep per-group
     /// state in step with the queue, such as a byte ring per group, rely on it), then the overflow heap's items

@@ -1,8 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// A device's IP address in binary form, so that every textual spelling of one address is one device
 /// (`::1` and `0:0::1`; `1.2.3.4` and `::ffff:1.2.3.4`). IPv4 is stored IPv4-mapped (`::ffff:a.b.c.d`).

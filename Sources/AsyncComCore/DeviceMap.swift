@@ -1,8 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// The device map: `(device, command) -> (response, wait)`, loaded once and shared read-only by all reactors.
 /// Lookups are O(1) and allocate nothing: they read the command's bytes straight from the request buffer.

@@ -1,8 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// The distinct commands of a device map, each numbered from 0 in order of first appearance.
 ///

@@ -1,8 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// Parses a map file into the hash tables `DeviceMap` keeps. Loading allocates nothing per line.
 ///
@@ -84,9 +80,7 @@ struct MapLoader {
             let contents = try FileInput.readAll(path)
             return try load(data: contents.bytes, fileName: path)
         }
-        #if os(Linux)
         _ = posix_fadvise(fd, 0, 0, Int32(POSIX_FADV_SEQUENTIAL))
-        #endif
         var loader = MapLoader(fileName: path)
         return try loader.run { loader throws(InputFileError) in
             guard lseek(fd, 0, SEEK_SET) == 0 else {
@@ -146,39 +140,29 @@ struct MapLoader {
 
     // MARK: Parsing
 
-    @inline(__always) static func isBlank(_ c: UInt8) -> Bool { c == 0x20 || c == 0x09 || c == 0x0D }
-
     /// Parses whole lines (the last may lack its newline only at the end of the input), numbering them on from
     /// the previous block. False once the rest of the input is not needed (an error or a rescan's line found).
     mutating func parse(block: UnsafeRawBufferPointer) throws(InputFileError) -> Bool {
         guard let base = block.baseAddress?.assumingMemoryBound(to: UInt8.self), block.count > 0 else { return true }
         if case .count = mode {
-            count(block: base, size: block.count)
+            count(block: block)
             return true
         }
         let size = block.count
         var nul = Int.max
         if let hit = memchr(base, 0, size) { nul = UnsafeRawPointer(hit) - UnsafeRawPointer(base) }
-        var pos = 0
-        while pos < size {
+        var lines = LineFramer.Lines(block)
+        while let line = lines.next() {
             if foundLine != nil || duplicate != nil { return false }
             lineNumber += 1
-            let lineStart = pos
-            var lineEnd = size
-            if let hit = memchr(base + pos, 0x0A, size - pos) {
-                lineEnd = UnsafeRawPointer(hit) - UnsafeRawPointer(base)
-            }
-            pos = lineEnd + 1
-            if nul < lineEnd {
+            if nul < lines.offset {
                 try fail(InputFileError(file: fileName, line: lineNumber, message: "contains a NUL byte: not a text file"))
                 return false
             }
-            var s = lineStart
-            var e = lineEnd
-            while s < e && MapLoader.isBlank(base[s]) { s += 1 }
-            while e > s && MapLoader.isBlank(base[e - 1]) { e -= 1 }
-            if s == e || base[s] == UInt8(ascii: "#") { continue }
-            try parseLine(base, start: s, end: e)
+            let content = LineFramer.trimmed(line)
+            if content.isEmpty || content[0] == UInt8(ascii: "#") { continue }
+            let s = UnsafeRawPointer(content.baseAddress!) - UnsafeRawPointer(base)
+            try parseLine(base, start: s, end: s + content.count)
         }
         return foundLine == nil && duplicate == nil
     }
@@ -187,23 +171,21 @@ struct MapLoader {
     /// device; a device without a colon of its own is IPv4 (or a bad line, which the second pass reports), one
     /// with colons is parsed to tell an IPv4-mapped address from IPv6. Lines that are not entries may be
     /// counted: a table is then a little larger than it needs to be, and the second pass stops at them anyway.
-    mutating func count(block base: UnsafePointer<UInt8>, size: Int) {
-        var pos = 0
+    mutating func count(block: UnsafeRawBufferPointer) {
         var n4 = 0
-        while pos < size {
-            var e = size
-            if let hit = memchr(base + pos, 0x0A, size - pos) { e = UnsafeRawPointer(hit) - UnsafeRawPointer(base) }
-            var s = pos
-            pos = e + 1
-            while s < e && MapLoader.isBlank(base[s]) { s += 1 }
-            if s == e || base[s] == UInt8(ascii: "#") { continue }
-            let c3 = MapLoader.lastColon(base, from: s, before: e)
-            let c2 = c3 > s ? MapLoader.lastColon(base, from: s, before: c3) : s - 1
-            let c1 = c2 > s ? MapLoader.lastColon(base, from: s, before: c2) : s - 1
-            guard c1 >= s else { continue }
-            if memchr(base + s, Int32(UInt8(ascii: ":")), c1 - s) == nil {
+        var lines = LineFramer.Lines(block)
+        while let line = lines.next() {
+            let content = LineFramer.trimmed(line)
+            guard let p = content.baseAddress, !content.isEmpty, content[0] != UInt8(ascii: "#") else { continue }
+            let base = p.assumingMemoryBound(to: UInt8.self)
+            let e = content.count
+            let c3 = MapLoader.lastColon(base, from: 0, before: e)
+            let c2 = c3 > 0 ? MapLoader.lastColon(base, from: 0, before: c3) : -1
+            let c1 = c2 > 0 ? MapLoader.lastColon(base, from: 0, before: c2) : -1
+            guard c1 >= 0 else { continue }
+            if memchr(base, Int32(UInt8(ascii: ":")), c1) == nil {
                 n4 += 1
-            } else if let device = DeviceAddress.parse(UnsafeRawBufferPointer(start: base + s, count: c1 - s)) {
+            } else if let device = DeviceAddress.parse(UnsafeRawBufferPointer(start: base, count: c1)) {
                 if device.isIPv4 { n4 += 1 } else { counted6 += 1 }
             }
         }
@@ -235,7 +217,7 @@ struct MapLoader {
         let c1 = c2 > s ? MapLoader.lastColon(base, from: s, before: c2) : s - 1
         guard c1 >= s else {
             let fields = c3 < s ? 1 : (c2 < s ? 2 : 3)
-            return try fail(error("expected ip:command:response:wait, found \(fields) field\(fields == 1 ? "" : "s") in '\(FileInput.quote(bytes(s, e)))'"))
+            return try fail(error("expected ip:command:response:wait, found \(fields) field\(fields == 1 ? "" : "s") in '\(Wire.printable(bytes(s, e), limit: Wire.fileQuoteLimit))'"))
         }
         let deviceText = bytes(s, c1)
         let commandText = bytes(c1 + 1, c2)
@@ -243,28 +225,28 @@ struct MapLoader {
         let waitText = bytes(c3 + 1, e)
 
         guard let device = DeviceAddress.parse(deviceText) else {
-            return try fail(error("invalid device address '\(FileInput.quote(deviceText))': expected an IPv4 address such as 10.0.0.1 or an IPv6 address such as 2001:db8::1"))
+            return try fail(error("invalid device address '\(Wire.printable(deviceText, limit: Wire.fileQuoteLimit))': expected an IPv4 address such as 10.0.0.1 or an IPv6 address such as 2001:db8::1"))
         }
         guard ItemSyntax.isValidCommand(commandText) else {
-            return try fail(error("invalid command '\(FileInput.quote(commandText))': \(ItemSyntax.ItemError.badCommand)"))
+            return try fail(error("invalid command '\(Wire.printable(commandText, limit: Wire.fileQuoteLimit))': \(ItemSyntax.ItemError.badCommand)"))
         }
         let response: Int64
         switch ResponseParser.parse(responseText) {
         case .success(let v): response = v
         case .failure(.invalid):
-            return try fail(error("invalid response '\(FileInput.quote(responseText))': expected a whole number such as 1 or -5"))
+            return try fail(error("invalid response '\(Wire.printable(responseText, limit: Wire.fileQuoteLimit))': expected a whole number such as 1 or -5"))
         case .failure(.outOfRange):
-            return try fail(error("invalid response '\(FileInput.quote(responseText))': outside the signed 64-bit range -9223372036854775808 to 9223372036854775807"))
+            return try fail(error("invalid response '\(Wire.printable(responseText, limit: Wire.fileQuoteLimit))': outside the signed 64-bit range -9223372036854775808 to 9223372036854775807"))
         }
         let wait: UInt64
         switch WaitParser.parse(waitText) {
         case .success(let v): wait = v
         case .failure(.invalid):
-            return try fail(error("invalid wait '\(FileInput.quote(waitText))': expected seconds >= 0 such as 1 or 0.25"))
+            return try fail(error("invalid wait '\(Wire.printable(waitText, limit: Wire.fileQuoteLimit))': expected seconds >= 0 such as 1 or 0.25"))
         case .failure(.tooPrecise):
-            return try fail(error("invalid wait '\(FileInput.quote(waitText))': at most 9 decimals (nanoseconds)"))
+            return try fail(error("invalid wait '\(Wire.printable(waitText, limit: Wire.fileQuoteLimit))': at most 9 decimals (nanoseconds)"))
         case .failure(.tooLarge):
-            return try fail(error("invalid wait '\(FileInput.quote(waitText))': at most 86400 seconds (one day)"))
+            return try fail(error("invalid wait '\(Wire.printable(waitText, limit: Wire.fileQuoteLimit))': at most 86400 seconds (one day)"))
         }
 
         switch mode {

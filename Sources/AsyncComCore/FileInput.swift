@@ -1,8 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// Opening and slurping input files with errors that say what is wrong in words a user can act on.
 enum FileInput {
@@ -90,17 +86,5 @@ enum FileInput {
             throw InputFileError(file: path, line: nil, message: describe(errno: e))
         }
         return Contents(allocated: buffer, count: count)
-    }
-
-    /// A field or line quoted for an error message: printable ASCII kept, anything else shown as `?`, cut at
-    /// `limit` bytes so a binary or huge line cannot flood a terminal or log.
-    static func quote(_ bytes: UnsafeRawBufferPointer, limit: Int = 80) -> String {
-        var out: [UInt8] = []
-        out.reserveCapacity(min(bytes.count, limit) + 3)
-        for (i, c) in bytes.enumerated() {
-            if i == limit { out.append(contentsOf: [0x2E, 0x2E, 0x2E]); break }
-            out.append(c >= 0x20 && c < 0x7F ? c : UInt8(ascii: "?"))
-        }
-        return String(decoding: out, as: UTF8.self)
     }
 }

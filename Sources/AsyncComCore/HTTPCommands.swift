@@ -117,31 +117,3 @@ public enum HTTPCommands {
         out.append("}\n")
     }
 }
-
-/// JSON string literals: quotes, backslashes and control bytes escaped, other bytes (UTF-8) as they are.
-public enum JSONString {
-    public static func append(_ bytes: UnsafeRawBufferPointer, to buffer: ByteBuffer) {
-        buffer.append(byte: UInt8(ascii: "\""))
-        for b in bytes {
-            switch b {
-            case UInt8(ascii: "\""), UInt8(ascii: "\\"):
-                buffer.append(byte: UInt8(ascii: "\\"))
-                buffer.append(byte: b)
-            case 0..<0x20:
-                buffer.append("\\u00")
-                buffer.append(byte: hexDigit(b >> 4))
-                buffer.append(byte: hexDigit(b & 15))
-            default:
-                buffer.append(byte: b)
-            }
-        }
-        buffer.append(byte: UInt8(ascii: "\""))
-    }
-
-    public static func append(_ text: String, to buffer: ByteBuffer) {
-        var text = text
-        text.withUTF8 { append(UnsafeRawBufferPointer($0), to: buffer) }
-    }
-
-    @inline(__always) static func hexDigit(_ v: UInt8) -> UInt8 { v < 10 ? 0x30 + v : 0x57 + v }
-}

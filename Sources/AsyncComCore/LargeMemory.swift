@@ -1,8 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// Zeroed raw memory for the device map's hash tables, which are written at random while loading and read at
 /// random for lookups. Large blocks are mapped directly, faulted in whole at once, and then offered to
@@ -30,10 +26,8 @@ struct LargeMemory {
         if n >= LargeMemory.mapThreshold, let p = LargeMemory.mapAligned(n) {
             base = p
             mapped = true
-            #if os(Linux)
             _ = madvise(p, n, LargeMemory.populateWrite)  // EINVAL before Linux 5.14: faulted on demand then
             _ = madvise(p, n, MADV_HUGEPAGE)  // a hint: ignored when THP is off
-            #endif
         } else {
             // Cache-line aligned, so that fixed-size records (32-byte hash slots) never straddle two lines.
             var p: UnsafeMutableRawPointer?

@@ -1,8 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// Streaming reader for line-based input files: reads in large chunks, hands out each line in place.
 ///
@@ -100,41 +96,36 @@ public final class LineReader {
             scanned = 0
         }
         while true {
-            let readable = buffer.readableBytes
-            let base = UnsafeRawPointer(buffer.readPointer)
-            if readable > scanned, let hit = memchr(base + scanned, 0x0A, readable - scanned) {
-                let lf = UnsafeRawPointer(hit) - base
-                let (line, number) = try deliver(length: lf, consumed: lf + 1)
-                return .line(line, number: number)
-            }
-            scanned = readable
-            if atEOF {
-                if readable == 0 { return .end }
-                let (line, number) = try deliver(length: readable, consumed: readable)
-                return .line(line, number: number)
-            }
-            // No LF: a line longer than maxLine (plus CR LF) can never become valid, so stop buffering it.
-            if readable > maxLine + 1 {
+            let view = buffer.readableView
+            // maxLine + 2: the longest line still valid with its CR LF. Without an LF that far, the line can
+            // never become valid, so it is not buffered any further.
+            switch LineFramer.next(in: view, maxLine: maxLine + 2, scanned: scanned) {
+            case .line(let line, let consumed):
+                return .line(try deliver(line, consumed: consumed), number: lineNumber)
+            case .tooLong:
                 lineNumber += 1
                 throw fail(line: lineNumber, "line longer than \(maxLine) bytes")
+            case .incomplete:
+                scanned = view.count
+                if atEOF {
+                    if view.isEmpty { return .end }
+                    return .line(try deliver(LineFramer.unterminated(view), consumed: view.count), number: lineNumber)
+                }
+                guard try fill(wait: wait) else { return .notYet }
             }
-            guard try fill(wait: wait) else { return .notYet }
         }
     }
 
-    private func deliver(length: Int, consumed: Int) throws(InputFileError) -> (line: UnsafeRawBufferPointer, number: Int) {
+    private func deliver(_ line: UnsafeRawBufferPointer, consumed: Int) throws(InputFileError) -> UnsafeRawBufferPointer {
         lineNumber += 1
-        var end = length
-        let base = UnsafeRawPointer(buffer.readPointer)
-        if end > 0 && base.load(fromByteOffset: end - 1, as: UInt8.self) == 0x0D { end -= 1 }
         if nulOffset < streamOffset + consumed {
             throw fail(line: lineNumber, "contains a NUL byte: not a text file")
         }
-        if end > maxLine {
+        if line.count > maxLine {
             throw fail(line: lineNumber, "line longer than \(maxLine) bytes")
         }
         pending = consumed
-        return (UnsafeRawBufferPointer(start: base, count: end), lineNumber)
+        return line
     }
 
     private func fail(line: Int?, _ message: String) -> InputFileError {

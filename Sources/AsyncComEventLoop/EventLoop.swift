@@ -50,6 +50,18 @@ public final class EventLoop {
         _ = event_base_loopbreak(base)
     }
 
+    /// Asks the kernel to give the calling thread CPU slices of `nanos` (Linux 6.12+ EEVDF custom slice; 100 µs to
+    /// 100 ms): a thread with a short slice waits less for a CPU when other threads compete for it. Returns nil on
+    /// success, else why not (older kernels accept and ignore the request: `threadSlice` then says 0).
+    @discardableResult
+    public static func requestThreadSlice(nanos: UInt64) -> SystemError? {
+        let error = asynccom_set_thread_slice(nanos)
+        return error == 0 ? nil : SystemError("sched_setattr", errno: error)
+    }
+
+    /// Thread `tid`'s (0: the calling thread's) requested slice in nanoseconds; 0 for the kernel's default.
+    public static func threadSlice(tid: Int32 = 0) -> UInt64 { asynccom_thread_slice(tid) }
+
     /// CLOCK_MONOTONIC in nanoseconds (the clock libevent's precise timers use).
     public static func monotonicNanos() -> UInt64 {
         var ts = timespec()

@@ -1,8 +1,6 @@
 import CLibevent
 import AsyncComCore
-#if canImport(Glibc)
 import Glibc
-#endif
 
 /// Non-blocking socket helpers (plain POSIX; every fd returned is O_NONBLOCK and close-on-exec).
 public enum Socket {
@@ -105,17 +103,6 @@ public enum Socket {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) == 0 }
         }
         guard ok else { throw .last("getsockname") }
-        return try endpoint(of: &storage, length: length)
-    }
-
-    /// The address of the peer of a connected socket.
-    public static func remoteEndpoint(fd: Int32) throws(SystemError) -> Endpoint {
-        var storage = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let ok = withUnsafeMutablePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &length) == 0 }
-        }
-        guard ok else { throw .last("getpeername") }
         return try endpoint(of: &storage, length: length)
     }
 

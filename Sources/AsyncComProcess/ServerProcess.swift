@@ -134,15 +134,7 @@ public final class ServerProcess {
 
     /// What the server wrote to stderr so far (`Stderr.file`; empty when inherited).
     public func stderr() -> String {
-        guard let stderrPath, let f = fopen(stderrPath, "r") else { return "" }
-        defer { fclose(f) }
-        var out: [UInt8] = []
-        var buf = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = fread(&buf, 1, buf.count, f)
-            if n <= 0 { break }
-            out.append(contentsOf: buf[0..<n])
-        }
-        return String(decoding: out, as: UTF8.self)
+        guard let stderrPath else { return "" }
+        return (try? readText(stderrPath)) ?? ""
     }
 }

@@ -87,6 +87,20 @@ public struct Reaped {
     }
 }
 
+/// The whole file at `path` as UTF-8 text (what a child wrote to its output files).
+public func readText(_ path: String) throws -> String {
+    guard let f = fopen(path, "r") else { throw ProcessFailure("cannot open \(path): \(String(cString: strerror(errno)))") }
+    defer { fclose(f) }
+    var out: [UInt8] = []
+    var buf = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = fread(&buf, 1, buf.count, f)
+        if n <= 0 { break }
+        out.append(contentsOf: buf[0..<n])
+    }
+    return String(decoding: out, as: UTF8.self)
+}
+
 /// CLOCK_MONOTONIC in seconds.
 func clockSeconds() -> Double {
     var ts = timespec()

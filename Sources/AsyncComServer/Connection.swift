@@ -72,7 +72,6 @@ final class Connection {
         if let tls { return try tls.write(from: buffer) }
         return try Socket.write(fd: fd, from: buffer)
     }
-    var isLingering: Bool { if case .lingering = state { return true } else { return false } }
 }
 
 /// Something kept in a `SlotTable`: it knows its own slot.

@@ -1,8 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// The open-file limit (RLIMIT_NOFILE), which bounds how many connections a server can hold: each is one file.
 public enum FileLimit {

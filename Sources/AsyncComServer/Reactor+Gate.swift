@@ -2,9 +2,7 @@ import AsyncComCore
 import AsyncComEventLoop
 import AsyncComTLS
 
-#if canImport(Glibc)
 import Glibc
-#endif
 
 /// What a connection must get through before it may send requests (only when the server requires it).
 /// While a connection has a gate it holds a `maxUnauthenticated` claim instead of a `maxConnections` one, may
@@ -65,7 +63,7 @@ extension Reactor {
                 return false
             }
         }
-        timer.schedule(afterNanos: UInt64(config.authTimeout * 1e9))
+        timer.schedule(afterNanos: config.authTimeout.secondsAsNanos)
         return true
     }
 
@@ -209,7 +207,7 @@ extension Reactor {
         c.state = .finishing
         c.input.clear()
         c.watcher?.setInterest(read: false, write: false)
-        gate.timer.schedule(afterNanos: UInt64(config.authFailureDelay * 1e9))
+        gate.timer.schedule(afterNanos: config.authFailureDelay.secondsAsNanos)
     }
 
     /// Sends `ERR - <code>` and closes after the flush (as any finishing connection).

@@ -4,9 +4,7 @@ import AsyncComTLS
 import Dispatch
 import Logging
 
-#if canImport(Glibc)
 import Glibc
-#endif
 
 /// The asynccom gateway server: `reactors` threads, each running its own libevent loop with its own listeners
 /// and connections. A connection lives and dies on the reactor that accepted it; reactors share only the
@@ -214,27 +212,17 @@ public final class Server: Sendable {
         var threads: [pthread_t] = []
         for k in 0..<baseConfiguration.reactors {
             let reactor = Reactor(index: k, server: self, shared: shared, listeners: listeners[k], logger: logger)
-            let context = Unmanaged.passRetained(reactor).toOpaque()
-            var thread = pthread_t()
-            let rc = pthread_create(&thread, nil, reactorThreadMain, context)
-            if rc != 0 {
-                Unmanaged<Reactor>.fromOpaque(context).release()
+            do {
+                threads.append(try LoopThread.start { reactor.run() })
+            } catch {
                 for later in listeners[k...] { for l in later { Socket.close(fd: l.fd) } }
                 // Stop the reactors already running before reporting the failure.
                 for _ in threads { shared.started.wait() }
                 shared.requestShutdown()
                 for t in threads { pthread_join(t, nil) }
-                throw .reactor(index: k, reason: "pthread_create: \(String(cString: strerror(rc)))")
+                throw .reactor(index: k, reason: "\(error)")
             }
-            threads.append(thread)
         }
         return threads
     }
-}
-
-/// The body of a reactor thread; `arg` is a retained `Reactor`.
-private func reactorThreadMain(_ arg: UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer? {
-    let reactor = Unmanaged<Reactor>.fromOpaque(arg!).takeRetainedValue()
-    reactor.run()
-    return nil
 }

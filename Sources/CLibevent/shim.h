@@ -19,6 +19,8 @@
 #include <string.h>
 #include <time.h>
 #include <sys/uio.h>
+#include <sys/syscall.h>
+#include <stdint.h>
 
 #include <event2/event.h>
 #include <event2/thread.h>
@@ -62,6 +64,46 @@ static inline ssize_t asynccom_recv_stamped(int fd, void *buf, size_t len, int64
         }
     }
     return n;
+}
+
+// sched_setattr(2)/sched_getattr(2) have no glibc wrapper (before 2.41): the calling thread's scheduler slice.
+// Linux 6.12+ (EEVDF) takes a SCHED_OTHER thread's `sched_runtime` as its requested slice (0.1-100 ms): a thread
+// with a shorter slice gets an earlier virtual deadline, so it waits less for a CPU when it wakes or is due.
+// Returns 0 on success, else an errno value; older kernels accept and ignore the value.
+struct asynccom_sched_attr {
+    uint32_t size, sched_policy;
+    uint64_t sched_flags;
+    int32_t sched_nice;
+    uint32_t sched_priority;
+    uint64_t sched_runtime, sched_deadline, sched_period;
+};
+static inline int asynccom_set_thread_slice(uint64_t nanos) {
+#if defined(SYS_sched_setattr) && defined(SYS_sched_getattr)
+    struct asynccom_sched_attr attr;
+    memset(&attr, 0, sizeof attr);
+    if (syscall(SYS_sched_getattr, 0, &attr, (unsigned)sizeof attr, 0) != 0) return errno;
+    if (attr.sched_policy != 0) return EPERM;  // only SCHED_OTHER threads: leave real-time or idle ones alone
+    attr.size = sizeof attr;
+    attr.sched_flags = 0;
+    attr.sched_runtime = nanos;
+    attr.sched_deadline = 0;
+    attr.sched_period = 0;
+    return syscall(SYS_sched_setattr, 0, &attr, 0) == 0 ? 0 : errno;
+#else
+    (void)nanos;
+    return ENOSYS;
+#endif
+}
+// Thread `tid`'s (0: the caller's) requested slice in ns (0: the kernel's default, or no custom slices).
+static inline uint64_t asynccom_thread_slice(int tid) {
+#if defined(SYS_sched_getattr)
+    struct asynccom_sched_attr attr;
+    memset(&attr, 0, sizeof attr);
+    if (syscall(SYS_sched_getattr, tid, &attr, (unsigned)sizeof attr, 0) != 0) return 0;
+    return attr.sched_runtime;
+#else
+    return 0;
+#endif
 }
 
 // accept4 is declared only under _GNU_SOURCE, which Swift's Glibc module does not define: bind the symbol.

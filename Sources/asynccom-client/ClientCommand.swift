@@ -1,8 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import ArgumentParser
 import AsyncComCLI
 import AsyncComClient
@@ -15,10 +11,10 @@ enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
 
 @main
 struct ClientCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "asynccom-client",
+    static let configuration = CommandLineTool.configuration(
+        "asynccom-client",
         abstract: "Send every command of a commands file to asynccom servers, pipelined, and report each result and the sum.",
-        discussion: HelpText.fit("""
+        discussion: """
             COMMANDS_FILE holds one `ip:command` per line (IPv4 or IPv6; split at the last colon); blank lines and \
             lines starting with `#` are skipped. `-` reads standard input. The file is streamed: any size runs in \
             bounded memory. Standard input, pipes and FIFOs are read on a thread of their own: a writer that \
@@ -69,8 +65,7 @@ struct ClientCommand: AsyncParsableCommand {
               asynccom-client --batch 16 data/seed/commands.txt
               asynccom-client --server tcp://10.0.0.5:5557 --server tcp://10.0.0.6:5557 \\
                   --output results.txt --json big-commands.txt
-            """),
-        version: CommandLineTool.version("asynccom-client")
+            """
     )
 
     @Option(name: .customLong("server"),
@@ -149,16 +144,7 @@ struct ClientCommand: AsyncParsableCommand {
         }
     }
 
-    func endpoints() throws -> [Endpoint] {
-        if servers.isEmpty { return [.default] }
-        return try servers.map { text in
-            do {
-                return try Endpoint(parsing: text)
-            } catch {
-                throw ValidationError("--server: \(error)")
-            }
-        }
-    }
+    func endpoints() throws -> [Endpoint] { try EndpointOption.parse(servers, option: "--server", fallback: [.default]) }
 
     func clientConfiguration(endpoints: [Endpoint], token: String?) -> ClientConfiguration {
         var c = ClientConfiguration(servers: endpoints, batch: batch, window: window, connectionsPerServer: connections, maxInflight: maxInflight,

@@ -1,8 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import AsyncComClient
 import Dispatch
 import Synchronization
@@ -31,11 +27,7 @@ enum Interrupts {
             interruption.interrupt()
         }
         var action = sigaction()
-        #if canImport(Glibc)
         action.__sigaction_handler.sa_handler = interruptSignalHandler
-        #else
-        action.__sigaction_u.__sa_handler = interruptSignalHandler
-        #endif
         sigemptyset(&action.sa_mask)
         // Neither signal interrupts the handler of the other: the count is never updated concurrently.
         sigaddset(&action.sa_mask, SIGINT)

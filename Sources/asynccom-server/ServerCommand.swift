@@ -10,10 +10,10 @@ import Glibc
 
 @main
 struct ServerCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "asynccom-server",
+    static let configuration = CommandLineTool.configuration(
+        "asynccom-server",
         abstract: "Answer (device, command) lookups from a device map after each command's modelled wait.",
-        discussion: HelpText.fit("""
+        discussion: """
             Clients send `REQ <id> <ip>:<command> ...` lines and get `RES <id> <result> ...` once the slowest \
             command's wait has passed; replies to different requests come back in any order (see \
             docs/PROTOCOL.md). One reactor thread per core, each with its own event loop and its own listener on \
@@ -60,8 +60,7 @@ struct ServerCommand: ParsableCommand {
             cannot hold --max-connections; 2 for a bad input file (map, token file, TLS certificate or key); \
             64 for a usage error (bad option, options that do not go together, protected mode); 130 after a \
             second signal.
-            """),
-        version: CommandLineTool.version("asynccom-server")
+            """
     )
 
     static func main() { CommandLineTool.main(Self.self) }
@@ -150,15 +149,9 @@ struct ServerCommand: ParsableCommand {
         _ = try httpEndpoints()
     }
 
-    private func httpEndpoints() throws -> [Endpoint] { try Self.parse(httpListen) }
+    private func httpEndpoints() throws -> [Endpoint] { try EndpointOption.parse(httpListen, option: "--http-listen") }
 
-    private func endpoints() throws -> [Endpoint] { listen.isEmpty ? [.default] : try Self.parse(listen) }
-
-    private static func parse(_ urls: [String]) throws -> [Endpoint] {
-        try urls.map { text in
-            do throws(Endpoint.ParseError) { return try Endpoint(parsing: text) } catch { throw ValidationError(error.description) }
-        }
-    }
+    private func endpoints() throws -> [Endpoint] { try EndpointOption.parse(listen, option: "--listen", fallback: [.default]) }
 
     func run() throws {
         // Writes to vanished peers must be errors, never a process-killing SIGPIPE.

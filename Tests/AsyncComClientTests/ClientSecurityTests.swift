@@ -7,7 +7,7 @@ import Testing
 
 /// The client against servers that check who connects: tokens (library, `--token-file`, `ASYNCCOM_TOKEN`) and
 /// `tls://` servers (CA verification, host names).
-@Suite(.timeLimit(.minutes(3))) struct ClientSecurityTests {
+@Suite(.machineSlot(timeLimit: .minutes(3))) struct ClientSecurityTests {
     static let token = "0123456789abcdef0123"
     let seedMap = dataPath("seed/map.txt")
     let seedCommands = dataPath("seed/commands.txt")

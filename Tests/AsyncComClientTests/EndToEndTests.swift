@@ -35,7 +35,7 @@ func mapCommands(devices: Int, rounds: Int = 1) -> (lines: [String], sum: Int128
     return (lines, sum)
 }
 
-@Suite(.timeLimit(.minutes(3))) struct EndToEndTests {
+@Suite(.machineSlot(timeLimit: .minutes(3))) struct EndToEndTests {
     let seedMap = dataPath("seed/map.txt")
     let seedCommands = dataPath("seed/commands.txt")
 
@@ -66,7 +66,7 @@ func mapCommands(devices: Int, rounds: Int = 1) -> (lines: [String], sum: Int128
         #expect(summary.sum == 512 && summary.ok == 512 && summary.unknown == 3 && summary.malformed == 1 && summary.failed == 0)
         #expect(malformed.errors.map(\.line) == [514])
         // The CLI agrees, and exits 0: unknown is an answer.
-        let r = try runExecutable("asynccom-client", ["--server", "tcp://127.0.0.1:\(server.port)", path])
+        let r = try await blocking { try runExecutable("asynccom-client", ["--server", "tcp://127.0.0.1:\(server.port)", path]) }
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.contains("commands: 512 ok, 3 unknown, 0 failed, 1 malformed"))
         #expect(r.stderr.contains("asynccom-client: \(path):514: "))
@@ -131,25 +131,27 @@ func mapCommands(devices: Int, rounds: Int = 1) -> (lines: [String], sum: Int128
         }
     }
 
-    @Test func orderedTextOutputWithMixedWaits() throws {
-        let dir = try tempDirectory()
-        defer { removeTempDirectory(dir) }
-        let map = try writeMap(in: dir, devices: 100) { i in "0.\((100 - i) % 4)" }
-        let server = try TestServer(mapFile: map)
-        defer { server.stop() }
-        let (lines, sum) = mapCommands(devices: 100, rounds: 2)
-        let commands = dir + "/commands.txt"
-        try writeFile(commands, lines.joined(separator: "\n") + "\n")
-        let out = dir + "/out.txt"
-        let r = try runExecutable("asynccom-client", ["--server", "tcp://127.0.0.1:\(server.port)", "--batch", "3",
-                                                           "--window", "8", "--output", out, commands])
-        #expect(r.status == 0, "\(r.stderr)")
-        #expect(r.stdout.contains("sum: \(sum)\n"))
-        let written = try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").map(String.init)
-        #expect(written.count == lines.count)
-        for (i, line) in written.enumerated() {
-            let d = Int(lines[i].split(separator: ":")[0].split(separator: ".")[3])!
-            #expect(line == "\(lines[i]) \(lines[i].hasSuffix(":foo") ? d : -d)")
+    @Test func orderedTextOutputWithMixedWaits() async throws {
+        try await blocking {
+            let dir = try tempDirectory()
+            defer { removeTempDirectory(dir) }
+            let map = try writeMap(in: dir, devices: 100) { i in "0.\((100 - i) % 4)" }
+            let server = try TestServer(mapFile: map)
+            defer { server.stop() }
+            let (lines, sum) = mapCommands(devices: 100, rounds: 2)
+            let commands = dir + "/commands.txt"
+            try writeFile(commands, lines.joined(separator: "\n") + "\n")
+            let out = dir + "/out.txt"
+            let r = try runExecutable("asynccom-client", ["--server", "tcp://127.0.0.1:\(server.port)", "--batch", "3",
+                                                               "--window", "8", "--output", out, commands])
+            #expect(r.status == 0, "\(r.stderr)")
+            #expect(r.stdout.contains("sum: \(sum)\n"))
+            let written = try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").map(String.init)
+            #expect(written.count == lines.count)
+            for (i, line) in written.enumerated() {
+                let d = Int(lines[i].split(separator: ":")[0].split(separator: ".")[3])!
+                #expect(line == "\(lines[i]) \(lines[i].hasSuffix(":foo") ? d : -d)")
+            }
         }
     }
 
@@ -167,40 +169,47 @@ func mapCommands(devices: Int, rounds: Int = 1) -> (lines: [String], sum: Int128
         #expect(summary.elapsedSeconds >= 1.9)
     }
 
-    @Test func serverKilledMidJobAndRestarted() throws {
-        let dir = try tempDirectory()
-        defer { removeTempDirectory(dir) }
-        let map = try writeMap(in: dir, devices: 1000) { _ in "1" }
-        let (lines, sum) = mapCommands(devices: 1000, rounds: 1)  // 2000 commands: 1000 x 1 s, 1000 x 0 s
-        let commands = dir + "/commands.txt"
-        try writeFile(commands, lines.joined(separator: "\n") + "\n")
-        let (first, port) = try ServerProcess.listening(map: map)
-        // 125 requests of 16, 25 in flight: the foo half takes about 5 rounds of 1 s.
-        let client = try ChildProcess("asynccom-client", [
-            "--server", "tcp://127.0.0.1:\(port)", "--batch", "16", "--window", "25", "--timeout", "5",
-            "--connect-timeout", "30", "--json", "--quiet", commands])
-        Thread.sleep(forTimeInterval: 1.5)
-        first.signal(SIGKILL)
-        _ = try first.waitForExit(seconds: 10)
-        Thread.sleep(forTimeInterval: 1.0)
-        let (second, _) = try ServerProcess.listening(map: map, port: port)
-        defer { second.signal(SIGKILL) }
-        let r = try client.result(seconds: 120)
-        #expect(r.status == 0, "\(r.stderr)")
-        let json = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
-        #expect(json["sum"] as? Int == Int(sum))
-        #expect(json["ok"] as? Int == 2000)
-        #expect(json["failed"] as? Int == 0)
-        #expect((json["resends"] as? Int ?? 0) > 0)
-        #expect((json["reconnects"] as? Int ?? 0) >= 1)
+    @Test func serverKilledMidJobAndRestarted() async throws {
+        try await blocking {
+            let dir = try tempDirectory()
+            defer { removeTempDirectory(dir) }
+            let map = try writeMap(in: dir, devices: 1000) { _ in "1" }
+            let (lines, sum) = mapCommands(devices: 1000, rounds: 1)  // 2000 commands: 1000 x 1 s, 1000 x 0 s
+            let commands = dir + "/commands.txt"
+            try writeFile(commands, lines.joined(separator: "\n") + "\n")
+            let (first, port) = try ServerProcess.listening(map: map)
+            // 125 requests of 16, 25 in flight: the foo half takes about 5 rounds of 1 s.
+            let client = try ChildProcess("asynccom-client", [
+                "--server", "tcp://127.0.0.1:\(port)", "--batch", "16", "--window", "25", "--timeout", "5",
+                "--connect-timeout", "30", "--json", "--quiet", "--log-level", "debug", commands])
+            // Killed once a whole window (400 commands, each request due in 1 s) is in flight.
+            let observer = try LineClient(port: port)
+            #expect(try eventually(within: 30) { try observer.stats()["commands"]! >= 400 })
+            first.signal(SIGKILL)
+            _ = try first.waitForExit(seconds: 10)
+            // Restarted once the client has found it down (a failed reconnect attempt).
+            #expect(eventually(within: 30) { client.stderr.contains("connect failed") }, "\(client.stderr)")
+            let (second, _) = try ServerProcess.listening(map: map, port: port)
+            defer { second.signal(SIGKILL) }
+            let r = try client.result(seconds: 120)
+            #expect(r.status == 0, "\(r.stderr)")
+            let json = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+            #expect(json["sum"] as? Int == Int(sum))
+            #expect(json["ok"] as? Int == 2000)
+            #expect(json["failed"] as? Int == 0)
+            #expect((json["resends"] as? Int ?? 0) > 0)
+            #expect((json["reconnects"] as? Int ?? 0) >= 1)
+        }
     }
 
-    @Test func seedJobThroughTheCLI() throws {
-        let server = try TestServer(mapFile: seedMap)
-        defer { server.stop() }
-        let r = try runExecutable("asynccom-client", ["--server", "tcp://127.0.0.1:\(server.port)", "--batch", "16", seedCommands])
-        #expect(r.status == 0, "\(r.stderr)")
-        #expect(r.stdout.hasPrefix("sum: 512\ncommands: 512 ok, 0 unknown, 0 failed, 0 malformed\n"))
+    @Test func seedJobThroughTheCLI() async throws {
+        try await blocking {
+            let server = try TestServer(mapFile: seedMap)
+            defer { server.stop() }
+            let r = try runExecutable("asynccom-client", ["--server", "tcp://127.0.0.1:\(server.port)", "--batch", "16", seedCommands])
+            #expect(r.status == 0, "\(r.stderr)")
+            #expect(r.stdout.hasPrefix("sum: 512\ncommands: 512 ok, 0 unknown, 0 failed, 0 malformed\n"))
+        }
     }
 
     @Test func unixSocketEndpoint() async throws {

@@ -6,7 +6,7 @@ import Testing
 
 /// One connection per server reactor by default, against fake servers that say which reactor serves each
 /// connection (a real server's SO_REUSEPORT hash is not under a test's control).
-@Suite(.timeLimit(.minutes(2))) struct EngineConnectionPlanTests {
+@Suite(.machineSlot(timeLimit: .minutes(2))) struct EngineConnectionPlanTests {
     /// A fake server with `reactors` reactors whose n-th connection lands on `landing(n)`; records which
     /// connections carried requests. It answers no request before `holdUntil` connections have said HELLO (so a
     /// loaded machine cannot end the job before the client's coverage attempts are over; a client that never

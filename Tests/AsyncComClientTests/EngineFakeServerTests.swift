@@ -2,10 +2,11 @@ import AsyncComClient
 import AsyncComCore
 import AsyncComTestSupport
 import Foundation
+import Synchronization
 import Testing
 
 /// The engine against scripted fake servers: the protocol behaviour and every fault path.
-@Suite(.timeLimit(.minutes(2))) struct EngineFakeServerTests {
+@Suite(.machineSlot(timeLimit: .minutes(2))) struct EngineFakeServerTests {
     @Test func answersEveryCommandInInputOrder() async throws {
         let server = try FakeServer(onLine: FakeServer.answering(delay: { id in Double(id % 3) * 0.02 }))
         defer { server.stop() }
@@ -23,16 +24,17 @@ import Testing
     }
 
     @Test func orderedDeliveryBoundsHowFarItReadsAhead() async throws {
-        // The first request is answered after 1.5 s, every other one at once: in input order nothing can be
-        // delivered before it, so pulling must stop at the span limit (max(4 x capacity, 1024) commands).
+        // The first request is held, every other one is answered at once: in input order nothing can be
+        // delivered before it, so pulling must stop at the span limit (max(4 x capacity, 1024) commands). The
+        // held reply goes out once the requests have stopped coming (no fixed sleep).
         let probe = ReadAhead()
+        let held = Mutex<(FakeServer.Connection, String)?>(nil)
         let server = try FakeServer { c, line in
             if line.hasPrefix("HELLO") {
                 c.send(FakeServer.hello)
             } else if let r = FakeServer.parseRequest(line) {
                 if r.id == "1" {
-                    c.send(FakeServer.reply(to: r), after: 1.5)
-                    DispatchQueue.global().asyncAfter(deadline: .now() + 1.2) { probe.snapshot() }
+                    held.withLock { $0 = (c, FakeServer.reply(to: r)) }
                 } else {
                     probe.count()
                     c.send(FakeServer.reply(to: r))
@@ -42,12 +44,16 @@ import Testing
         defer { server.stop() }
         let (lines, sum, _) = cannedCommands(6000)
         let client = AsyncComClient.quiet(ClientConfiguration(servers: [tcp(server.port)], batch: 1, window: 4, ordered: true))
-        let (summary, results) = try await client.runCollecting(lines)
+        let job = Task { try await client.runCollecting(lines) }
+        // Before the held reply: at most the span (1024) commands were read, so at most that many requests sent.
+        let before = try await blocking { settledValue { probe.answered } } as Int?
+        let (c, reply) = try #require(held.withLock { $0 })
+        c.send(reply)
+        let (summary, results) = try await job.value
         #expect(summary.sum == sum && summary.ok == 6000)
         #expect(results.map(\.sequence) == Array(0..<6000))
-        // Before the slow reply: at most the span (1024) commands were read, so at most that many requests sent.
-        let before = try #require(probe.snapshotValue)
-        #expect(before > 0 && before <= 1024, "\(before) requests answered while the first was pending")
+        let requests = try #require(before, "the client kept sending while the first reply was held")
+        #expect(requests > 0 && requests <= 1024, "\(requests) requests answered while the first was held")
     }
 
     @Test func outOfOrderRepliesAreMatchedById() async throws {
@@ -310,9 +316,9 @@ import Testing
         let (lines, sum, _) = cannedCommands(150_000)
         let client = AsyncComClient.quiet(ClientConfiguration(servers: [tcp(server.port)], batch: 16, window: 16))
         let stream = client.results(source: ArrayCommandSource(lines: lines))
-        // Nobody reads for a while: the engine must stop at about 64k undelivered results (+ what was in flight).
-        try await Task.sleep(for: .seconds(1.5))
-        probe.snapshot()
+        // Nobody reads until the requests stop: the engine must stop at about 64k undelivered results (+ what
+        // was in flight).
+        let whileIdle = try await blocking { settledValue { probe.answered } } as Int?
         var total: Int128 = 0
         var count = 0
         for await r in stream {
@@ -326,7 +332,7 @@ import Testing
         } catch {
             Issue.record("summary threw \(error)")
         }
-        let requestsWhileIdle = try #require(probe.snapshotValue)
+        let requestsWhileIdle = try #require(whileIdle, "the client kept sending while nobody read its results")
         #expect(requestsWhileIdle <= (65_536 + 2 * 16 * 16) / 16 + 1, "\(requestsWhileIdle) requests while the consumer slept")
     }
 
@@ -337,7 +343,9 @@ import Testing
         defer { server.stop() }
         let client = AsyncComClient.quiet(ClientConfiguration(servers: [tcp(server.port)], requestTimeout: 600))
         let job = Task { try await client.run(source: ArrayCommandSource(lines: cannedCommands(100).lines)) }
-        try await Task.sleep(for: .milliseconds(300))
+        // Cancelled mid-job: its requests are out and will never be answered.
+        let sent = try await blocking { eventually { server.lines.contains { $0.hasPrefix("REQ") } } } as Bool
+        #expect(sent)
         job.cancel()
         await #expect(throws: CancellationError.self) { try await job.value }
     }
@@ -405,20 +413,11 @@ final class SeenIDs: @unchecked Sendable {
     }
 }
 
-final class ReadAhead: @unchecked Sendable {
-    private let lock = NSLock()
-    private var answered = 0
-    private(set) var snapshotValue: Int?
+/// Counts requests the fake server answered (from its connection threads).
+final class ReadAhead: Sendable {
+    private let requests = Atomic<Int>(0)
 
-    func count() {
-        lock.lock()
-        answered += 1
-        lock.unlock()
-    }
+    func count() { requests.add(1, ordering: .relaxed) }
 
-    func snapshot() {
-        lock.lock()
-        snapshotValue = answered
-        lock.unlock()
-    }
+    var answered: Int { requests.load(ordering: .relaxed) }
 }

@@ -9,7 +9,7 @@ import Testing
 /// the job (issue 11, points 1-3). The wall-clock bound is checked in virtual time in `ServerHealthTests` (a
 /// loaded machine makes any wall-clock bound here a guess); here, what makes it hold: how many stalls it takes,
 /// whatever the job's size. Before the fix the first two tests never ended (the suite's time limit).
-@Suite(.timeLimit(.minutes(2))) struct EngineStallTests {
+@Suite(.machineSlot(timeLimit: .minutes(2))) struct EngineStallTests {
     /// A fake server that answers HELLO and the first `answered` requests, then `mode`s.
     enum Mode { case stopReading, blackHole }
 
@@ -64,7 +64,7 @@ import Testing
         MemoryCommandSource(bytes: commandBytes(n), name: "stall-test")
     }
 
-    @Test(arguments: [20_000, 1_000_000])
+    @Test(.machineSlot(timeLimit: .minutes(2), cpuBound: true), arguments: [20_000, 1_000_000])
     func theCLIExitsOneWhenItsServerStopsReading(commands n: Int) async throws {
         let (server, gate) = try Self.stallingServer(answered: 3, mode: .stopReading)
         defer {
@@ -90,7 +90,7 @@ import Testing
         #expect((servers.first?["stalls"] as? Int ?? 99) <= 2)
     }
 
-    @Test(arguments: [20_000, 1_000_000])
+    @Test(.machineSlot(timeLimit: .minutes(2), cpuBound: true), arguments: [20_000, 1_000_000])
     func serverThatStopsReadingEndsTheJobWithinTheBound(commands n: Int) async throws {
         let (server, gate) = try Self.stallingServer(answered: 3, mode: .stopReading)
         defer {

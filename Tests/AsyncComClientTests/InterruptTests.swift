@@ -41,7 +41,7 @@ private func partlyAnsweringServer(answer: @escaping @Sendable (Int) -> Bool) th
 }
 
 /// Issue 11.5: ending a job early, from the library and from the command line.
-@Suite(.timeLimit(.minutes(2))) struct InterruptTests {
+@Suite(.machineSlot(timeLimit: .minutes(2))) struct InterruptTests {
     /// `JobInterruption.interrupt()`: the job ends at once with the results it has (held-back ordered results
     /// included), `interrupted` set and the rest counted as not answered.
     @Test func interruptionEndsTheJobWithAPartialSummary() async throws {
@@ -104,45 +104,49 @@ private func partlyAnsweringServer(answer: @escaping @Sendable (Int) -> Bool) th
 
     /// The CLI: the first SIGINT / SIGTERM stops the job, writes every result received to --output, prints the
     /// partial summary marked interrupted and exits 130 / 143.
-    @Test(arguments: [SIGINT, SIGTERM]) func firstSignalEndsWithAPartialSummary(signal: Int32) throws {
-        let server = try partlyAnsweringServer { $0 <= 10 }
-        defer { server.stop() }
-        let dir = try tempDirectory()
-        defer { removeTempDirectory(dir) }
-        let (lines, _, _) = cannedCommands(100)
-        let path = dir + "/commands.txt"
-        try writeFile(path, lines.joined(separator: "\n") + "\n")
-        let out = dir + "/out.txt"
-        let client = try ChildProcess("asynccom-client", [
-            "--server", "tcp://127.0.0.1:\(server.port)", "--batch", "1", "--output", out, "--json", path])
-        #expect(eventually(within: 20) { catchesSignal(client.pid, signal) })
-        // Every request sent: the first ten are answered, the others never will be.
-        #expect(eventually(within: 20) { server.lines.filter { $0.hasPrefix("REQ ") }.count == 100 })
-        client.signal(signal)
-        let r = try client.result(seconds: 20)
-        #expect(r.status == 128 + signal, "\(r.stderr)")
-        let json = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
-        #expect(json["interrupted"] as? Bool == true)
-        let ok = try #require(json["ok"] as? Int)
-        #expect(ok <= 10)
-        #expect(json["not_answered"] as? Int == 100 - ok)
-        // The output holds every result received, in input order.
-        let written = try readText(out).split(separator: "\n").map(String.init)
-        #expect(written.count == ok)
-        for (i, line) in written.enumerated() { #expect(line == "\(lines[i]) \(FakeServer.value(of: lines[i]))") }
-        #expect(r.stderr.contains("stopping"))
+    @Test(arguments: [SIGINT, SIGTERM]) func firstSignalEndsWithAPartialSummary(signal: Int32) async throws {
+        try await blocking {
+            let server = try partlyAnsweringServer { $0 <= 10 }
+            defer { server.stop() }
+            let dir = try tempDirectory()
+            defer { removeTempDirectory(dir) }
+            let (lines, _, _) = cannedCommands(100)
+            let path = dir + "/commands.txt"
+            try writeFile(path, lines.joined(separator: "\n") + "\n")
+            let out = dir + "/out.txt"
+            let client = try ChildProcess("asynccom-client", [
+                "--server", "tcp://127.0.0.1:\(server.port)", "--batch", "1", "--output", out, "--json", path])
+            #expect(eventually(within: 20) { catchesSignal(client.pid, signal) })
+            // Every request sent: the first ten are answered, the others never will be.
+            #expect(eventually(within: 20) { server.lines.filter { $0.hasPrefix("REQ ") }.count == 100 })
+            client.signal(signal)
+            let r = try client.result(seconds: 20)
+            #expect(r.status == 128 + signal, "\(r.stderr)")
+            let json = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+            #expect(json["interrupted"] as? Bool == true)
+            let ok = try #require(json["ok"] as? Int)
+            #expect(ok <= 10)
+            #expect(json["not_answered"] as? Int == 100 - ok)
+            // The output holds every result received, in input order.
+            let written = try readText(out).split(separator: "\n").map(String.init)
+            #expect(written.count == ok)
+            for (i, line) in written.enumerated() { #expect(line == "\(lines[i]) \(FakeServer.value(of: lines[i]))") }
+            #expect(r.stderr.contains("stopping"))
+        }
     }
 
     /// The second signal exits at once, even when the first could not end anything yet (here `--strict` is
     /// still reading a standard input that never ends).
-    @Test func secondSignalExitsAtOnce() throws {
-        let client = try ChildProcess("asynccom-client", ["--server", "tcp://127.0.0.1:1", "--strict", "-"], input: .pipe)
-        try client.writeInput("10.0.0.1:foo\n")
-        #expect(eventually(within: 20) { catchesSignal(client.pid, SIGINT) })
-        client.signal(SIGINT)
-        #expect(eventually(within: 20) { client.stderr.contains("stopping") })
-        #expect(!client.hasExited)
-        client.signal(SIGINT)
-        #expect(try client.wait(seconds: 10) == 130)
+    @Test func secondSignalExitsAtOnce() async throws {
+        try await blocking {
+            let client = try ChildProcess("asynccom-client", ["--server", "tcp://127.0.0.1:1", "--strict", "-"], input: .pipe)
+            try client.writeInput("10.0.0.1:foo\n")
+            #expect(eventually(within: 20) { catchesSignal(client.pid, SIGINT) })
+            client.signal(SIGINT)
+            #expect(eventually(within: 20) { client.stderr.contains("stopping") })
+            #expect(!client.hasExited)
+            client.signal(SIGINT)
+            #expect(try client.wait(seconds: 10) == 130)
+        }
     }
 }

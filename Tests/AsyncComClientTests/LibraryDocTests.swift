@@ -3,7 +3,7 @@ import Foundation
 import Testing
 
 /// README.md's library examples are the code of LibraryExamples.swift (so they compile), and they run.
-@Suite(.timeLimit(.minutes(2))) struct LibraryDocTests {
+@Suite(.machineSlot(timeLimit: .minutes(2))) struct LibraryDocTests {
     /// The regions of LibraryExamples.swift between `// README example NAME` and `// README example end`.
     static func exampleRegions() throws -> [String: String] {
         let source = try readText(packageRoot() + "/Tests/AsyncComClientTests/LibraryExamples.swift")

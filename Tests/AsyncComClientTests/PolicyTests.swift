@@ -134,7 +134,7 @@ import Testing
     /// Plays a server that answered its last reply at 0 and then stalls forever (accepts connections, never
     /// answers): the engine's sequence of events in virtual time. Returns when it is declared down.
     static func timeToDown(timeout: Double, retries: Int, connectTimeout: Double) -> Double {
-        let t = timeout.nanos, c = connectTimeout.nanos
+        let t = timeout.secondsAsNanos, c = connectTimeout.secondsAsNanos
         var health = ServerHealth(connectTimeoutNanos: c, retries: retries)
         health.start(now: 0)
         _ = health.connectionReady()

@@ -51,7 +51,7 @@ import Testing
         #expect(JSONText.fixed(-3.25, decimals: 2) == "-3.25")
         #expect(JSONText.fixed(0.0001, decimals: 3) == "0.000")
         #expect(JSONText.fixed(.infinity, decimals: 3) == "0")
-        #expect(JSONText.quoted("a\u{01}b") == "\"a\\u0001b\"")
+        #expect(JSONString.quoted("a\u{01}b\n") == "\"a\\u0001b\\n\"")
     }
 }
 

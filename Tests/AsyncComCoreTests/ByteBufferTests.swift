@@ -48,10 +48,6 @@ import Testing
         b.append(string: String(repeating: "y", count: 200))  // compacts or grows: indices move
         b.truncate(readableBytes: mark)
         #expect(b.readableString == String(repeating: "x", count: 10))
-        let absolute = b.writerIndex
-        b.append("zz")
-        b.truncate(to: absolute)
-        #expect(b.readableString == String(repeating: "x", count: 10))
     }
 
     @Test func discardReadBytes() {

@@ -209,6 +209,6 @@ func hasTrailingComma(_ bytes: [UInt8]) -> Bool {
     func jsonString() {
         let b = ByteBuffer()
         JSONString.append("a\"b\\c\n\u{1}é", to: b)
-        #expect(b.readableString == "\"a\\\"b\\\\c\\u000a\\u0001é\"")
+        #expect(b.readableString == "\"a\\\"b\\\\c\\n\\u0001é\"")
     }
 }

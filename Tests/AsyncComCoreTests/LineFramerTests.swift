@@ -19,6 +19,60 @@ private func frame(_ text: String, maxLine: Int) -> Framed {
 }
 
 @Suite struct LineFramerTests {
+    /// Text wholly in memory splits as a stream would, and its last line needs no LF.
+    @Test func linesOfTextInMemory() {
+        func lines(_ text: String) -> [String] {
+            withBytes(text) { b in
+                var it = LineFramer.Lines(b)
+                var out: [String] = []
+                while let l = it.next() { out.append(String(decoding: l, as: UTF8.self)) }
+                #expect(it.offset == b.count)
+                return out
+            }
+        }
+        #expect(lines("") == [])
+        #expect(lines("\n") == [""])
+        #expect(lines("a\nb") == ["a", "b"])
+        #expect(lines("a\r\nb\r\n") == ["a", "b"])
+        #expect(lines("a\rb\n\n") == ["a\rb", ""])
+        #expect(lines("last\r") == ["last"])
+        #expect(lines("x\r\r\n") == ["x\r"])
+        // Starting part-way, as a source that pulls a few lines at a time does.
+        withBytes("one\ntwo\nthree") { b in
+            var it = LineFramer.Lines(b, from: 4)
+            #expect(it.next().map { String(decoding: $0, as: UTF8.self) } == "two")
+            #expect(it.offset == 8)
+        }
+    }
+
+    /// The one rule for a file line's content: blanks (SP, HTAB) off both ends, CRs off its end.
+    @Test func trimmedLineContent() {
+        func trim(_ text: String) -> String { withBytes(text) { String(decoding: LineFramer.trimmed($0), as: UTF8.self) } }
+        #expect(trim("") == "")
+        #expect(trim(" \t ") == "")
+        #expect(trim(" \ta:b \t") == "a:b")
+        #expect(trim("a:b\r") == "a:b")
+        #expect(trim("a:b \r\t\r") == "a:b")
+        #expect(trim("a b") == "a b")
+        #expect(trim("\ra:b") == "\ra:b")    // a CR is no blank: only a trailing one goes
+    }
+
+    /// `scanned` skips bytes already searched and changes no answer.
+    @Test func scannedBytesAreNotSearchedAgain() {
+        withBytes("abcdef\ngh") { b in
+            guard case .line(let l, let consumed) = LineFramer.next(in: b, maxLine: 64, scanned: 3) else {
+                Issue.record("no line"); return
+            }
+            #expect(String(decoding: l, as: UTF8.self) == "abcdef" && consumed == 7)
+        }
+        withBytes("abc") { b in
+            guard case .incomplete = LineFramer.next(in: b, maxLine: 64, scanned: 3) else { Issue.record("not incomplete"); return }
+        }
+        withBytes("abcdef") { b in
+            guard case .tooLong = LineFramer.next(in: b, maxLine: 4, scanned: 10) else { Issue.record("not too long"); return }
+        }
+    }
+
     @Test func lines() {
         #expect(frame("", maxLine: 10) == .incomplete)
         #expect(frame("\n", maxLine: 10) == .line("", 1))

@@ -105,7 +105,10 @@ private func handle(_ line: String, map: DeviceMap, maxItems: Int = 1024, reply:
         #expect(handle("FETCH 1", map: m) == (.error(.unknownVerb, close: false), "ERR - UNKNOWN_VERB unknown verb 'FETCH'\n"))
         #expect(handle("REQX 1 a:b", map: m).1 == "ERR - UNKNOWN_VERB unknown verb 'REQX'\n")
         let long = String(repeating: "x", count: 40)
-        #expect(handle(long, map: m).1 == "ERR - UNKNOWN_VERB unknown verb '\(String(repeating: "x", count: 32))'\n")
+        // Cut at 32 octets, and `...` says it was cut (the one quoting rule, `Wire.forEachPrintable`).
+        #expect(handle(long, map: m).1 == "ERR - UNKNOWN_VERB unknown verb '\(String(repeating: "x", count: 32))...'\n")
+        let exactly32 = String(repeating: "y", count: 32)
+        #expect(handle(exactly32, map: m).1 == "ERR - UNKNOWN_VERB unknown verb '\(exactly32)'\n")
         let binary: [UInt8] = [0x01, 0xFF, 0x41]
         let reply = ByteBuffer()
         _ = withBytes(binary) { ServerProtocol.handle(line: $0, map: m, maxItems: 8, reply: reply) }

@@ -9,7 +9,7 @@ import Glibc
 /// Bad map files for `asynccom-server` and bad commands files for `asynccom-client`: every problem is one
 /// stderr line `<program>: <file>[:<line>]: <message>` (`<program>: error: ...` when it is fatal), and fatal ones
 /// exit 2.
-@Suite("Bad input files for both executables", .timeLimit(.minutes(3)))
+@Suite("Bad input files for both executables", .machineSlot(timeLimit: .minutes(3)))
 struct BadFileTests {
     static let deviceHelp = "expected an IPv4 address such as 10.0.0.1 or an IPv6 address such as 2001:db8::1"
     static let commandHelp = "command must be 1-64 characters of A-Z a-z 0-9 _ . -"

@@ -96,7 +96,7 @@ final class BackgroundWriter: Sendable {
     private let finished = Atomic<Bool>(false)
 
     init(fd: Int32, bytes: [UInt8]) {
-        DispatchQueue.global().async { [self] in
+        _ = OwnThread { [self] in
             var offset = 0
             bytes.withUnsafeBytes { raw in
                 while offset < raw.count {
@@ -126,7 +126,7 @@ final class BackgroundWriter: Sendable {
     }
 }
 
-@Suite("Server: deep pipelines resume after backpressure", .timeLimit(.minutes(2)))
+@Suite("Server: deep pipelines resume after backpressure", .machineSlot(timeLimit: .minutes(2)))
 struct DeepPipelineTests {
     @Test("output mark 8 KiB: 40 pipelined wait-0 REQs with ~1 KiB replies all get answered", arguments: Transport.allCases)
     func smallMarkWaitZero(transport: Transport) async throws {
@@ -153,7 +153,7 @@ struct DeepPipelineTests {
         }
     }
 
-    @Test("default output mark (4 MiB): 19 MiB of wait-0 replies", arguments: Transport.allCases)
+    @Test("default output mark (4 MiB): 19 MiB of wait-0 replies", .machineSlot(timeLimit: .minutes(2), cpuBound: true), arguments: Transport.allCases)
     func defaultMarkWaitZero(transport: Transport) async throws {
         try await blocking {
             var job = PipelineJob()
@@ -166,7 +166,7 @@ struct DeepPipelineTests {
         }
     }
 
-    @Test("default output mark (4 MiB): wait-0 and 20 ms replies interleaved", arguments: Transport.allCases)
+    @Test("default output mark (4 MiB): wait-0 and 20 ms replies interleaved", .machineSlot(timeLimit: .minutes(2), cpuBound: true), arguments: Transport.allCases)
     func defaultMarkWithWaits(transport: Transport) async throws {
         try await blocking {
             var job = PipelineJob()

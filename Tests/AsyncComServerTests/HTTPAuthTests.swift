@@ -4,7 +4,7 @@ import AsyncComTestSupport
 import Testing
 
 /// `Authorization: Bearer` on the HTTP API of a server with a token file (every route but /healthz).
-@Suite("HTTP: Bearer tokens", .timeLimit(.minutes(1)))
+@Suite("HTTP: Bearer tokens", .machineSlot(timeLimit: .minutes(1)))
 struct HTTPAuthTests {
     @Test("the right Bearer token works; none, another scheme or a wrong one get 401 and a closed connection; /healthz stays open")
     func bearer() async throws {

@@ -26,7 +26,7 @@ private func reloadableHTTPServer(
 /// The `reloaded` array of a `POST /v1/reload` body.
 private func reloaded(_ r: HTTPResponse) -> [[String: Any]] { r.json?["reloaded"] as? [[String: Any]] ?? [] }
 
-@Suite("HTTP: POST /v1/reload", .timeLimit(.minutes(2)))
+@Suite("HTTP: POST /v1/reload", .machineSlot(timeLimit: .minutes(2)))
 struct HTTPReloadTests {
     @Test("a good reload: 200 with each input's outcome, the reply comes once this reactor answers from the new map")
     func goodReload() async throws {

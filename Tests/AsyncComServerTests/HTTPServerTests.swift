@@ -77,7 +77,7 @@ func httpServer(reactors: Int = 2, configure: (inout ServerConfiguration) -> Voi
     return (server, port)
 }
 
-@Suite("HTTP API over real sockets", .timeLimit(.minutes(1)))
+@Suite("HTTP API over real sockets", .machineSlot(timeLimit: .minutes(1)))
 struct HTTPServerTests {
     @Test("POST /v1/commands: results in item order when the slowest item is due, sum and unknown; keep-alive")
     func commands() async throws {

@@ -33,7 +33,7 @@ func reloadableServer(_ mapText: String, configure: (inout ServerConfiguration) 
     return (server, file, port)
 }
 
-@Suite("Server: map reload", .timeLimit(.minutes(3)))
+@Suite("Server: map reload", .machineSlot(timeLimit: .minutes(3)))
 struct MapReloadTests {
     @Test("reloadMap: requests read after the switch see the new map, earlier ones keep their answer; generation up")
     func reloadSwitches() async throws {
@@ -126,9 +126,10 @@ struct MapReloadTests {
     }
 }
 
-@Suite("Server: SIGHUP reload under load", .serialized, .timeLimit(.minutes(3)))
+@Suite("Server: SIGHUP reload under load", .serialized, .machineSlot(timeLimit: .minutes(3)))
 struct MapReloadUnderLoadTests {
-    @Test("1,000,000 commands while SIGHUP reloads the map 10 times: exact sum, no connection lost, nothing re-sent")
+    @Test("1,000,000 commands while SIGHUP reloads the map 10 times: exact sum, no connection lost, nothing re-sent",
+          .machineSlot(timeLimit: .minutes(3), cpuBound: true))
     func reloadTenTimesUnderLoad() async throws {
         try await blocking {
             let job = try FaultJob(count: 1_000_000, wait: "0.5")

@@ -75,10 +75,10 @@ func waitUntilRead(_ observer: LineClient, commands: UInt64) throws -> Bool {
     try eventually(within: 60) { try observer.stats()["commands"]! >= commands }
 }
 
-@Suite("Faults with real processes", .serialized, .timeLimit(.minutes(3)))
+@Suite("Faults with real processes", .serialized, .machineSlot(timeLimit: .minutes(3)))
 struct ProcessFaultTests {
     @Test("server SIGKILLed mid-job (100,000 commands of 1 s), restarted 2 s later: exact sum, exit 0",
-          arguments: [(2, 2), (1, 3)])
+          .machineSlot(timeLimit: .minutes(3), cpuBound: true), arguments: [(2, 2), (1, 3)])
     func killAndRestart(reactorsBefore: Int, reactorsAfter: Int) async throws {
         try await blocking {
             let job = try FaultJob(count: 100_000, wait: "1")

@@ -5,7 +5,7 @@ import Testing
 
 /// docs/PROTOCOL.md promises its sessions are real: replay every `>` line of every example block against a live
 /// server on the seed map and compare each `<` line with what comes back, so the document cannot drift from the code.
-@Suite("docs/PROTOCOL.md examples", .timeLimit(.minutes(1)))
+@Suite("docs/PROTOCOL.md examples", .machineSlot(timeLimit: .minutes(1)))
 struct ProtocolDocTests {
     struct Step { let send: String?; let expect: String? }
 

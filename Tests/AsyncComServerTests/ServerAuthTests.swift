@@ -9,7 +9,7 @@ import Glibc
 
 /// Token authentication (`--auth-token-file`), the limits on connections that have not authenticated, and
 /// protected mode.
-@Suite("Server: authentication", .timeLimit(.minutes(2)))
+@Suite("Server: authentication", .machineSlot(timeLimit: .minutes(2)))
 struct ServerAuthTests {
     static let alice = "0123456789abcdef0123"
     static let bob = "fedcba9876543210fedcba98"

@@ -27,7 +27,7 @@ func expectHealthy(port: UInt16, sameConnection client: LineClient? = nil,
     #expect(try fresh.request("REQ 17 10.0.0.1:fast 10.0.0.2:fast") == "RES 17 7 -1", sourceLocation: sourceLocation)
 }
 
-@Suite("Server: bad input from peers", .timeLimit(.minutes(2)))
+@Suite("Server: bad input from peers", .machineSlot(timeLimit: .minutes(2)))
 struct ServerBadInputTests {
     @Test("random binary garbage gets ERR lines, never a crash, and the connection keeps working")
     func randomGarbage() async throws {
@@ -320,7 +320,8 @@ struct ServerBadInputTests {
         }
     }
 
-    @Test("repeated resets with 100,000 pending commands each: server RSS stays flat")
+    @Test("repeated resets with 100,000 pending commands each: server RSS stays flat",
+          .machineSlot(timeLimit: .minutes(2), cpuBound: true))
     func repeatedResetsKeepMemoryFlat() async throws {
         try await blocking {
             let map = try TempFile(hardeningMap)

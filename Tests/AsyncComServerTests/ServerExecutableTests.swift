@@ -6,7 +6,7 @@ import Testing
 import Glibc
 #endif
 
-@Suite("asynccom-server executable", .timeLimit(.minutes(1)))
+@Suite("asynccom-server executable", .machineSlot(timeLimit: .minutes(1)))
 struct ServerExecutableTests {
     @Test("SIGTERM: stop accepting, send every in-flight reply, exit 0")
     func sigtermDrains() async throws {

@@ -7,7 +7,7 @@ import Testing
 import Glibc
 #endif
 
-@Suite("Server: limits and backpressure", .timeLimit(.minutes(1)))
+@Suite("Server: limits and backpressure", .machineSlot(timeLimit: .minutes(1)))
 struct ServerLimitTests {
     @Test("beyond max-connections a new connection gets BUSY and is closed; a freed place is reusable")
     func maxConnections() async throws {

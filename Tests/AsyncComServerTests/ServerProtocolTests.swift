@@ -7,7 +7,7 @@ import Testing
 import Glibc
 #endif
 
-@Suite("Server: replies over real sockets", .timeLimit(.minutes(1)))
+@Suite("Server: replies over real sockets", .machineSlot(timeLimit: .minutes(1)))
 struct ServerReplyTests {
     @Test("every seed command gets the seed map's response")
     func seedMap() async throws {

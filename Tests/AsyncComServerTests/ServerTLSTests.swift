@@ -10,7 +10,7 @@ import Glibc
 
 /// `tls://` listeners: handshakes on the reactors' own non-blocking sockets, mutual TLS, tokens over TLS, and the
 /// ways a wrong peer fails. Certificates are made at test time with the openssl command.
-@Suite("Server: TLS", .timeLimit(.minutes(3)))
+@Suite("Server: TLS", .machineSlot(timeLimit: .minutes(3)))
 struct ServerTLSTests {
     static let token = "0123456789abcdef0123"
 

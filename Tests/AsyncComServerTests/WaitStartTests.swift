@@ -10,7 +10,7 @@ import Glibc
 
 /// A request's wait starts when its bytes reached the server (the kernel's receive stamp), not when a reactor
 /// got round to reading them.
-@Suite("Server: where a request's wait starts", .timeLimit(.minutes(1)))
+@Suite("Server: where a request's wait starts", .machineSlot(timeLimit: .minutes(1)))
 struct WaitStartTests {
     @Test("a request left in the kernel while its connection is paused is due its wait after it arrived")
     func waitStartsOnArrival() async throws {

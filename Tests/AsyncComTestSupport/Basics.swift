@@ -27,6 +27,47 @@ public func eventually(within seconds: Double = 10, _ condition: () throws -> Bo
     }
 }
 
+/// Polls `value` every 20 ms until it has not changed for `quiet` seconds; returns that value, or nil if it
+/// kept changing for `seconds`. For "it stops at N": that nothing more happens can only be seen by waiting a
+/// little, but only after the last change, not a fixed sleep long enough for everything before it on a
+/// loaded machine.
+public func settledValue<T: Equatable>(within seconds: Double = 20, quiet: Double = 0.25, _ value: () -> T) -> T? {
+    let deadline = monotonicSeconds() + seconds
+    var last = value()
+    var since = monotonicSeconds()
+    while monotonicSeconds() < deadline {
+        usleep(20_000)
+        let now = value()
+        if now != last {
+            last = now
+            since = monotonicSeconds()
+        } else if monotonicSeconds() - since >= quiet {
+            return last
+        }
+    }
+    return nil
+}
+
+/// Runs `body` on a thread of its own; `join()` waits for it to return. Test code that blocks (socket writes,
+/// sleeps, load loops) must not run on `DispatchQueue.global()`: on Linux its threads are Swift concurrency's
+/// pool too, one per core, so two blocked bodies stall every async test of a parallel run.
+public final class OwnThread: Sendable {
+    private let done = DispatchSemaphore(value: 0)
+
+    public init(_ body: @escaping @Sendable () -> Void) {
+        let thread = Thread { [done] in
+            body()
+            done.signal()
+        }
+        thread.start()
+    }
+
+    public func join() {
+        done.wait()
+        done.signal()  // joining again returns at once
+    }
+}
+
 /// The package root, from this file's path (Tests/AsyncComTestSupport/<file>).
 public func packageRoot() -> String {
     var parts = String(#filePath).split(separator: "/", omittingEmptySubsequences: false)
@@ -39,18 +80,7 @@ public func dataPath(_ relative: String) -> String {
     packageRoot() + "/data/" + relative
 }
 
-public func readText(_ path: String) throws -> String {
-    guard let f = fopen(path, "r") else { throw TestFailure("cannot open \(path)") }
-    defer { fclose(f) }
-    var out: [UInt8] = []
-    var buf = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let n = fread(&buf, 1, buf.count, f)
-        if n <= 0 { break }
-        out.append(contentsOf: buf[0..<n])
-    }
-    return String(decoding: out, as: UTF8.self)
-}
+// readText(_:) comes from AsyncComProcess (re-exported by ChildProcess.swift).
 
 /// Writes `bytes` to `path` (created or truncated).
 public func writeFile(_ path: String, bytes: [UInt8]) throws {

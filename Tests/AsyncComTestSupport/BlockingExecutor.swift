@@ -1,5 +1,6 @@
 import Dispatch
 import Synchronization
+import Testing
 
 #if canImport(Glibc)
 import Glibc
@@ -11,9 +12,12 @@ import Glibc
 /// (its continuations wait for a free pool thread, and its timeouts fire). The task is the same, so `#expect`
 /// and `#require` inside `body` report to the running test as usual.
 ///
-/// At most `maxBlockingTests` such bodies run at once (the others wait on their own threads): these tests run
-/// servers and clients of their own, and dozens at once on two cores would turn generous timeouts into flakes.
+/// How many such tests run at once is bounded by their suite's `.machineSlot(timeLimit:)` (not here: a test
+/// waiting here for a turn would already be inside its time limit), so `blocking` insists on one.
 public func blocking<T>(_ body: () throws -> T) async throws -> T {
+    if !MachineSlotTrait.holdsSlot {
+        Issue.record("blocking {} outside a .machineSlot(timeLimit:) suite or test: it would run unbounded")
+    }
     let executor = DedicatedThreadExecutor()
     defer { executor.shutdown() }
     return try await withTaskExecutorPreference(executor) {
@@ -21,11 +25,7 @@ public func blocking<T>(_ body: () throws -> T) async throws -> T {
     }
 }
 
-public let maxBlockingTests = 3
-private let blockingSlots = DispatchSemaphore(value: maxBlockingTests)
-
-/// A task executor backed by one dedicated thread, stopped by `shutdown()`. The thread holds one of the
-/// `blockingSlots` while it runs jobs.
+/// A task executor backed by one dedicated thread, stopped by `shutdown()`.
 public final class DedicatedThreadExecutor: TaskExecutor, @unchecked Sendable {
     private let jobs = Mutex<[UnownedJob]>([])
     /// One signal per job and one for the shutdown: each wait is followed by exactly one of them.
@@ -51,8 +51,6 @@ public final class DedicatedThreadExecutor: TaskExecutor, @unchecked Sendable {
     }
 
     fileprivate func run() {
-        blockingSlots.wait()
-        defer { blockingSlots.signal() }
         while true {
             events.wait()
             let job = jobs.withLock { $0.isEmpty ? nil : $0.removeFirst() }

@@ -32,7 +32,10 @@ public final class FakeServer: @unchecked Sendable {
         }
 
         public func send(_ text: String, after seconds: Double) {
-            DispatchQueue.global().asyncAfter(deadline: .now() + seconds) { self.send(text) }
+            _ = OwnThread {
+                usleep(UInt32(seconds * 1e6))
+                self.send(text)
+            }
         }
 
         public func close() {
