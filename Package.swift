@@ -31,6 +31,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
     ],
     targets: [
         .systemLibrary(
@@ -43,7 +44,7 @@ let package = Package(
             pkgConfig: "openssl",
             providers: [.apt(["libssl-dev"])]
         ),
-        .target(name: "AsyncComCore"),
+        .target(name: "AsyncComCore", dependencies: [.product(name: "HeapModule", package: "swift-collections")]),
         .target(name: "AsyncComTLS", dependencies: ["COpenSSL", "AsyncComCore", "AsyncComEventLoop"]),
         .target(name: "AsyncComEventLoop", dependencies: ["CLibevent", "AsyncComCore"]),
         .target(
@@ -59,6 +60,7 @@ let package = Package(
                 "AsyncComCore", "AsyncComEventLoop", "AsyncComTLS",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "DequeModule", package: "swift-collections"),
             ]
         ),
         .executableTarget(

@@ -57,9 +57,12 @@ private func checkEndpoint(_ text: String) {
     switch endpoint {
     case .unix(let path):
         require(!path.isEmpty && path.utf8.count < 108 && text == "unix://" + path, "\(text) -> \(endpoint)")
-    case .tcp(let host, let port):
+    case .tcp(let host, let port), .tls(let host, let port):
+        // HOST:PORT without a scheme is tcp:// (issue 16).
+        let scheme = endpoint.isTLS ? "tls://" : "tcp://"
         let digits = text.utf8.reversed().prefix(while: { $0 >= 0x30 && $0 <= 0x39 })
-        require(!host.isEmpty && text.hasPrefix("tcp://") && UInt64(String(decoding: digits.reversed(), as: UTF8.self)) == UInt64(port),
+        require(!host.isEmpty && (text.hasPrefix(scheme) || (!endpoint.isTLS && !text.contains("://")))
+                && UInt64(String(decoding: digits.reversed(), as: UTF8.self)) == UInt64(port),
                 "\(text) -> \(endpoint)")
     }
     // What we print is what we parse: the description names the same endpoint.

@@ -112,6 +112,6 @@ private func checkWriters(_ line: UnsafeRawBufferPointer) {
     require(fields["server"] == "asynccom/" + String(decoding: version, as: UTF8.self)
                 && fields["version"] == "1" && fields["max_items"] == "\(n)" && fields["max_line"] == "\(n >> 1)"
                 && fields["max_inflight"] == "\(0 &- n)" && fields["reactors"] == "\(n & 7)"
-                && fields["reactor"] == "\(Int.min)" && fields.count == 7,
+                && fields["reactor"] == "\(Int.min)" && fields["map_generation"] == "1" && fields.count == 8,
             "HELLO \(show(helloLine)) read back as \(fields)")
 }

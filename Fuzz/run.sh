@@ -42,11 +42,34 @@ newer() {  # newer OUTPUT INPUT...: true when OUTPUT is missing or older than an
     return 1
 }
 
+# Core's one dependency, swift-collections' HeapModule (with its InternalCollectionsUtilities), from the checkout
+# SwiftPM resolves, built with the settings of swift-collections' own Package.swift (ASan, no fuzzer coverage).
+collections=.build/checkouts/swift-collections
+[[ -d $collections/Sources/HeapModule ]] || swift package resolve >/dev/null \
+    || { echo "swift package resolve failed (needed for swift-collections)" >&2; exit 2; }
+heapflags=(-swift-version 5 -parse-as-library -package-name swift_collections -O -g -sanitize=address
+    -enable-upcoming-feature MemberImportVisibility -enable-experimental-feature BuiltinModule
+    -enable-experimental-feature Lifetimes -enable-experimental-feature InoutLifetimeDependence
+    -enable-experimental-feature AddressableParameters -enable-experimental-feature AddressableTypes
+    -enable-experimental-feature SuppressedAssociatedTypesWithDefaults)
+for v in 5.0 5.1 5.6 5.7 5.8 5.9 5.10 6.0 6.1 6.2 6.3 6.4 6.5; do
+    heapflags+=(-enable-experimental-feature "AvailabilityMacro=SwiftStdlib $v: macOS 9999")
+done
+for m in InternalCollectionsUtilities HeapModule; do
+    mapfile -d '' module_sources < <(find "$collections/Sources/$m" -name '*.swift' -print0)
+    if newer "$build/lib$m.a" "${module_sources[@]}" "$0"; then
+        echo "building $m..."
+        "$swiftc" "${heapflags[@]}" -wmo -module-name "$m" -I "$build" -emit-module \
+            -emit-module-path "$build/$m.swiftmodule" -emit-library -static -o "$build/lib$m.a" \
+            "${module_sources[@]}" || { echo "build of $m failed" >&2; exit 2; }
+    fi
+done
+
 # AsyncComCore once, instrumented (coverage + ASan), as a static library the targets import.
 core_sources=(Sources/AsyncComCore/*.swift)
-if newer "$build/libAsyncComCore.a" "${core_sources[@]}" "$0"; then
+if newer "$build/libAsyncComCore.a" "${core_sources[@]}" "$build/libHeapModule.a" "$0"; then
     echo "building AsyncComCore (instrumented)..."
-    "$swiftc" "${flags[@]}" -wmo -module-name AsyncComCore -emit-module \
+    "$swiftc" "${flags[@]}" -wmo -module-name AsyncComCore -I "$build" -emit-module \
         -emit-module-path "$build/AsyncComCore.swiftmodule" -emit-library -static \
         -o "$build/libAsyncComCore.a" "${core_sources[@]}" || { echo "build of AsyncComCore failed" >&2; exit 2; }
 fi
@@ -56,7 +79,7 @@ for t in "${targets[@]}"; do
     if newer "$build/fuzz-$t" "$src" Fuzz/Support/FuzzSupport.swift "$build/libAsyncComCore.a"; then
         echo "building fuzz-$t..."
         "$swiftc" "${flags[@]}" "${linkflags[@]}" -module-name "${source[$t]}" -I "$build" -L "$build" \
-            -lAsyncComCore Fuzz/Support/FuzzSupport.swift "$src" -o "$build/fuzz-$t" \
+            -lAsyncComCore -lHeapModule -lInternalCollectionsUtilities Fuzz/Support/FuzzSupport.swift "$src" -o "$build/fuzz-$t" \
             || { echo "build of fuzz-$t failed" >&2; exit 2; }
     fi
 done

@@ -74,8 +74,7 @@ enum Scenarios {
 
         // 500,000 devices x 2 commands: 1,000,000 commands of 1 s and a 1,000,000-entry map, the client as a
         // user runs it (no tuning flags).
-        var inflightData = DataSetSpec()
-        inflightData.devices = 500_000
+        let inflightData = DataSetSpec(devices: 500_000)
         var inflight = Scenario(name: "inflight", variant: "defaults", summary: "1,000,000 commands x 1 s all in flight, client defaults",
                                 data: inflightData)
         inflight.targets = [
@@ -85,9 +84,7 @@ enum Scenarios {
         list.append(inflight)
         // Tuned variants (extra rows): 62,500 devices x 2 commands walked 8 times, so that the server's peak RSS
         // shows what in-flight commands cost rather than the map.
-        var tunedData = DataSetSpec()
-        tunedData.devices = 62_500
-        tunedData.repeats = 8
+        let tunedData = DataSetSpec(devices: 62_500, repeats: 8)
         var inflight16 = Scenario(name: "inflight", variant: "tuned: batch 16, window 65536, 1 connection",
                                   summary: "1,000,000 commands x 1 s all in flight", data: tunedData)
         inflight16.batch = 16
@@ -102,9 +99,7 @@ enum Scenarios {
         inflight1.targets = []
         list.append(inflight1)
         // 100,000 devices x 2 commands walked 50 times: 10,000,000 commands of 1 s, streamed from the file.
-        var tenMData = DataSetSpec()
-        tenMData.devices = 100_000
-        tenMData.repeats = 50
+        let tenMData = DataSetSpec(devices: 100_000, repeats: 50)
         var tenM = Scenario(name: "inflight10m", variant: "defaults", summary: "10,000,000 commands x 1 s, client defaults",
                             data: tenMData)
         tenM.targets = [
@@ -123,10 +118,7 @@ enum Scenarios {
         tenMTuned.targets = []
         list.append(tenMTuned)
 
-        var throughputData = DataSetSpec()
-        throughputData.devices = 65_536
-        throughputData.repeats = 16
-        throughputData.wait = .fixed(0)
+        let throughputData = DataSetSpec(devices: 65_536, wait: .fixed(0), repeats: 16)
         var throughput = Scenario(name: "throughput", variant: "defaults", summary: "2,097,152 commands, wait 0, client defaults",
                                   data: throughputData)
         throughput.measureLateness = false
@@ -157,31 +149,24 @@ enum Scenarios {
             }
         }
 
-        var mixedData = DataSetSpec()
-        mixedData.devices = 50_000
-        mixedData.wait = .uniform(0, 2_000_000_000)
-        mixedData.unknownFraction = 0.01
-        mixedData.response = .deviceIndex
+        let mixedData = DataSetSpec(devices: 50_000, wait: .uniform(0, 2_000_000_000), response: .deviceIndex,
+                                    unknownFraction: 0.01)
         var mixed = Scenario(name: "mixed", variant: "batch 1", summary: "100,000 commands, waits 0-2 s, 1% unknown devices",
                              data: mixedData)
         mixed.batch = 1
         mixed.window = 1 << 17
         list.append(mixed)
 
-        var mapData = DataSetSpec()
-        mapData.devices = 500_000
-        var maploading = Scenario(name: "maploading", variant: "", summary: "load a 1,000,000-line device map", data: mapData)
+        var maploading = Scenario(name: "maploading", variant: "", summary: "load a 1,000,000-line device map",
+                                  data: DataSetSpec(devices: 500_000))
         maploading.isMapLoading = true
         maploading.runs = 5
         maploading.targets = [Target(metric: .loadSeconds, bound: 0.5, atMost: true)]
         list.append(maploading)
 
         // A fleet of a million devices with ten commands each, as the server holds it.
-        var bigMapData = DataSetSpec()
-        bigMapData.devices = 1_000_000
-        bigMapData.commands = (0..<10).map { "cmd\($0)" }
         var bigmap = Scenario(name: "bigmap", variant: "", summary: "a 10,000,000-entry map in the server: load time, resident bytes per entry, loader peak",
-                              data: bigMapData)
+                              data: DataSetSpec(devices: 1_000_000, commands: (0..<10).map { "cmd\($0)" }))
         bigmap.isMapMemory = true
         bigmap.targets = [Target(metric: .loadSeconds, bound: 3, atMost: true),
                           Target(metric: .mapBytesPerEntry, bound: 40, atMost: true)]

@@ -1,5 +1,6 @@
 import Glibc
 import AsyncComCore
+import DequeModule
 import AsyncComEventLoop
 
 /// Reads a pipe, FIFO or terminal on a thread of its own and hands the bytes to the engine's loop thread, so a

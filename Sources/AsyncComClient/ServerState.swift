@@ -1,4 +1,5 @@
 import AsyncComCore
+import DequeModule
 import AsyncComEventLoop
 
 /// One configured server: its connections, its queue of requests waiting for a window slot, the batch being

@@ -1,3 +1,5 @@
+import DequeModule
+
 /// A request sent on a connection and when it is due.
 struct TimeoutEntry: Equatable {
     var deadline: UInt64

@@ -2,24 +2,6 @@
 import AsyncComCore
 import Testing
 
-@Suite struct DequeTests {
-    @Test func fifoAndFrontInsertAcrossWrapAndGrowth() {
-        var d = Deque<Int>()
-        for i in 0..<10 { d.append(i) }
-        for i in 0..<8 { #expect(d.popFirst() == i) }
-        // Wrap around the 16-slot ring, then force growth with front inserts.
-        for i in 10..<30 { d.append(i) }
-        d.prepend(-1)
-        d.prepend(-2)
-        #expect(d.count == 24)
-        #expect(d.elements == [-2, -1, 8, 9] + Array(10..<30))
-        var drained: [Int] = []
-        while let x = d.popFirst() { drained.append(x) }
-        #expect(drained == [-2, -1, 8, 9] + Array(10..<30))
-        #expect(d.isEmpty && d.popFirst() == nil && d.first == nil)
-    }
-}
-
 @Suite struct SharderTests {
     func devices(_ n: Int) -> [DeviceAddress] { (0..<n).map { DeviceAddress(ipv4: 0x0A00_0000 + UInt32($0)) } }
 
