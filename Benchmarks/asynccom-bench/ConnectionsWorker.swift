@@ -191,7 +191,7 @@ final class ConnectionSet {
 
     private func runLoop(until done: () -> Bool, within seconds: Double, what: String, tickNanos: UInt64 = 10_000_000) throws {
         let deadline = EventLoop.monotonicNanos() &+ seconds.secondsAsNanos
-        let tick = Timer(loop: loop) {}
+        let tick = EventTimer(loop: loop) {}
         defer { tick.cancel() }
         while !done() {
             if let failure { throw ManyConnections.Failure(description: failure) }
