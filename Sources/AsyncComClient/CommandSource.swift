@@ -36,6 +36,25 @@ extension InPlaceCommandSource {
     var isAwaitingInput: Bool { false }
 }
 
+/// One line of a commands file for `pull`: a command goes to `body` (true); a blank or `#` line is skipped; a
+/// malformed one is counted and reported.
+@inline(__always)
+private func handOut(_ line: UnsafeRawBufferPointer, number: Int, fileName: String, malformedCount: inout Int,
+                     _ onMalformed: ((InputFileError) -> Void)?,
+                     _ body: (DeviceAddress, UnsafeRawBufferPointer, Int, Int) -> Void) -> Bool {
+    switch CommandsFile.parseInPlace(line: line) {
+    case .command(let device, let item, let commandStart):
+        body(device, item, commandStart, number)
+        return true
+    case .skip:
+        return false
+    case .malformed(let reason):
+        malformedCount += 1
+        onMalformed?(CommandsFile.malformedError(reason, line: line, number: number, fileName: fileName))
+        return false
+    }
+}
+
 /// Commands from a commands file (`ip:command` lines; blank and `#` lines skipped), streamed with `LineReader`.
 /// A malformed line is counted, handed to `onMalformed` (on the engine's loop thread) and not sent.
 public struct FileCommandSource: CommandSource, InPlaceCommandSource {
@@ -91,15 +110,8 @@ public struct FileCommandSource: CommandSource, InPlaceCommandSource {
             case .end:
                 return pulled
             }
-            switch CommandsFile.parseInPlace(line: line) {
-            case .command(let device, let item, let commandStart):
-                body(device, item, commandStart, number)
+            if handOut(line, number: number, fileName: reader.name, malformedCount: &malformedCount, onMalformed, body) {
                 pulled += 1
-            case .skip:
-                continue
-            case .malformed(let reason):
-                malformedCount += 1
-                onMalformed?(CommandsFile.malformedError(reason, line: line, number: number, fileName: reader.name))
             }
         }
         return pulled
@@ -139,15 +151,8 @@ public struct MemoryCommandSource: CommandSource, InPlaceCommandSource {
             defer { offset = lines.offset }
             while pulled < limit, let line = lines.next() {
                 lineNumber += 1
-                switch CommandsFile.parseInPlace(line: line) {
-                case .command(let device, let item, let commandStart):
-                    body(device, item, commandStart, lineNumber)
+                if handOut(line, number: lineNumber, fileName: name, malformedCount: &malformedCount, onMalformed, body) {
                     pulled += 1
-                case .skip:
-                    continue
-                case .malformed(let reason):
-                    malformedCount += 1
-                    onMalformed?(CommandsFile.malformedError(reason, line: line, number: lineNumber, fileName: name))
                 }
             }
         }

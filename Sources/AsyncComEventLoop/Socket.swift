@@ -106,28 +106,27 @@ public enum Socket {
         return try endpoint(of: &storage, length: length)
     }
 
+    /// An IPv4 or IPv6 address (`in_addr`, `in6_addr`) as text.
+    private static func addressText<Address>(_ family: Int32, _ address: inout Address, _ size: Int32) -> String {
+        var text = [CChar](repeating: 0, count: Int(size))
+        _ = withUnsafeBytes(of: &address) { inet_ntop(family, $0.baseAddress, &text, socklen_t(text.count)) }
+        return String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
     private static func endpoint(of storage: inout sockaddr_storage, length: socklen_t) throws(SystemError) -> Endpoint {
         switch Int32(storage.ss_family) {
         case AF_INET:
             return withUnsafePointer(to: &storage) {
                 $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { sin in
-                    var text = [CChar](repeating: 0, count: Int(INET_ADDRSTRLEN))
                     var addr = sin.pointee.sin_addr
-                    inet_ntop(AF_INET, &addr, &text, socklen_t(text.count))
-                    return .tcp(host: String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) },
-                                             as: UTF8.self),
-                                port: UInt16(bigEndian: sin.pointee.sin_port))
+                    return .tcp(host: addressText(AF_INET, &addr, INET_ADDRSTRLEN), port: UInt16(bigEndian: sin.pointee.sin_port))
                 }
             }
         case AF_INET6:
             return withUnsafePointer(to: &storage) {
                 $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { sin6 in
-                    var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
                     var addr = sin6.pointee.sin6_addr
-                    inet_ntop(AF_INET6, &addr, &text, socklen_t(text.count))
-                    return .tcp(host: String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) },
-                                             as: UTF8.self),
-                                port: UInt16(bigEndian: sin6.pointee.sin6_port))
+                    return .tcp(host: addressText(AF_INET6, &addr, INET6_ADDRSTRLEN), port: UInt16(bigEndian: sin6.pointee.sin6_port))
                 }
             }
         case AF_UNIX:
