@@ -57,10 +57,7 @@ final class Connection {
     var maxReplyLine: Int { max(1 << 20, 64 + 24 * min(server.batch, ClientConfiguration.maxBatch)) }
 
     func makeTimer(loop: EventLoop) {
-        timer = Timer(loop: loop) { [unowned self] in
-            self.timerFired()
-            self.engine.settle()
-        }
+        timer = Timer(loop: loop) { [unowned self] in self.timerFired() }
     }
 
     // MARK: connecting
@@ -79,7 +76,6 @@ final class Connection {
         state = .connecting
         watcher = IOWatcher(loop: engine.loop, fd: fd) { [unowned self] readable, writable in
             self.ioReady(readable: readable, writable: writable)
-            self.engine.settle()
         }
         watcher?.setInterest(read: false, write: true)
         timer?.schedule(afterNanos: engine.requestTimeoutNanos)

@@ -7,8 +7,8 @@ import Logging
 /// pipelines requests over the connections, matches replies by id, re-sends on timeout or connection loss,
 /// fails over between servers, and accounts every command exactly once.
 ///
-/// Every event callback ends with `settle()`: pull what fits, send what is queued, one write per dirty
-/// connection, hand results over, and check whether the job is complete.
+/// Every event callback ends with `settle()`, the loop's `afterCallback`: pull what fits, send what is queued,
+/// one write per dirty connection, hand results over, and check whether the job is complete.
 ///
 /// A callback does a bounded amount of work (`pullBudget` commands, `outputHighWater` unsent bytes per
 /// connection) and then returns to the loop, which comes back through `resumeTimer` when more is ready to go:
@@ -161,13 +161,13 @@ final class Engine {
     }
 
     private func start() throws {
+        // Every callback of the job's loop ends here (it does nothing once the job has finished).
+        loop.afterCallback = { [unowned self] in self.settle() }
         let notifier = try Notifier(loop: loop) { [unowned self] in
             if self.control.isCancelled {
                 self.abort(CancellationError())
             } else if self.control.isInterrupted {
                 self.finishInterrupted()
-            } else {
-                self.settle()
             }
         }
         self.notifier = notifier
@@ -182,10 +182,7 @@ final class Engine {
             let server = ServerState(index: i, endpoint: endpoint, batch: depth.unlimited.batch, health: health, plan: plan)
             // Resolved once per job, not at every reconnect (a failed resolution is retried at the next attempt).
             server.resolved = try? Socket.resolve(endpoint)
-            let downTimer = Timer(loop: loop) { [unowned self, unowned server] in
-                self.downTimerFired(server)
-                self.settle()
-            }
+            let downTimer = Timer(loop: loop) { [unowned self, unowned server] in self.downTimerFired(server) }
             server.downTimer = downTimer
             servers.append(server)
             for _ in 0..<plan.initial { makeConnection(to: server) }
@@ -196,7 +193,7 @@ final class Engine {
             progressTimer = timer
             timer.schedule(afterNanos: Engine.progressIntervalNanos)
         }
-        resumeTimer = Timer(loop: loop) { [unowned self] in self.settle() }
+        resumeTimer = Timer(loop: loop) {}  // wakes the loop: its afterCallback settles
         inPlaceSource?.startReading { [control] in control.wake() }
         for c in connections { c.connect() }
         settle()
@@ -233,6 +230,7 @@ final class Engine {
 
     // MARK: the end of every callback
 
+    /// The loop's `afterCallback`: runs after every callback of the job's loop.
     func settle() {
         guard !finished, !settling else { return }
         settling = true
@@ -862,6 +860,7 @@ final class Engine {
     /// Frees every libevent object of the job (idempotent; loop thread).
     func teardown() {
         finished = true
+        loop.afterCallback = nil
         control.detach()
         notifier?.cancel()
         notifier = nil

@@ -31,6 +31,12 @@ public final class EventLoop {
 
     deinit { event_base_free(base) }
 
+    /// Runs on the loop's thread after every callback of this loop's events (watchers, timers, notifiers,
+    /// signal watchers, HTTP listeners), like Redis's `beforeSleep` but after each callback: the one place for
+    /// what every callback must do at its end. Set by the loop's owner (the server's reactor frees the
+    /// connections its callbacks closed, the client's engine settles); nil for none.
+    public var afterCallback: (() -> Void)?
+
     /// Runs until `stop()` or until no events are left.
     public func run() {
         _ = event_base_loop(base, 0)

@@ -7,14 +7,14 @@ import Glibc
 private func httpRequestTrampoline(_ request: OpaquePointer?, _ arg: UnsafeMutableRawPointer?) {
     guard let request else { return }
     let listener = Unmanaged<HTTPListener>.fromOpaque(arg!).takeUnretainedValue()
-    withExtendedLifetime(listener) { listener.onRequest(HTTPExchange(request: request)) }
+    listener.dispatch { listener.onRequest(HTTPExchange(request: request)) }
 }
 
 /// The C callback run when libevent frees one of the listener's connections.
 private func httpCloseTrampoline(_ connection: OpaquePointer?, _ arg: UnsafeMutableRawPointer?) {
     guard let connection else { return }
     let listener = Unmanaged<HTTPListener>.fromOpaque(arg!).takeUnretainedValue()
-    withExtendedLifetime(listener) { listener.onClose(connection) }
+    listener.dispatch { listener.onClose(connection) }
 }
 
 /// A thin layer over libevent's `evhttp` on one `EventLoop`: HTTP/1.1 with keep-alive on listening sockets it is
@@ -24,7 +24,7 @@ private func httpCloseTrampoline(_ connection: OpaquePointer?, _ arg: UnsafeMuta
 /// any callback of the same loop (nothing waits). `onClose` runs when libevent frees a connection (peer gone,
 /// idle timeout, error, after a `Connection: close` reply); an exchange of that connection not yet answered is
 /// freed with it and must not be used again.
-public final class HTTPListener {
+public final class HTTPListener: LoopCallbackTarget {
     public struct Limits: Sendable {
         /// Largest request body; libevent answers a longer one with its own 413 page and closes.
         public var maxBodyBytes: Int
@@ -40,7 +40,6 @@ public final class HTTPListener {
         }
     }
 
-    private let loop: EventLoop
     private var http: OpaquePointer?
     private var bound: [OpaquePointer] = []
     fileprivate var onRequest: (HTTPExchange) -> Void
@@ -48,9 +47,9 @@ public final class HTTPListener {
 
     public init(loop: EventLoop, limits: Limits, onRequest: @escaping (HTTPExchange) -> Void,
                 onClose: @escaping (_ connection: OpaquePointer) -> Void) throws(SystemError) {
-        self.loop = loop
         self.onRequest = onRequest
         self.onClose = onClose
+        super.init(loop: loop)
         guard let http = evhttp_new(loop.base) else { throw SystemError("evhttp_new", errno: ENOMEM) }
         self.http = http
         evhttp_set_max_body_size(http, limits.maxBodyBytes)
@@ -60,7 +59,7 @@ public final class HTTPListener {
         let methods = [EVHTTP_REQ_GET, EVHTTP_REQ_POST, EVHTTP_REQ_HEAD, EVHTTP_REQ_PUT, EVHTTP_REQ_DELETE,
                        EVHTTP_REQ_OPTIONS, EVHTTP_REQ_TRACE, EVHTTP_REQ_CONNECT, EVHTTP_REQ_PATCH]
         evhttp_set_allowed_methods(http, UInt16(methods.reduce(0) { $0 | $1.rawValue }))
-        evhttp_set_gencb(http, httpRequestTrampoline, Unmanaged.passUnretained(self).toOpaque())
+        evhttp_set_gencb(http, httpRequestTrampoline, callbackArgument)
     }
 
     deinit { close() }
@@ -93,7 +92,7 @@ public final class HTTPListener {
 
     /// Asks for `onClose` when `connection` is freed (once per connection is enough).
     public func watchClose(of connection: OpaquePointer) {
-        evhttp_connection_set_closecb(connection, httpCloseTrampoline, Unmanaged.passUnretained(self).toOpaque())
+        evhttp_connection_set_closecb(connection, httpCloseTrampoline, callbackArgument)
     }
 
     /// Closes a connection now, with any exchange of it not answered yet (`onClose` runs first).

@@ -1,23 +1,10 @@
 import CLibevent
 
-/// The C callback of both IOWatcher events; `arg` is the unretained watcher.
-private func ioWatcherTrampoline(_ fd: Int32, _ what: Int16, _ arg: UnsafeMutableRawPointer?) {
-    let watcher = Unmanaged<IOWatcher>.fromOpaque(arg!).takeUnretainedValue()
-    // The callback may cancel the watcher and drop the owner's last reference: keep both the watcher and the
-    // closure alive until it returns. libevent 2.1 does not touch an event after its callback returned, so
-    // freeing it inside the callback is safe.
-    let callback = watcher.callback
-    withExtendedLifetime(watcher) {
-        callback(Int32(what) & EV_READ != 0, Int32(what) & EV_WRITE != 0)
-    }
-}
-
 /// A readiness watcher on a file descriptor (persistent; read and write armed separately).
 ///
 /// Owned by one object (a connection, a listener) that keeps it alive; dropping the last reference cancels it.
 /// `cancel()` and release are allowed from inside any watcher's callback, including its own.
-public final class IOWatcher {
-    private let loop: EventLoop  // keeps the base alive as long as the events exist
+public final class IOWatcher: LoopCallbackTarget {
     public let fd: Int32
     private var readEvent: OpaquePointer?
     private var writeEvent: OpaquePointer?
@@ -27,16 +14,21 @@ public final class IOWatcher {
 
     /// `callback(readable, writable)` runs on the loop's thread. Nothing is watched until `setInterest`.
     public init(loop: EventLoop, fd: Int32, callback: @escaping (_ readable: Bool, _ writable: Bool) -> Void) {
-        self.loop = loop
         self.fd = fd
         self.callback = callback
-        let arg = Unmanaged.passUnretained(self).toOpaque()
-        readEvent = event_new(loop.base, fd, Int16(EV_READ | EV_PERSIST), ioWatcherTrampoline, arg)
-        writeEvent = event_new(loop.base, fd, Int16(EV_WRITE | EV_PERSIST), ioWatcherTrampoline, arg)
+        super.init(loop: loop)
+        readEvent = event_new(loop.base, fd, Int16(EV_READ | EV_PERSIST), loopEventTrampoline, callbackArgument)
+        writeEvent = event_new(loop.base, fd, Int16(EV_WRITE | EV_PERSIST), loopEventTrampoline, callbackArgument)
         precondition(readEvent != nil && writeEvent != nil, "event_new failed for fd \(fd)")
     }
 
     deinit { cancel() }
+
+    override func fire(what: Int16) {
+        // The callback may cancel the watcher, which replaces `callback`: call the one that fired.
+        let callback = self.callback
+        callback(Int32(what) & EV_READ != 0, Int32(what) & EV_WRITE != 0)
+    }
 
     /// Arms or disarms each direction; costs a syscall only for a direction whose state changes.
     /// Does nothing after `cancel()`.

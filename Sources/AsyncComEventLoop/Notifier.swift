@@ -1,21 +1,13 @@
 import CLibevent
-#if canImport(Glibc)
 import Glibc
-#endif
-
-private func notifierTrampoline(_ fd: Int32, _ what: Int16, _ arg: UnsafeMutableRawPointer?) {
-    let notifier = Unmanaged<Notifier>.fromOpaque(arg!).takeUnretainedValue()
-    withExtendedLifetime(notifier) { notifier.drainAndCall() }
-}
 
 /// Cross-thread wake-up via eventfd: `notify()` may be called from any thread; `callback` runs on the loop.
 ///
 /// Any number of `notify()` calls before the loop wakes up coalesce into one callback: the callback must look
 /// at its own queue (or flag) for the work to do.
-public final class Notifier: @unchecked Sendable {
+public final class Notifier: LoopCallbackTarget, @unchecked Sendable {
     // Everything except `fd` is touched only on the loop's thread. The fd stays open until deinit so that a
     // late `notify()` from another thread after `cancel()` never writes to a reused descriptor.
-    private let loop: EventLoop
     private let fd: Int32
     private var event: OpaquePointer?
     private var callback: () -> Void
@@ -23,13 +15,11 @@ public final class Notifier: @unchecked Sendable {
     public init(loop: EventLoop, callback: @escaping () -> Void) throws(SystemError) {
         let fd = eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC))
         guard fd >= 0 else { throw SystemError.last("eventfd") }
-        self.loop = loop
         self.fd = fd
         self.callback = callback
-        let arg = Unmanaged.passUnretained(self).toOpaque()
-        guard let event = event_new(loop.base, fd, Int16(EV_READ | EV_PERSIST), notifierTrampoline, arg) else {
-            Glibc.close(fd)
-            throw SystemError("event_new(eventfd)", errno: ENOMEM)
+        super.init(loop: loop)
+        guard let event = event_new(loop.base, fd, Int16(EV_READ | EV_PERSIST), loopEventTrampoline, callbackArgument) else {
+            throw SystemError("event_new(eventfd)", errno: ENOMEM)  // deinit closes the fd
         }
         self.event = event
         _ = event_add(event, nil)
@@ -53,7 +43,7 @@ public final class Notifier: @unchecked Sendable {
         callback = {}
     }
 
-    fileprivate func drainAndCall() {
+    override func fire(what: Int16) {
         var count: UInt64 = 0
         var n: Int
         repeat { n = Glibc.read(fd, &count, 8) } while n < 0 && Glibc.errno == EINTR

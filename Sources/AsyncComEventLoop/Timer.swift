@@ -1,36 +1,28 @@
 import CLibevent
-#if canImport(Glibc)
 import Glibc
-#endif
-
-private func timerTrampoline(_ fd: Int32, _ what: Int16, _ arg: UnsafeMutableRawPointer?) {
-    let timer = Unmanaged<Timer>.fromOpaque(arg!).takeUnretainedValue()
-    let callback = timer.callback
-    withExtendedLifetime(timer) { callback() }
-}
 
 /// A one-shot timer that can be re-armed, also from inside its own callback.
 ///
 /// Never fires early: the delay is rounded up to libevent's microsecond resolution (plus one microsecond, since
 /// libevent truncates the current time to microseconds), and libevent's cached loop time is refreshed before
 /// arming, so time spent in earlier callbacks of the same loop iteration is not counted as elapsed.
-public final class Timer {
-    private let loop: EventLoop
+public final class Timer: LoopCallbackTarget {
     private var event: OpaquePointer!  // set once in init, freed in deinit
-    fileprivate var callback: () -> Void
+    private let callback: () -> Void
 
     /// `urgent`: when due, it runs before any other pending callback of the loop (reads included); see
     /// `EventLoop.init`.
     public init(loop: EventLoop, urgent: Bool = false, callback: @escaping () -> Void) {
-        self.loop = loop
         self.callback = callback
-        let arg = Unmanaged.passUnretained(self).toOpaque()
-        event = event_new(loop.base, -1, 0, timerTrampoline, arg)
+        super.init(loop: loop)
+        event = event_new(loop.base, -1, 0, loopEventTrampoline, callbackArgument)
         precondition(event != nil, "event_new failed for a timer")
         if urgent { _ = event_priority_set(event, 0) }
     }
 
     deinit { event_free(event) }
+
+    override func fire(what: Int16) { callback() }
 
     /// (Re)arms the timer to fire `nanos` from now; replaces any earlier arming.
     public func schedule(afterNanos nanos: UInt64) {

@@ -5,7 +5,6 @@ import Logging
 /// Per-connection work: read, frame and answer lines, write, backpressure, and the closing sequence.
 extension Reactor {
     func connectionEvent(slot: UInt32, generation: UInt32, readable: Bool, writable: Bool) {
-        retired.removeAll()
         adoptPublishedMap()
         guard let c = table.get(slot, generation) else { return }
         switch c.state {

@@ -222,7 +222,6 @@ extension Reactor {
     }
 
     private func gateTimerFired(slot: UInt32, generation: UInt32) {
-        retired.removeAll()
         guard let c = table.get(slot, generation), let gate = c.gate else { return }
         switch gate.phase {
         case .handshake:

@@ -80,7 +80,6 @@ extension Reactor {
 
     /// Every HTTP request starts here: admission, routing, dispatch.
     func handleHTTP(_ exchange: HTTPExchange) {
-        retired.removeAll()
         guard let http, let connection = exchange.connection else { return }
         counters.add(.httpRequests)
         let peer: HTTPPeer

@@ -68,7 +68,8 @@ final class Reactor {
     let scratch = ByteBuffer(capacity: 4096)
     /// Connections that got replies in the current timer callback, flushed once each at its end.
     var flushQueue: [Connection] = []
-    /// Closed connections (and watchers) kept alive until the callback that closed them has returned.
+    /// Closed connections (and watchers) kept alive until the callback that closed them has returned: the
+    /// loop's `afterCallback` empties it.
     var retired: [AnyObject] = []
     var stopping = false
     let idleNanos: UInt64
@@ -121,6 +122,9 @@ final class Reactor {
         }
         do {
             loop = try EventLoop()
+            // What every callback must do at its end, in one place: free what it closed (it may be running
+            // inside a watcher it retired).
+            loop.afterCallback = { [unowned self] in if !self.retired.isEmpty { self.retired.removeAll() } }
             notifier = try Notifier(loop: loop) { [unowned self] in self.onNotified() }
             try startHTTP(sockets: httpSockets)
             httpSockets = []
@@ -165,7 +169,6 @@ final class Reactor {
     /// Another thread woke us: a new map was published, a `POST /v1/reload` finished, or the server is shutting
     /// down.
     private func onNotified() {
-        retired.removeAll()
         adoptPublishedMap()
         answerFinishedReloads()
         if shared.isShutdownRequested { beginStopping() }
@@ -185,7 +188,6 @@ final class Reactor {
     // MARK: - Accepting
 
     private func acceptConnections(listener i: Int) {
-        retired.removeAll()
         guard !stopping, !acceptPaused else { return }
         let listener = listenerSockets[i]
         for _ in 0..<Self.acceptBatch {
@@ -220,7 +222,6 @@ final class Reactor {
     }
 
     private func resumeAccepting() {
-        retired.removeAll()
         acceptPaused = false
         guard !stopping else { return }
         for w in listenerWatchers { w.setInterest(read: true, write: false) }
@@ -291,7 +292,6 @@ final class Reactor {
     }
 
     private func onReplyTimer() {
-        retired.removeAll()
         armedDeadline = 0
         let now = EventLoop.monotonicNanos()
         lastReplyFire = now
@@ -367,7 +367,6 @@ final class Reactor {
     // MARK: - Idle sweep and lingering closes
 
     private func onSweep() {
-        retired.removeAll()
         let now = EventLoop.monotonicNanos()
         var i = 0
         while i < table.slots.count {
@@ -417,7 +416,6 @@ final class Reactor {
 
     /// Stop accepting; let every connection finish its in-flight requests, flush, and close.
     private func beginStopping() {
-        retired.removeAll()
         guard !stopping else { return }
         stopping = true
         logger.debug("reactor draining", metadata: ["connections": "\(table.count)", "pending": "\(pending.count)"])
