@@ -65,7 +65,6 @@ public final class FakeServer: @unchecked Sendable {
     /// Listens on `port` (0: any free port).
     public init(port: UInt16 = 0, onLine: @escaping @Sendable (Connection, String) -> Void) throws {
         self.onLine = onLine
-        releaseHeldPort(port)
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         precondition(fd >= 0)
         var one: Int32 = 1
@@ -227,16 +226,25 @@ public func cannedCommands(_ n: Int, unknownEvery: Int = 0) -> (lines: [String],
     return (lines, sum, unknown)
 }
 
-/// Ports handed out by `unusedPort()`: each held by a socket bound without `listen()` until a test server takes it.
-private let heldPorts = Mutex<[UInt16: Int32]>([:])
-
-/// A TCP port on 127.0.0.1 that refuses connections and stays refusing: a socket is bound to it without listening
-/// (and without SO_REUSEADDR/SO_REUSEPORT) and kept open, so no other test's listener can take the port meanwhile.
-/// (It used to be bound, read back and closed: in a parallel run another test's server once got the same port
-/// between that close and the connect, and the "dead" server answered.) `FakeServer(port:)` and `TestServer(port:)`
-/// release it just before they bind it themselves.
+/// A TCP port on 127.0.0.1 that nothing listens on (bound, read back, closed), for a test that starts its own server
+/// there later. For a server that must stay down, use `refusedPort()`.
 public func unusedPort() -> UInt16 {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    let server = try! FakeServer { _, _ in }
+    let port = server.port
+    server.stop()
+    return port
+}
+
+/// Sockets that keep `refusedPort()`'s ports bound for the rest of the run.
+private let refusingSockets = Mutex<[Int32]>([])
+
+/// A TCP port on 127.0.0.1 that refuses connections for the rest of the run: a socket is bound to it without
+/// listening (and without SO_REUSEADDR/SO_REUSEPORT) and kept open, so no other test's listener can take the port.
+/// (A port bound, read back and closed, as `unusedPort()` does, was once taken in a parallel run by another test's
+/// server between that close and the connect, and the "dead" server answered.) Close-on-exec, so a child process
+/// does not inherit it.
+public func refusedPort() -> UInt16 {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
     precondition(fd >= 0)
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
@@ -247,13 +255,7 @@ public func unusedPort() -> UInt16 {
             bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 && getsockname(fd, $0, &length) == 0
         }
     }
-    precondition(ok, "unusedPort: bind: \(String(cString: strerror(errno)))")
-    let port = UInt16(bigEndian: address.sin_port)
-    heldPorts.withLock { $0[port] = fd }
-    return port
-}
-
-/// Lets a test server bind a port `unusedPort()` holds (no-op for any other port).
-public func releaseHeldPort(_ port: UInt16) {
-    if let fd = heldPorts.withLock({ $0.removeValue(forKey: port) }) { Glibc.close(fd) }
+    precondition(ok, "refusedPort: bind: \(String(cString: strerror(errno)))")
+    refusingSockets.withLock { $0.append(fd) }
+    return UInt16(bigEndian: address.sin_port)
 }

@@ -13,7 +13,6 @@ public final class TestServer: @unchecked Sendable {
         var configuration = ServerConfiguration(
             map: map, endpoints: [.tcp(host: "127.0.0.1", port: port)] + extraEndpoints, reactors: reactors)
         configure(&configuration)
-        releaseHeldPort(port)
         server = Server(configuration: configuration)
         endpoints = try server.start()
         guard case .tcp(_, let p) = endpoints[0], p != 0 else { throw TestFailure("no port: \(endpoints)") }

@@ -5,10 +5,11 @@ import Testing
 import Glibc
 #endif
 
-/// `unusedPort()` is how client tests name a server that is down. In a parallel run, another test's listener once
-/// got the same port between the helper's close and the client's connect, and the "dead" server answered
-/// (EngineFakeServerTests.commandsFailOverToTheServerThatIsUp, servers[0].ok != 0). The port is now held.
-@Suite("unusedPort: a port that stays refusing") struct UnusedPortTests {
+/// `refusedPort()` is how client tests name a server that is down. With a port bound, read back and closed
+/// (`unusedPort()`), another test's listener once got the same port in a parallel run between that close and the
+/// client's connect, and the "dead" server answered (EngineFakeServerTests.commandsFailOverToTheServerThatIsUp,
+/// servers[0].ok != 0). The port is now held for the run.
+@Suite("refusedPort: a port that stays refusing") struct RefusedPortTests {
     /// Binds 127.0.0.1:`port` the way a listener would (SO_REUSEADDR and SO_REUSEPORT); returns errno or 0.
     private func bindError(_ port: UInt16) -> Int32 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -27,16 +28,8 @@ import Glibc
     }
 
     @Test func noOtherListenerCanTakeItAndConnectsAreRefused() throws {
-        let port = unusedPort()
-        defer { releaseHeldPort(port) }
+        let port = refusedPort()
         #expect(bindError(port) == EADDRINUSE)
         #expect(throws: (any Error).self) { try LineClient(port: port) }
-    }
-
-    @Test func aTestServerCanStillTakeItOnPurpose() throws {
-        let port = unusedPort()
-        let server = try FakeServer(port: port, onLine: FakeServer.answering())
-        defer { server.stop() }
-        #expect(server.port == port)
     }
 }
