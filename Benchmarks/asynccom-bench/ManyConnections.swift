@@ -136,7 +136,7 @@ enum ManyConnections {
 
         func runLoop(until done: () -> Bool, within seconds: Double, what: String) throws {
             let deadline = EventLoop.monotonicNanos() &+ seconds.secondsAsNanos
-            let tick = Timer(loop: loop) {}
+            let tick = EventTimer(loop: loop) {}
             defer { tick.cancel() }
             while !done() {
                 if let failure { throw Failure(description: failure) }

@@ -3,7 +3,7 @@ import AsyncComEventLoop
 import AsyncComTLS
 
 /// How a client connection's bytes travel: plain system calls on its socket, or a TLS session (OpenSSL on the
-/// same non-blocking fd) for `tls://` servers. `Connection` does its I/O through this seam only.
+/// same non-blocking fd) for `tls://` servers. `ClientConnection` does its I/O through this seam only.
 struct ClientTransport {
     private(set) var tls: TLSSession?
 

@@ -47,13 +47,13 @@ final class Engine {
     private let ordered: Bool
 
     @exclusivity(unchecked) private(set) var servers: [ServerState] = []
-    @exclusivity(unchecked) private(set) var connections: [Connection] = []
+    @exclusivity(unchecked) private(set) var connections: [ClientConnection] = []
     private let sharder: Sharder
     private let table = RequestTable()
     @exclusivity(unchecked) private var stats: JobStats
     @exclusivity(unchecked) private var ring = ReorderRing()
     /// Connections with output appended during this callback.
-    @exclusivity(unchecked) var dirty: [Connection] = []
+    @exclusivity(unchecked) var dirty: [ClientConnection] = []
     /// Item buffers and command lists of answered requests, reused for new batches: a request costs no
     /// allocation in steady state, and a burst of answers frees nothing while the clock runs (the job's end
     /// frees them). At most as many as the windows hold requests (`spareLimit`).
@@ -69,7 +69,7 @@ final class Engine {
     @exclusivity(unchecked) private var pullCut = false
     /// Fires at once on the next loop iteration, after pending I/O events: how a callback that stopped at its
     /// budget gets to go on.
-    private var resumeTimer: Timer?
+    private var resumeTimer: EventTimer?
     /// Pulling stops when the oldest undelivered result is this far behind (ordered delivery only): four
     /// times what the connections hold, at most twice the budget.
     @inline(__always) private func spanLimit(capacity: Int) -> Int {
@@ -77,7 +77,7 @@ final class Engine {
     }
     private let startNanos: UInt64
     private var notifier: Notifier?
-    private var progressTimer: Timer?
+    private var progressTimer: EventTimer?
     @exclusivity(unchecked) private var settling = false
     @exclusivity(unchecked) private(set) var finished = false
     private(set) var outcome: Result<JobSummary, any Error>?
@@ -122,7 +122,7 @@ final class Engine {
     }
 
     /// Arms `timer` for `deadline` on the engine's clock (at once when it has passed).
-    func arm(_ timer: Timer, at deadline: UInt64) {
+    func arm(_ timer: EventTimer, at deadline: UInt64) {
         let t = now()
         timer.schedule(afterNanos: deadline > t ? deadline - t : 0)
     }
@@ -182,26 +182,26 @@ final class Engine {
             let server = ServerState(index: i, endpoint: endpoint, batch: depth.unlimited.batch, health: health, plan: plan)
             // Resolved once per job, not at every reconnect (a failed resolution is retried at the next attempt).
             server.resolved = try? Socket.resolve(endpoint)
-            let downTimer = Timer(loop: loop) { [unowned self, unowned server] in self.downTimerFired(server) }
+            let downTimer = EventTimer(loop: loop) { [unowned self, unowned server] in self.downTimerFired(server) }
             server.downTimer = downTimer
             servers.append(server)
             for _ in 0..<plan.initial { makeConnection(to: server) }
             armDownTimer(server)
         }
         if onProgress != nil {
-            let timer = Timer(loop: loop) { [unowned self] in self.reportProgress() }
+            let timer = EventTimer(loop: loop) { [unowned self] in self.reportProgress() }
             progressTimer = timer
             timer.schedule(afterNanos: Engine.progressIntervalNanos)
         }
-        resumeTimer = Timer(loop: loop) {}  // wakes the loop: its afterCallback settles
+        resumeTimer = EventTimer(loop: loop) {}  // wakes the loop: its afterCallback settles
         inPlaceSource?.startReading { [control] in control.wake() }
         for c in connections { c.connect() }
         settle()
     }
 
     @discardableResult
-    private func makeConnection(to server: ServerState) -> Connection {
-        let c = Connection(engine: self, server: server, index: connections.count)
+    private func makeConnection(to server: ServerState) -> ClientConnection {
+        let c = ClientConnection(engine: self, server: server, index: connections.count)
         c.makeTimer(loop: loop)
         connections.append(c)
         server.connections.append(c)
@@ -452,7 +452,7 @@ final class Engine {
         }
     }
 
-    private func send(slot: Int, on c: Connection, now: UInt64) {
+    private func send(slot: Int, on c: ClientConnection, now: UInt64) {
         // Field by field: reading the whole Request would copy it (and retain its buffer and commands).
         if table[slot].itemCount > c.maxItems || table[slot].items.readableBytes + ItemsCodec.requestOverhead > c.maxLine {
             // Built for a server with larger limits (before its HELLO, or before a failover): split, new ids.
@@ -476,7 +476,7 @@ final class Engine {
         c.markDirty()
     }
 
-    private func split(slot: Int, for c: Connection) {
+    private func split(slot: Int, for c: ClientConnection) {
         let old = table.remove(slot: slot)
         let chunks = ItemsCodec.split(old.items, maxItems: c.maxItems, maxLine: c.maxLine)
         for chunk in chunks.reversed() {
@@ -496,13 +496,13 @@ final class Engine {
     // MARK: replies
 
     /// Whether a timeout entry still describes the request's current send on `c`.
-    @inline(__always) func isInFlight(_ e: TimeoutEntry, on c: Connection) -> Bool {
+    @inline(__always) func isInFlight(_ e: TimeoutEntry, on c: ClientConnection) -> Bool {
         let slot = Int(e.slot)
         guard table.isLive(slot: slot, id: e.id) else { return false }
         return table[slot].connection == c.index && table[slot].epoch == e.epoch
     }
 
-    func handleResults(id: UInt64, on c: Connection) {
+    func handleResults(id: UInt64, on c: ClientConnection) {
         guard let slot = table.slot(forID: id) else {
             stats.lateReplies += 1
             return
@@ -560,13 +560,13 @@ final class Engine {
     }
 
     /// After a read: drop answered entries from the front of the timeout FIFO so it stays small.
-    func repliesProcessed(on c: Connection) {
+    func repliesProcessed(on c: ClientConnection) {
         _ = c.timeouts.trimFront { isInFlight($0, on: c) }
         c.timeouts.compactIfNeeded(liveCount: c.inFlight) { isInFlight($0, on: c) }
     }
 
     /// `ERR <id> ...`: the server rejected the request itself; re-sending would not help.
-    func handleRequestError(id: UInt64, code: String, message: String, on c: Connection) {
+    func handleRequestError(id: UInt64, code: String, message: String, on c: ClientConnection) {
         guard let slot = table.slot(forID: id) else {
             stats.lateReplies += 1
             return
@@ -578,7 +578,7 @@ final class Engine {
 
     private var badReplyLogs = 0
 
-    func badReply(on c: Connection, reason: String, line: UnsafeRawBufferPointer?) {
+    func badReply(on c: ClientConnection, reason: String, line: UnsafeRawBufferPointer?) {
         stats.badReplies += 1
         // Rate-limited: the first few, then one in a thousand.
         if stats.badReplies <= 5 || stats.badReplies % 1000 == 0 {
@@ -621,7 +621,7 @@ final class Engine {
 
     // MARK: timeouts, losses, failover
 
-    func expireTimeouts(on c: Connection, now: UInt64) {
+    func expireTimeouts(on c: ClientConnection, now: UInt64) {
         let (expired, next) = c.timeouts.popExpired(now: now) { isInFlight($0, on: c) }
         c.armTimer(requestDeadline: next)
         for e in expired {
@@ -645,7 +645,7 @@ final class Engine {
     private func requeueFront(slot: Int, preferring server: ServerState) {
         var target = server
         if !server.isUp {
-            let key = Sharder.mix(table[slot].id)
+            let key = SplitMix64.mix(table[slot].id)
             if let s = sharder.pick(key: key, isAlive: { self.servers[$0].isUp }) {
                 target = servers[s]
             } else if server.isDown {
@@ -661,7 +661,7 @@ final class Engine {
         enqueue(slot: slot, on: target, front: true)
     }
 
-    func connectionReady(_ c: Connection, limits: ServerLimits, batch: Int, isReconnect: Bool) {
+    func connectionReady(_ c: ClientConnection, limits: ServerLimits, batch: Int, isReconnect: Bool) {
         let server = c.server
         server.quietConnectFailures = true
         server.limits = limits
@@ -703,7 +703,7 @@ final class Engine {
 
     private var coverageLogged: Set<Int> = []
 
-    func connectionLost(_ c: Connection, wasReady: Bool, helloFailure: Bool, stalled: Bool, reason: String, requests: [TimeoutEntry]) {
+    func connectionLost(_ c: ClientConnection, wasReady: Bool, helloFailure: Bool, stalled: Bool, reason: String, requests: [TimeoutEntry]) {
         let server = c.server
         if wasReady {
             stats.servers[server.index].connectionsLost += 1
@@ -752,7 +752,7 @@ final class Engine {
     /// Every connection to it goes (the others share its fate, and would each take another timeout to show it);
     /// requests in flight on the stalled one count a timeout, those on the others a loss. One strike for the
     /// server, and down at once when another server can take its work (`ServerHealth`).
-    func stalled(_ c: Connection) {
+    func stalled(_ c: ClientConnection) {
         stats.servers[c.server.index].stalls += 1
         let reason = "no reply within \(configuration.requestTimeout) s with \(c.inFlight) request\(c.inFlight == 1 ? "" : "s") in flight (server stalled)"
         for other in c.server.connections where other !== c && other.state == .ready {
@@ -796,7 +796,7 @@ final class Engine {
         var slots: [Int] = []
         while let slot = dequeue(from: server) { slots.append(slot) }
         for slot in slots {
-            let key = Sharder.mix(table[slot].id)
+            let key = SplitMix64.mix(table[slot].id)
             if let s = sharder.pick(key: key, isAlive: { !self.servers[$0].isDown }) {
                 table[slot].server = s
                 enqueue(slot: slot, on: servers[s])

@@ -2,7 +2,7 @@ import AsyncComCore
 import Histogram
 
 /// Counters of one server during a job.
-struct ServerStats {
+struct JobServerStats {
     var ok = 0
     var unknown = 0
     var failed = 0
@@ -21,7 +21,7 @@ struct JobStats {
     var unknown = 0
     var failed = 0
     var latencyMicros = JobSummary.makeHistogram()
-    var servers: [ServerStats]
+    var servers: [JobServerStats]
     var requests = 0
     var retries = 0
     var resends = 0
@@ -30,7 +30,7 @@ struct JobStats {
     var firstFailure: String?
 
     init(serverCount: Int) {
-        servers = Array(repeating: ServerStats(), count: serverCount)
+        servers = Array(repeating: JobServerStats(), count: serverCount)
     }
 
     var done: Int { ok + unknown + failed }

@@ -8,7 +8,7 @@ import AsyncComEventLoop
 final class ServerState {
     let index: Int
     let endpoint: Endpoint
-    var connections: [Connection] = []
+    var connections: [ClientConnection] = []
     /// Requests waiting to be sent, oldest first; re-sends go to the front. An entry names its request by slot
     /// and id, so one answered meanwhile (a late reply to an earlier send) is recognised and skipped.
     @exclusivity(unchecked) var queue = Deque<QueuedRequest>()
@@ -35,7 +35,7 @@ final class ServerState {
     /// the server has been up (from then on "connection lost" and "server is down" say what matters).
     var quietConnectFailures = false
     /// Fires at `health.downDeadline`.
-    var downTimer: Timer?
+    var downTimer: EventTimer?
     /// Where the next pump starts, so connections share the queue.
     @exclusivity(unchecked) var nextConnection = 0
 

@@ -5,10 +5,8 @@ import AsyncComCore
 struct Sharder {
     let serverCount: Int
 
-    @inline(__always) static func mix(_ x: UInt64) -> UInt64 { SplitMix64.mix(x) }
-
     @inline(__always) static func hash(_ device: DeviceAddress) -> UInt64 {
-        mix(device.high ^ mix(device.low))
+        SplitMix64.mix(device.high ^ SplitMix64.mix(device.low))
     }
 
     /// The server for `key` among those for which `isAlive` holds; nil when none is.
@@ -17,7 +15,7 @@ struct Sharder {
         var best: Int?
         var bestScore: UInt64 = 0
         for s in 0..<serverCount where isAlive(s) {
-            let score = Sharder.mix(key ^ (UInt64(s) &* 0xD6E8_FEB8_6659_FD93))
+            let score = SplitMix64.mix(key ^ (UInt64(s) &* 0xD6E8_FEB8_6659_FD93))
             if best == nil || score > bestScore {
                 best = s
                 bestScore = score

@@ -23,7 +23,8 @@ public final class EventLoop {
             throw SystemError("event_base_new_with_config", errno: errno == 0 ? ENOMEM : errno)
         }
         self.base = base
-        // Two priorities: 0 for urgent timers (`Timer(urgent:)`), 1 (libevent's default, the middle) for the rest.
+        // Two priorities: 0 for urgent timers (`EventTimer(urgent:)`), 1 (libevent's default, the middle) for the
+        // rest.
         // libevent runs only the most urgent active events in a loop iteration, so a due urgent timer is never
         // queued behind a round of reads.
         _ = event_base_priority_init(base, 2)

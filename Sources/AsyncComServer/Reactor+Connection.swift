@@ -30,7 +30,7 @@ extension Reactor {
 
     // MARK: - Reading
 
-    private func readInput(_ c: Connection) {
+    private func readInput(_ c: ServerConnection) {
         let now = EventLoop.monotonicNanos()
         var budget = Self.readBudget
         var peerClosed = false
@@ -87,7 +87,7 @@ extension Reactor {
 
     /// Answers every complete line in `buffer` until the connection must stop reading.
     /// `queued`: how long the bytes waited in the kernel before they were read (0 for lines held back).
-    func processLines(_ c: Connection, in buffer: ByteBuffer, now: UInt64, queued: UInt64 = 0) {
+    func processLines(_ c: ServerConnection, in buffer: ByteBuffer, now: UInt64, queued: UInt64 = 0) {
         while c.isOpen && !c.paused {
             switch LineFramer.next(in: buffer.readableView, maxLine: config.maxLine) {
             case .incomplete:
@@ -109,7 +109,7 @@ extension Reactor {
         }
     }
 
-    private func handle(line: UnsafeRawBufferPointer, on c: Connection, now: UInt64, queued: UInt64) {
+    private func handle(line: UnsafeRawBufferPointer, on c: ServerConnection, now: UInt64, queued: UInt64) {
         scratch.clear()
         switch ServerProtocol.handle(line: line, map: map, maxItems: config.maxItems, reply: scratch) {
         case .empty:
@@ -157,7 +157,7 @@ extension Reactor {
     // MARK: - Writing, backpressure, closing
 
     /// Writes what the socket takes now. False when the connection failed and was closed.
-    func flush(_ c: Connection) -> Bool {
+    func flush(_ c: ServerConnection) -> Bool {
         while !c.output.isEmpty {
             let n: Int
             do {
@@ -175,7 +175,7 @@ extension Reactor {
 
     /// Brings a connection up to date after anything happened to it: flush, lift backpressure, finish a
     /// closing connection, and set the read/write interest to match.
-    func settle(_ c: Connection) {
+    func settle(_ c: ServerConnection) {
         switch c.state {
         case .closed, .lingering: return
         case .open, .finishing: break
@@ -217,7 +217,7 @@ extension Reactor {
     }
 
     /// Everything is sent: half-close, then discard what the peer still sends until it closes (or 2 s pass).
-    private func beginLinger(_ c: Connection) {
+    private func beginLinger(_ c: ServerConnection) {
         c.tls?.close()
         Socket.shutdownWrite(fd: c.fd)
         c.state = .lingering(deadline: EventLoop.monotonicNanos() &+ Self.lingerNanos)
@@ -227,7 +227,7 @@ extension Reactor {
         c.watcher?.setInterest(read: true, write: false)
     }
 
-    private func discardInput(_ c: Connection) {
+    private func discardInput(_ c: ServerConnection) {
         var budget = Self.readBudget
         defer { readBuffer.clear() }
         while budget > 0 {
@@ -247,14 +247,14 @@ extension Reactor {
         }
     }
 
-    private func abort(_ c: Connection, _ error: SystemError) {
+    private func abort(_ c: ServerConnection, _ error: SystemError) {
         logger.debug("connection failed", metadata: ["error": "\(error)"])
         close(c)
     }
 
     /// Closes at once. Replies still pending for it are dropped: counted out of in-flight now, and skipped when
     /// due because the slot's generation has moved on.
-    func close(_ c: Connection) {
+    func close(_ c: ServerConnection) {
         if case .closed = c.state { return }
         let abandoned = c.inflightRequests
         counters.update {

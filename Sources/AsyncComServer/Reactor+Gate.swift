@@ -21,11 +21,11 @@ final class ConnectionGate {
 
     var phase: Phase
     /// The auth timeout, then the failure delay (one timer per gated connection; gone once authenticated).
-    let timer: Timer
+    let timer: EventTimer
     /// Whether the first byte of a TLS connection has been looked at (a plaintext client gets told).
     var sniffed = false
 
-    init(phase: Phase, timer: Timer) {
+    init(phase: Phase, timer: EventTimer) {
         self.phase = phase
         self.timer = timer
     }
@@ -48,10 +48,10 @@ extension Reactor {
 
     /// Puts a just-admitted connection behind its gate; it already holds an unauthenticated claim. False when
     /// the connection was closed instead (no TLS session could be made).
-    func openGate(_ c: Connection, tls: TLSContext?) -> Bool {
+    func openGate(_ c: ServerConnection, tls: TLSContext?) -> Bool {
         let slot = c.slot
         let generation = c.generation
-        let timer = Timer(loop: loop) { [unowned self] in self.gateTimerFired(slot: slot, generation: generation) }
+        let timer = EventTimer(loop: loop) { [unowned self] in self.gateTimerFired(slot: slot, generation: generation) }
         c.gate = ConnectionGate(phase: tls == nil ? .hello : .handshake, timer: timer)
         counters.add(.unauthenticated)
         if let tls {
@@ -68,7 +68,7 @@ extension Reactor {
     }
 
     /// Releases the gate's claim (the connection is authenticated or closing).
-    func dropGate(_ c: Connection) {
+    func dropGate(_ c: ServerConnection) {
         guard let gate = c.gate else { return }
         gate.timer.cancel()
         c.gate = nil
@@ -77,7 +77,7 @@ extension Reactor {
     }
 
     /// Readiness of a connection still handshaking or waiting for its `HELLO 1 token=...`.
-    func gateEvent(_ c: Connection, _ gate: ConnectionGate, readable: Bool, writable: Bool) {
+    func gateEvent(_ c: ServerConnection, _ gate: ConnectionGate, readable: Bool, writable: Bool) {
         switch gate.phase {
         case .handshake:
             handshake(c, gate)
@@ -89,7 +89,7 @@ extension Reactor {
     }
 
     /// One step of the TLS handshake; never waits for the peer.
-    private func handshake(_ c: Connection, _ gate: ConnectionGate) {
+    private func handshake(_ c: ServerConnection, _ gate: ConnectionGate) {
         guard let tls = c.tls else { return }
         if !gate.sniffed {
             // A TLS client speaks first with a handshake record (0x16). Anything else is a plaintext client on
@@ -134,7 +134,7 @@ extension Reactor {
     }
 
     /// Reads the first line (at most `preAuthMaxLine` bytes are ever buffered) and decides on it.
-    private func readHello(_ c: Connection, _ gate: ConnectionGate) {
+    private func readHello(_ c: ServerConnection, _ gate: ConnectionGate) {
         // Never buffer more than one maximal line: a peer cannot make an unauthenticated connection hold more.
         let room = Self.preAuthMaxLine + 1 - c.input.readableBytes
         let n: Int
@@ -178,7 +178,7 @@ extension Reactor {
 
     /// A good token or a finished TLS handshake: the connection becomes an ordinary one (if a `maxConnections`
     /// slot is free). `name` is the token's; nil when TLS alone admitted it (no HELLO reply then).
-    private func admitAuthenticated(_ c: Connection, name: String?, now: UInt64) {
+    private func admitAuthenticated(_ c: ServerConnection, name: String?, now: UInt64) {
         guard let gate = c.gate else { return }
         guard shared.claimConnection() else {
             counters.add(.rejected)
@@ -201,7 +201,7 @@ extension Reactor {
 
     /// A wrong token (or an overlong first line): read nothing more, answer `AUTH_FAILED` only after the
     /// failure delay, then close. The answer itself is late, so a guesser gains nothing by hanging up early.
-    private func reject(_ c: Connection, _ gate: ConnectionGate) {
+    private func reject(_ c: ServerConnection, _ gate: ConnectionGate) {
         counters.add(.authFailed)
         gate.phase = .rejecting
         c.state = .finishing
@@ -211,7 +211,7 @@ extension Reactor {
     }
 
     /// Sends `ERR - <code>` and closes after the flush (as any finishing connection).
-    private func refuse(_ c: Connection, _ gate: ConnectionGate, code: ProtocolErrorCode, message: String) {
+    private func refuse(_ c: ServerConnection, _ gate: ConnectionGate, code: ProtocolErrorCode, message: String) {
         gate.phase = .refused
         gate.timer.cancel()
         c.state = .finishing

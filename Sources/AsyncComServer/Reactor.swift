@@ -47,15 +47,15 @@ final class Reactor {
     var http: HTTPState?
     private(set) var loop: EventLoop!
     private var listenerWatchers: [IOWatcher] = []
-    private var replyTimer: Timer!
+    private var replyTimer: EventTimer!
     /// The deadline `replyTimer` is armed for; 0 when it is not armed.
     private var armedDeadline: UInt64 = 0
     /// When the reply timer last fired, and the least gap to its next firing (`replyCoalescing`).
     private var lastReplyFire: UInt64 = 0
     private let coalescingNanos: UInt64
-    private var sweepTimer: Timer!
+    private var sweepTimer: EventTimer!
     private var sweepNanos: UInt64
-    private var acceptTimer: Timer!
+    private var acceptTimer: EventTimer!
     private var notifier: Notifier!
     private var acceptPaused = false
     private var lastAcceptErrorLog: UInt64 = 0
@@ -67,7 +67,7 @@ final class Reactor {
     /// `ServerProtocol.handle` writes each reply here first.
     let scratch = ByteBuffer(capacity: 4096)
     /// Connections that got replies in the current timer callback, flushed once each at its end.
-    var flushQueue: [Connection] = []
+    var flushQueue: [ServerConnection] = []
     /// Closed connections (and watchers) kept alive until the callback that closed them has returned: the
     /// loop's `afterCallback` empties it.
     var retired: [AnyObject] = []
@@ -134,9 +134,9 @@ final class Reactor {
             return
         }
         // Urgent: due replies are written before more input is read (inflight p99 lateness: see ARCHITECTURE.md).
-        replyTimer = Timer(loop: loop, urgent: true) { [unowned self] in self.onReplyTimer() }
-        sweepTimer = Timer(loop: loop) { [unowned self] in self.onSweep() }
-        acceptTimer = Timer(loop: loop) { [unowned self] in self.resumeAccepting() }
+        replyTimer = EventTimer(loop: loop, urgent: true) { [unowned self] in self.onReplyTimer() }
+        sweepTimer = EventTimer(loop: loop) { [unowned self] in self.onSweep() }
+        acceptTimer = EventTimer(loop: loop) { [unowned self] in self.resumeAccepting() }
         for (i, l) in listenerSockets.enumerated() {
             let w = IOWatcher(loop: loop, fd: l.fd) { [unowned self] readable, _ in
                 if readable { self.acceptConnections(listener: i) }
@@ -249,7 +249,7 @@ final class Reactor {
             if config.receiveBuffer > 0 { Socket.setReceiveBuffer(fd: fd, bytes: config.receiveBuffer) }
         }
         let (slot, generation) = table.reserve()
-        let c = Connection(fd: fd, slot: slot, generation: generation, now: EventLoop.monotonicNanos())
+        let c = ServerConnection(fd: fd, slot: slot, generation: generation, now: EventLoop.monotonicNanos())
         let watcher = IOWatcher(loop: loop, fd: fd) { [unowned self] readable, writable in
             self.connectionEvent(slot: slot, generation: generation, readable: readable, writable: writable)
         }
@@ -399,7 +399,7 @@ final class Reactor {
     }
 
     /// Whether `c` has had unsent output and written none of it for the idle timeout (checked at each sweep).
-    private func writeStalled(_ c: Connection, now: UInt64) -> Bool {
+    private func writeStalled(_ c: ServerConnection, now: UInt64) -> Bool {
         if c.output.isEmpty {
             c.stallSince = 0
             return false

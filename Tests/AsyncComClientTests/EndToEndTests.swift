@@ -158,7 +158,7 @@ func mapCommands(devices: Int, rounds: Int = 1) -> (lines: [String], sum: Int128
     @Test func serverStartedAfterTheClient() async throws {
         let port = unusedPort()
         let client = AsyncComClient.quiet(ClientConfiguration(servers: [tcp(port)], connectTimeout: 30))
-        let starter = Task {
+        let starter = testTask {
             try await Task.sleep(for: .seconds(1))
             return try TestServer(mapFile: seedMap, port: port)
         }

@@ -44,9 +44,13 @@ import Testing
         defer { server.stop() }
         let (lines, sum, _) = cannedCommands(6000)
         let client = AsyncComClient.quiet(ClientConfiguration(servers: [tcp(server.port)], batch: 1, window: 4, ordered: true))
-        let job = Task { try await client.runCollecting(lines) }
+        let job = testTask { try await client.runCollecting(lines) }
         // Before the held reply: at most the span (1024) commands were read, so at most that many requests sent.
-        let before = try await blocking { settledValue { probe.answered } } as Int?
+        let before = try await blocking { () -> Int? in
+            // It reads ahead nearly to the span (so a slow start cannot pass for a stop), then stops.
+            #expect(eventually(within: 60) { held.withLock { $0 != nil } && probe.answered >= 1000 })
+            return settledValue { probe.answered }
+        }
         let (c, reply) = try #require(held.withLock { $0 })
         c.send(reply)
         let (summary, results) = try await job.value
@@ -234,7 +238,7 @@ import Testing
         let port = unusedPort()
         let (lines, sum, _) = cannedCommands(50)
         let client = AsyncComClient.quiet(ClientConfiguration(servers: [tcp(port)], connectTimeout: 30))
-        let starter = Task {
+        let starter = testTask {
             try await Task.sleep(for: .seconds(1))
             return try FakeServer(port: port, onLine: FakeServer.answering())
         }
@@ -318,7 +322,11 @@ import Testing
         let stream = client.results(source: ArrayCommandSource(lines: lines))
         // Nobody reads until the requests stop: the engine must stop at about 64k undelivered results (+ what
         // was in flight).
-        let whileIdle = try await blocking { settledValue { probe.answered } } as Int?
+        let whileIdle = try await blocking { () -> Int? in
+            // At least 64Ki results (4,096 requests of 16) are buffered before it may stop.
+            #expect(eventually(within: 60) { probe.answered >= 4000 })
+            return settledValue { probe.answered }
+        }
         var total: Int128 = 0
         var count = 0
         for await r in stream {
@@ -342,7 +350,7 @@ import Testing
         }
         defer { server.stop() }
         let client = AsyncComClient.quiet(ClientConfiguration(servers: [tcp(server.port)], requestTimeout: 600))
-        let job = Task { try await client.run(source: ArrayCommandSource(lines: cannedCommands(100).lines)) }
+        let job = testTask { try await client.run(source: ArrayCommandSource(lines: cannedCommands(100).lines)) }
         // Cancelled mid-job: its requests are out and will never be answered.
         let sent = try await blocking { eventually { server.lines.contains { $0.hasPrefix("REQ") } } } as Bool
         #expect(sent)

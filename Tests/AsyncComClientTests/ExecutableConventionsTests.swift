@@ -71,7 +71,12 @@ import Glibc
             let client = try run("asynccom-client", [missing])
             #expect(client.status == 2, "\(client.stderr)")
             #expect(client.stderr.hasPrefix("asynccom-client: error: \(missing)"), "\(client.stderr)")
-            // A run-time failure: the server's port is taken.
+            // Run-time failures: results that cannot be written (checked before anything is sent) ...
+            let output = dir + "/no/such/folder/results.txt"
+            let unwritable = try run("asynccom-client", ["--output", output, dataPath("seed/commands.txt")])
+            #expect(unwritable.status == 1, "\(unwritable.stderr)")
+            #expect(unwritable.stderr.hasPrefix("asynccom-client: error: \(output): cannot open for writing"), "\(unwritable.stderr)")
+            // ... and the server's port taken.
             let (first, port) = try ServerProcess.listening(map: dataPath("seed/map.txt"))
             let taken = try run("asynccom-server", ["--map", dataPath("seed/map.txt"), "--listen", "127.0.0.1:\(port)"])
             #expect(taken.status == 1, "\(taken.stderr)")

@@ -53,7 +53,7 @@ private func partlyAnsweringServer(answer: @escaping @Sendable (Int) -> Bool) th
         let results = ResultLog()
         let answers = AnswerLog()
         let (lines, _, _) = cannedCommands(100)
-        let job = Task {
+        let job = testTask {
             try await client.run(source: ArrayCommandSource(lines: lines), onResult: { results.append($0) },
                                  onAnswer: { answers.append($0) }, interruption: interruption)
         }
@@ -87,7 +87,7 @@ private func partlyAnsweringServer(answer: @escaping @Sendable (Int) -> Bool) th
         #expect(seen == 1)
         // Awaited in a task of its own and polled, so that a hang fails the test instead of hanging it.
         let outcome = Box()
-        Task {
+        _ = testTask {
             do {
                 _ = try await stream.summary()
                 outcome.set("a summary")

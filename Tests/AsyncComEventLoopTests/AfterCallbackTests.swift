@@ -27,7 +27,7 @@ import Testing
             watcher?.setInterest(read: true, write: false)
             _ = write(fds[1], "x", 1)
         }
-        let timer = Timer(loop: loop) {
+        let timer = EventTimer(loop: loop) {
             log.append("timer")
             loop.stop()
         }

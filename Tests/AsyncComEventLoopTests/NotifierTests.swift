@@ -25,7 +25,7 @@ import Testing
         var calls = 0
         let notifier = try Notifier(loop: loop) { calls += 1 }
         for _ in 0..<5 { notifier.notify() }
-        let stopper = Timer(loop: loop) { loop.stop() }
+        let stopper = EventTimer(loop: loop) { loop.stop() }
         stopper.schedule(afterNanos: 20_000_000)
         #expect(runWithWatchdog(loop))
         #expect(calls == 1)
@@ -53,7 +53,7 @@ import Testing
         }
         // kill, not raise: test threads are dispatch workers that block signals, and raise() targets the calling
         // thread; a process-directed signal goes to any thread that accepts it, libevent forwards it to the loop.
-        let raiser = Timer(loop: loop) { kill(getpid(), SIGUSR1) }
+        let raiser = EventTimer(loop: loop) { kill(getpid(), SIGUSR1) }
         raiser.schedule(afterNanos: 0)
         #expect(runWithWatchdog(loop))
         #expect(received == 1)

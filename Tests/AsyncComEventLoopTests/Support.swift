@@ -5,7 +5,7 @@ import Foundation
 /// instead of hanging. Returns false when the watchdog fired.
 func runWithWatchdog(_ loop: EventLoop, seconds: UInt64 = 10) -> Bool {
     var timedOut = false
-    let watchdog = Timer(loop: loop) {
+    let watchdog = EventTimer(loop: loop) {
         timedOut = true
         loop.stop()
     }

@@ -25,9 +25,14 @@ public func blocking<T>(_ body: () throws -> T) async throws -> T {
     }
 }
 
-/// A task executor backed by one dedicated thread, stopped by `shutdown()`.
+/// A task executor backed by one dedicated thread, stopped by `shutdown()`. A job that arrives after the thread
+/// has stopped (a task a test started and left running) goes to Swift's global executor instead of being lost.
 public final class DedicatedThreadExecutor: TaskExecutor, @unchecked Sendable {
-    private let jobs = Mutex<[UnownedJob]>([])
+    private struct Queue {
+        var jobs: [UnownedJob] = []
+        var stopped = false
+    }
+    private let queue = Mutex(Queue())
     /// One signal per job and one for the shutdown: each wait is followed by exactly one of them.
     private let events = DispatchSemaphore(value: 0)
 
@@ -41,8 +46,16 @@ public final class DedicatedThreadExecutor: TaskExecutor, @unchecked Sendable {
 
     public func enqueue(_ job: consuming ExecutorJob) {
         let unowned = UnownedJob(job)
-        jobs.withLock { $0.append(unowned) }
-        events.signal()
+        let queued = queue.withLock { q -> Bool in
+            if q.stopped { return false }
+            q.jobs.append(unowned)
+            return true
+        }
+        if queued {
+            events.signal()
+        } else {
+            globalConcurrentExecutor.enqueue(unowned)
+        }
     }
 
     /// Lets the thread finish once its queued jobs have run.
@@ -53,8 +66,14 @@ public final class DedicatedThreadExecutor: TaskExecutor, @unchecked Sendable {
     fileprivate func run() {
         while true {
             events.wait()
-            let job = jobs.withLock { $0.isEmpty ? nil : $0.removeFirst() }
-            guard let job else { return }  // the shutdown signal, with every job before it done
+            let job = queue.withLock { q -> UnownedJob? in
+                if q.jobs.isEmpty {
+                    q.stopped = true  // the shutdown signal, with every job before it done
+                    return nil
+                }
+                return q.jobs.removeFirst()
+            }
+            guard let job else { return }
             job.runSynchronously(on: asUnownedTaskExecutor())
         }
     }

@@ -34,23 +34,35 @@ public struct MachineSlotTrait: SuiteTrait, TestTrait, TestScoping {
 
     public func provideScope(for test: Test, testCase: Test.Case?,
                              performing function: @Sendable () async throws -> Void) async throws {
-        let asked = monotonicSeconds()
-        await machineSlots.acquire(weight)
-        defer { machineSlots.release(weight) }
-        let started = monotonicSeconds()
-        defer {
-            if logMachineSlots {
-                print(String(format: "machine slot: waited %.2f s, ran %.2f s, weight %d: %@",
-                             started - asked, monotonicSeconds() - started, weight, test.name))
+        // The test's own async code runs on a thread of its own: Swift concurrency's pool (one thread per core)
+        // is busy with the CPU-bound unit tests at the start of a run, and a slotted test that waited for a pool
+        // thread to resume (after its slot, a sleep, a reply) held its share meanwhile (a run's first server
+        // tests took 5-14 s instead of 0.3 s).
+        let executor = DedicatedThreadExecutor()
+        defer { executor.shutdown() }
+        try await MachineSlotTrait.$executor.withValue(executor) {
+            try await withTaskExecutorPreference(executor) {
+                let asked = monotonicSeconds()
+                await machineSlots.acquire(weight)
+                defer { machineSlots.release(weight) }
+                let started = monotonicSeconds()
+                defer {
+                    if logMachineSlots {
+                        print(String(format: "machine slot: waited %.2f s, ran %.2f s, weight %d: %@",
+                                     started - asked, monotonicSeconds() - started, weight, test.name))
+                    }
+                }
+                try await MachineSlotTrait.$holdsSlot.withValue(true) {
+                    try await withTimeLimit(timeLimit, at: test.sourceLocation, function)
+                }
             }
-        }
-        try await MachineSlotTrait.$holdsSlot.withValue(true) {
-            try await withTimeLimit(timeLimit, function)
         }
     }
 
     /// Whether the current task runs inside a slot (checked by `blocking {}`).
     @TaskLocal public static var holdsSlot = false
+    /// The current slotted test's own thread (for `testTask`).
+    @TaskLocal static var executor: DedicatedThreadExecutor?
 }
 
 extension Trait where Self == MachineSlotTrait {
@@ -71,23 +83,34 @@ private let nextMachineSlotID = Atomic<Int>(0)
 /// `ASYNCCOM_SLOT_LOG=1 swift test` prints how long each slotted test case waited for its share and ran.
 private let logMachineSlots = getenv("ASYNCCOM_SLOT_LOG") != nil
 
+/// Like `Task { }`, but on the current slotted test's own thread: an unstructured task goes to Swift concurrency's
+/// shared pool (two threads here), which the CPU-bound unit tests keep busy at the start of a run (a job started
+/// with `Task { }` did not begin for 30 s at load 15).
+public func testTask<T: Sendable>(_ body: sending @escaping () async throws -> T) -> Task<T, any Error> {
+    Task(executorPreference: MachineSlotTrait.executor, operation: body)
+}
+
 /// Runs `body`, recording a time-limit issue if it takes longer than `limit`. Like Swift Testing's `.timeLimit`,
 /// the body is cancelled then and still awaited (code that blocks a thread cannot be stopped from outside).
-func withTimeLimit(_ limit: Duration, _ body: @Sendable () async throws -> Void) async throws {
+func withTimeLimit(_ limit: Duration, at sourceLocation: SourceLocation,
+                   _ body: @Sendable () async throws -> Void) async throws {
     try await withoutActuallyEscaping(body) { body in
         try await withThrowingTaskGroup(of: Bool.self) { group in
             group.addTask {
                 try await body()
                 return true
             }
+            // On the test's own thread too (not the shared pool: finishing a cancelled sleep there waited for the
+            // CPU-bound unit tests). Code that blocks runs in `blocking {}`, so this thread is free to report.
             group.addTask {
                 try await Task.sleep(for: limit)
+                Issue.record("Time limit exceeded: \(limit) after the test got its machine slot",
+                             sourceLocation: sourceLocation)
                 return false
             }
             defer { group.cancelAll() }
             // The body's own failure, if it comes first, is rethrown (and the sleep cancelled by the defer).
             if try await group.next() == true { return }
-            Issue.record("Time limit exceeded: \(limit) after the test got its machine slot")
             group.cancelAll()
             while let finished = try await group.next(), !finished {}
         }

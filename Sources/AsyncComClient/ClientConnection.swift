@@ -14,7 +14,7 @@ import AsyncComEventLoop
 ///
 /// Socket I/O goes through `Socket` calls in `connect`, `readReplies`, `flush` and `closeSocket` only: the seam
 /// where another transport (TLS) slots in.
-final class Connection {
+final class ClientConnection {
     enum State { case waiting, connecting, handshaking, ready, closed }
 
     unowned let engine: Engine
@@ -26,7 +26,7 @@ final class Connection {
     /// Plain socket calls, or TLS for a `tls://` server (`ClientTransport.swift`).
     private var transport = ClientTransport()
     private var watcher: IOWatcher?
-    var timer: Timer?
+    var timer: EventTimer?
     let input = ByteBuffer(capacity: 64 << 10)
     let output = ByteBuffer(capacity: 64 << 10)
     /// Reused for every RES line: parsing allocates nothing in steady state.
@@ -57,7 +57,7 @@ final class Connection {
     var maxReplyLine: Int { max(1 << 20, 64 + 24 * min(server.batch, ClientConfiguration.maxBatch)) }
 
     func makeTimer(loop: EventLoop) {
-        timer = Timer(loop: loop) { [unowned self] in self.timerFired() }
+        timer = EventTimer(loop: loop) { [unowned self] in self.timerFired() }
     }
 
     // MARK: connecting
@@ -69,7 +69,7 @@ final class Connection {
             if server.resolved == nil { server.resolved = try Socket.resolve(server.endpoint) }
             fd = try Socket.connect(resolved: server.resolved!)
         } catch {
-            attemptFailed(reason: Connection.describe(error), strike: false)
+            attemptFailed(reason: ClientConnection.describe(error), strike: false)
             return
         }
         self.fd = fd
@@ -207,7 +207,7 @@ final class Connection {
                     arrivedNanos = mono
                 }
             } catch {
-                lost(reason: Connection.describe(error))
+                lost(reason: ClientConnection.describe(error))
                 return
             }
             guard let n else { break }
@@ -279,7 +279,7 @@ final class Connection {
             do {
                 _ = try transport.write(fd: fd, from: output)
             } catch {
-                lost(reason: Connection.describe(error))
+                lost(reason: ClientConnection.describe(error))
                 return
             }
         }

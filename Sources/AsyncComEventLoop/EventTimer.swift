@@ -6,7 +6,7 @@ import Glibc
 /// Never fires early: the delay is rounded up to libevent's microsecond resolution (plus one microsecond, since
 /// libevent truncates the current time to microseconds), and libevent's cached loop time is refreshed before
 /// arming, so time spent in earlier callbacks of the same loop iteration is not counted as elapsed.
-public final class Timer: LoopCallbackTarget {
+public final class EventTimer: LoopCallbackTarget {
     private var event: OpaquePointer!  // set once in init, freed in deinit
     private let callback: () -> Void
 

@@ -3,7 +3,7 @@ import AsyncComEventLoop
 import AsyncComTLS
 
 /// One accepted socket, owned by the reactor that accepted it.
-final class Connection {
+final class ServerConnection {
     enum State {
         /// Reading and answering requests.
         case open
@@ -79,10 +79,10 @@ protocol Slotted: AnyObject {
     var slot: UInt32 { get }
 }
 
-extension Connection: Slotted {}
+extension ServerConnection: Slotted {}
 
 /// The reactor's connections by slot.
-typealias ConnectionTable = SlotTable<Connection>
+typealias ConnectionTable = SlotTable<ServerConnection>
 
 /// Objects by slot. A slot's generation changes whenever its object leaves, so a `(slot, generation)` pair held
 /// by a pending reply detects a closed or replaced connection with two array reads, no dictionary and no

@@ -9,7 +9,7 @@ import Glibc
         let loop = try EventLoop()
         let delay: UInt64 = 50_000_000
         var firedAt: UInt64 = 0
-        let timer = Timer(loop: loop) {
+        let timer = EventTimer(loop: loop) {
             firedAt = EventLoop.monotonicNanos()
             loop.stop()
         }
@@ -26,7 +26,7 @@ import Glibc
         let loop = try EventLoop()
         var firedAt: UInt64 = 0
         let deadline = EventLoop.monotonicNanos() + 30_000_000
-        let timer = Timer(loop: loop) {
+        let timer = EventTimer(loop: loop) {
             firedAt = EventLoop.monotonicNanos()
             loop.stop()
         }
@@ -38,7 +38,7 @@ import Glibc
     @Test func passedDeadlineFiresAtOnce() throws {
         let loop = try EventLoop()
         var fired = false
-        let timer = Timer(loop: loop) {
+        let timer = EventTimer(loop: loop) {
             fired = true
             loop.stop()
         }
@@ -50,8 +50,8 @@ import Glibc
     @Test func reschedulesFromInsideItsCallback() throws {
         let loop = try EventLoop()
         var fires: [UInt64] = []
-        var timer: Timer?
-        timer = Timer(loop: loop) {
+        var timer: EventTimer?
+        timer = EventTimer(loop: loop) {
             fires.append(EventLoop.monotonicNanos())
             if fires.count < 3 {
                 timer!.schedule(afterNanos: 10_000_000)
@@ -70,7 +70,7 @@ import Glibc
     @Test func rescheduleReplacesEarlierArming() throws {
         let loop = try EventLoop()
         var fires = 0
-        let timer = Timer(loop: loop) {
+        let timer = EventTimer(loop: loop) {
             fires += 1
             loop.stop()
         }
@@ -78,7 +78,7 @@ import Glibc
         timer.schedule(afterNanos: 1_000_000)
         timer.schedule(afterNanos: 40_000_000)
         var stoppedAt: UInt64 = 0
-        let stopper = Timer(loop: loop) {
+        let stopper = EventTimer(loop: loop) {
             stoppedAt = EventLoop.monotonicNanos()
             loop.stop()
         }
@@ -94,11 +94,11 @@ import Glibc
     @Test func cancelPreventsFiring() throws {
         let loop = try EventLoop()
         var fired = false
-        let timer = Timer(loop: loop) { fired = true }
+        let timer = EventTimer(loop: loop) { fired = true }
         timer.schedule(afterNanos: 5_000_000)
         timer.cancel()
         #expect(!timer.isPending)
-        let later = Timer(loop: loop) { loop.stop() }
+        let later = EventTimer(loop: loop) { loop.stop() }
         later.schedule(afterNanos: 30_000_000)
         #expect(runWithWatchdog(loop))
         #expect(!fired)
@@ -107,8 +107,8 @@ import Glibc
     @Test func timerReleasedInsideItsOwnCallback() throws {
         let loop = try EventLoop()
         var fired = 0
-        var timer: Timer?
-        timer = Timer(loop: loop) {
+        var timer: EventTimer?
+        timer = EventTimer(loop: loop) {
             fired += 1
             timer = nil  // last reference
             loop.stop()
@@ -137,7 +137,7 @@ import Glibc
         #expect(write(fds[1], "x", 1) == 1)
         var ioCalls = 0
         var callsWhenFired = -1
-        let timer = Timer(loop: loop, urgent: urgent) {
+        let timer = EventTimer(loop: loop, urgent: urgent) {
             callsWhenFired = ioCalls
             loop.stop()
         }
