@@ -18,7 +18,7 @@ struct BenchCommand: AsyncParsableCommand {
             Exit status: 0 when every run passed; 1 when a run failed (a wrong answer, a server that did not \
             start or stop cleanly); 64 for a usage error (bad option, unknown scenario).
             """,
-        subcommands: [RunCommand.self, GenerateCommand.self],
+        subcommands: [RunCommand.self, GenerateCommand.self, ConnectionsWorkerCommand.self],
         defaultSubcommand: RunCommand.self
     )
 

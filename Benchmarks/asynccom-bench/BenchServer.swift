@@ -16,9 +16,12 @@ final class BenchServer {
     /// The server binary next to this executable (both are built into the same folder).
     static func binaryPath() throws -> String { try executablePath("asynccom-server") }
 
-    init(map: String, reactors: Int?, listen: String = "tcp://127.0.0.1:0", extraArguments: [String] = []) throws {
+    /// `privateStatsListener`: also listen on a port of its own for the STATS probe (as a TLS server always
+    /// does), for a server that shares its port with others (`--share-port`).
+    init(map: String, reactors: Int?, listen: String = "tcp://127.0.0.1:0", privateStatsListener: Bool = false,
+         extraArguments: [String] = []) throws {
         // A TLS server also listens in plaintext on loopback, for the STATS probe.
-        let listens = listen.hasPrefix("tls://") ? [listen, "tcp://127.0.0.1:0"] : [listen]
+        let listens = listen.hasPrefix("tls://") || privateStatsListener ? [listen, "tcp://127.0.0.1:0"] : [listen]
         var args = ["--map", map] + listens.flatMap { ["--listen", $0] } + ["--log-level", "warning"]
         if let reactors { args += ["--reactors", String(reactors)] }
         let started = Runner.monotonicSeconds()

@@ -1,20 +1,21 @@
-#if canImport(Glibc)
 import Glibc
-#endif
 import AsyncComCore
-import AsyncComEventLoop
+import AsyncComProcess
 
-/// Many concurrent connections to one server, each with one request in flight: how fast the server accepts
-/// them, what an idle connection costs it, and whether every reply still comes on time.
+/// Many concurrent connections to one server port, each with one request in flight: how fast they are accepted,
+/// what an idle connection costs the server, and whether every reply still comes on time.
 ///
-/// Connections come from several loopback source addresses (127.0.0.2, .3, ...), so that their count is not
-/// bounded by one address's ephemeral ports (28,232 by default); `IP_BIND_ADDRESS_NO_PORT` leaves the port to
-/// `connect`, which only needs the 4-tuple to be unique.
+/// Each connection is an open file at both ends, and one process may hold at most its hard `RLIMIT_NOFILE` of
+/// them (raising it needs CAP_SYS_RESOURCE). When the connections do not fit one process, the scenario does what
+/// a deployment would: several `asynccom-server` processes share the port (`--share-port`, SO_REUSEPORT: the
+/// kernel spreads the connections over every reactor of every process), and the connections are opened by as
+/// many worker processes (`asynccom-bench connections-worker`). Each server also listens on a private port, for
+/// its own STATS. Otherwise one server with its defaults and one worker.
 enum ManyConnections {
     struct Failure: Error, CustomStringConvertible { let description: String }
 
     struct Figures {
-        /// Connections the server accepted per second (first connect -> STATS shows them all).
+        /// Connections the servers accepted per second (workers started -> STATS shows them all).
         var acceptsPerSecond: Double
         /// Server resident memory per idle connection (after accepting all, before any request), bytes.
         var rssPerConnection: Double
@@ -24,15 +25,20 @@ enum ManyConnections {
         var lateness: (p50: Double, p99: Double, max: Double)
         var seconds: Double
         var connections: Int
-        /// Per connection: its reply's arrival in this host's kernel -> this bench reading it.
+        /// Server processes sharing the port, and client (worker) processes.
+        var servers: Int
+        var workers: Int
+        /// Per connection: its reply's arrival in this host's kernel -> its worker reading it.
         var clientNanos: [UInt64]
+        /// The servers' STATS added up (maxima: the largest), CPU seconds and peak RSS added up.
+        var stats: [String: UInt64]
+        var serverCPUSeconds: Double
+        var serverPeakRSS: Int
+        var clientPeakRSS: Int
     }
 
-    /// Connects that may be in progress at once: the listen backlog holds them without SYN retransmits.
-    static let connectsInFlight = 256
-
-    /// Makes room for `descriptors` open files in this process and its children (the server): raises the soft
-    /// limit, and the hard one when allowed (CAP_SYS_RESOURCE). Returns the limit now in force.
+    /// Makes room for `descriptors` open files in this process and its children: raises the soft limit, and
+    /// the hard one when allowed (CAP_SYS_RESOURCE). Returns the limit now in force.
     static func raiseFileLimit(to descriptors: Int) -> Int {
         var limit = rlimit()
         getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
@@ -49,149 +55,181 @@ enum ManyConnections {
         return Int(limit.rlim_cur)
     }
 
-    final class Peer {
-        let fd: Int32
-        var watcher: IOWatcher?
-        var connected = false
-        var sentNanos: UInt64 = 0
-        var latencyNanos: UInt64 = 0
-        var reply: [UInt8] = []
-        var clientNanos: UInt64 = 0
-        init(fd: Int32) { self.fd = fd }
-    }
+    /// Files a process keeps beside its connections (and a margin for SO_REUSEPORT's uneven spread).
+    static let filesBesideConnections = 1024
 
-    /// Runs `count` connections against `port` on 127.0.0.1; `item` must be in the server's map with `wait`
-    /// and `response`.
-    static func run(port: UInt16, serverPID: Int32, count: Int, sources: Int, item: String, waitNanos: UInt64,
-                    response: Int64) throws -> Figures {
-        let loop = try EventLoop()
-        var peers: [Peer] = []
-        peers.reserveCapacity(count)
-        defer {
-            for p in peers {
-                p.watcher?.cancel()
-                close(p.fd)
-            }
+    /// `count` connections, one request each for `item` (in the map with `waitNanos` and `response`).
+    /// The requests are sent evenly over `spreadNanos` (all workers together: `count` per spread).
+    static func run(mapPath: String, reactors: Int?, serverArguments: [String], count: Int, item: String,
+                    waitNanos: UInt64, response: Int64, spreadNanos: UInt64) throws -> Figures {
+        let files = raiseFileLimit(to: count + filesBesideConnections)
+        let perProcess = max(files - filesBesideConnections, 1)
+        let processes = (count + perProcess - 1) / perProcess
+
+        // The servers: the first picks the port, the others join it.
+        var servers: [BenchServer] = []
+        defer { for s in servers { try? s.stop() } }
+        var shared: [String] = []
+        if processes > 1 {
+            // Each takes its share by hash; its limit is what its open files allow.
+            shared = ["--share-port", "--max-connections", String(files - 64)]
+        } else if count + 64 > 4096 {
+            shared = ["--max-connections", String(count + 64)]  // above the default, as a user would raise it
         }
-        let rssBefore = ProcessMetrics.currentRSS(pid: serverPID) ?? 0
-        let start = EventLoop.monotonicNanos()
-        var connecting = 0
-        var connected = 0
-        var answered = 0
-        var failure: String?
-        let input = ByteBuffer(capacity: 256)
-
-        func open(_ i: Int) throws {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-            guard fd >= 0 else { throw Failure(description: "socket: \(String(cString: strerror(errno))) after \(i) connections") }
-            var on: Int32 = 1
-            _ = setsockopt(fd, Int32(IPPROTO_IP), 24 /* IP_BIND_ADDRESS_NO_PORT */, &on, socklen_t(MemoryLayout<Int32>.size))
-            let bound = Loopback.bind(fd, to: 2 + UInt32(i % sources))
-            let started = bound == 0 ? Loopback.connect(fd, to: port) : -1
-            guard bound == 0, started == 0 || errno == EINPROGRESS else {
-                let e = String(cString: strerror(errno))
-                close(fd)
-                throw Failure(description: "connection \(i): \(bound != 0 ? "bind" : "connect"): \(e)")
-            }
-            let peer = Peer(fd: fd)
-            peers.append(peer)
-            Socket.enableReceiveTimestamps(fd: fd)
-            connecting += 1
-            peer.watcher = IOWatcher(loop: loop, fd: fd) { readable, writable in
-                if !peer.connected {
-                    guard writable else { return }
-                    let error = Socket.connectResult(fd: fd)
-                    if error != 0 { failure = failure ?? "connect: \(String(cString: strerror(error)))" }
-                    peer.connected = true
-                    connecting -= 1
-                    connected += 1
-                    peer.watcher?.setInterest(read: false, write: false)
-                    return
-                }
-                guard readable else { return }
-                input.clear()
-                let got: (count: Int, stamp: Int64)?
-                do {
-                    got = try Socket.readStamped(fd: fd, into: input, chunk: 256)
-                } catch {
-                    failure = failure ?? "connection \(fd): \(error)"
-                    return
-                }
-                guard let got else { return }
-                if got.count == 0 {
-                    failure = failure ?? "connection closed by the server before its reply"
-                    peer.watcher?.setInterest(read: false, write: false)
-                    return
-                }
-                peer.reply += input.readableView
-                if got.stamp > 0 { peer.clientNanos = UInt64(max(EventLoop.realtimeNanos() - got.stamp, 0)) }
-                if peer.reply.last == 0x0A {
-                    peer.latencyNanos = EventLoop.monotonicNanos() &- peer.sentNanos
-                    answered += 1
-                    peer.watcher?.setInterest(read: false, write: false)
-                }
-            }
-            peer.watcher?.setInterest(read: false, write: true)
+        var port: UInt16 = 0
+        for _ in 0..<processes {
+            let server = try BenchServer(map: mapPath, reactors: reactors, listen: "tcp://127.0.0.1:\(port)",
+                                         privateStatsListener: true, extraArguments: shared + serverArguments)
+            servers.append(server)
+            if case .tcp(_, let p) = server.endpoint { port = p }
         }
+        let rssBefore = servers.map { ProcessMetrics.currentRSS(pid: $0.pid) ?? 0 }
+        let cpuBefore = servers.map(\.cpuSeconds)
 
-        func runLoop(until done: () -> Bool, within seconds: Double, what: String) throws {
-            let deadline = EventLoop.monotonicNanos() &+ seconds.secondsAsNanos
-            let tick = EventTimer(loop: loop) {}
-            defer { tick.cancel() }
-            while !done() {
-                if let failure { throw Failure(description: failure) }
-                guard EventLoop.monotonicNanos() < deadline else { throw Failure(description: "\(what): not done in \(seconds) s") }
-                tick.schedule(afterNanos: 10_000_000)
-                loop.runOnce()
-            }
+        // The workers, each with its share of the connections.
+        let start = Runner.monotonicSeconds()
+        var workers: [Worker] = []
+        var first = 0
+        for w in 0..<processes {
+            let n = count / processes + (w < count % processes ? 1 : 0)
+            workers.append(try Worker(arguments: [
+                "connections-worker", "--port", String(port), "--count", String(n), "--first", String(first),
+                "--item", item, "--response", String(response), "--wait-nanos", String(waitNanos),
+                "--spread-nanos", String(spreadNanos)]))
+            first += n
         }
-
-        // Connect, at most `connectsInFlight` at a time.
-        var next = 0
-        try runLoop(until: {
-            while next < count && connecting < connectsInFlight {
-                do { try open(next) } catch { failure = failure ?? "\(error)" }
-                next += 1
-            }
-            return connected == count
-        }, within: 120, what: "connecting \(count)")
-        // Accepted by the server (it counts a connection when a reactor accepts it; the probe is one more).
-        let wanted = UInt64(count + 1)
-        while (try ServerStatsProbe.read(.tcp(host: "127.0.0.1", port: port))["connections"] ?? 0) < wanted {
-            guard EventLoop.monotonicNanos() &- start < 120_000_000_000 else { throw Failure(description: "server did not accept \(count) connections") }
+        for w in workers { try w.expect("connected", seconds: 180) }
+        // Accepted by the servers (a server counts a connection when a reactor accepts it; a probe is one more).
+        func held() throws -> Int {
+            try servers.reduce(0) { $0 + Int(try ServerStatsProbe.read($1.statsEndpoint)["connections"] ?? 1) - 1 }
+        }
+        while try held() < count {
+            guard Runner.monotonicSeconds() - start < 180 else { throw Failure(description: "the servers did not accept \(count) connections") }
             usleep(10_000)
         }
-        let acceptSeconds = Double(EventLoop.monotonicNanos() &- start) / 1e9
-        let rssIdle = ProcessMetrics.currentRSS(pid: serverPID) ?? 0
+        let acceptSeconds = Runner.monotonicSeconds() - start
+        let rssIdle = servers.map { ProcessMetrics.currentRSS(pid: $0.pid) ?? 0 }
 
-        // One request on each.
-        for (i, peer) in peers.enumerated() {
-            let line = Array("REQ \(i) \(item)\n".utf8)
-            peer.sentNanos = EventLoop.monotonicNanos()
-            let n = line.withUnsafeBytes { send(peer.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            guard n == line.count else { throw Failure(description: "connection \(i): send failed") }
-            peer.watcher?.setInterest(read: true, write: false)
-        }
-        try runLoop(until: { answered == count }, within: 60 + Double(waitNanos) / 1e9,
-                    what: "answers to \(count) requests")
-        let rssAfter = ProcessMetrics.currentRSS(pid: serverPID) ?? 0
+        for w in workers { try w.send("go") }
         var late: [Int64] = []
-        late.reserveCapacity(count)
-        for (i, peer) in peers.enumerated() {
-            let expected = "RES \(i) \(response)\n"
-            guard peer.reply == Array(expected.utf8) else {
-                throw Failure(description: "connection \(i): got '\(String(decoding: peer.reply, as: UTF8.self))', expected '\(expected.dropLast())'")
-            }
-            late.append(Int64(bitPattern: peer.latencyNanos) - Int64(waitNanos))
+        var clientNanos: [UInt64] = []
+        var clientRSS = 0
+        for w in workers {
+            late += try w.numbers("late", seconds: 120 + Double(waitNanos) / 1e9).map { Int64($0)! }
+            clientNanos += try w.numbers("client", seconds: 10).map { UInt64($0)! }
+            clientRSS += Int(try w.numbers("rss", seconds: 10).first ?? "0") ?? 0
+            try w.finish()
         }
+        let seconds = Runner.monotonicSeconds() - start
+        let rssAfter = servers.map { ProcessMetrics.currentRSS(pid: $0.pid) ?? 0 }
+        guard late.count == count else { throw Failure(description: "\(late.count) replies, expected \(count)") }
+
+        var stats: [String: UInt64] = [:]
+        for s in servers {
+            for (key, value) in try ServerStatsProbe.read(s.statsEndpoint) {
+                stats[key] = key.contains("max") ? max(stats[key] ?? 0, value) : (stats[key] ?? 0) + value
+            }
+        }
+        let cpu = zip(servers, cpuBefore).reduce(0.0) { $0 + $1.0.cpuSeconds - $1.1 }
+        let peak = servers.reduce(0) { $0 + $1.peakRSS }
+        for s in servers { try s.stop() }
+        servers.removeAll()
+
         late.sort()
         func ms(_ v: Int64) -> Double { Double(v) / 1e6 }
+        func perConnection(_ rss: [Int]) -> Double { Double(zip(rss, rssBefore).reduce(0) { $0 + $1.0 - $1.1 }) / Double(count) }
         return Figures(
             acceptsPerSecond: Double(count) / acceptSeconds,
-            rssPerConnection: Double(rssIdle - rssBefore) / Double(count),
-            rssPerConnectionAfter: Double(rssAfter - rssBefore) / Double(count),
+            rssPerConnection: perConnection(rssIdle), rssPerConnectionAfter: perConnection(rssAfter),
             lateness: (ms(late[count / 2]), ms(late[min(count - 1, count * 99 / 100)]), ms(late[count - 1])),
-            seconds: Double(EventLoop.monotonicNanos() &- start) / 1e9, connections: count,
-            clientNanos: peers.map(\.clientNanos))
+            seconds: seconds, connections: count, servers: processes, workers: processes,
+            clientNanos: clientNanos, stats: stats, serverCPUSeconds: cpu, serverPeakRSS: peak, clientPeakRSS: clientRSS)
+    }
+
+    /// A `connections-worker` child of this executable, talked to in lines over its stdin and stdout.
+    final class Worker {
+        private var child: Reaped
+        private let input: Int32
+        private let output: Int32
+        private var buffered: [UInt8] = []
+
+        init(arguments: [String]) throws {
+            var toChild: [Int32] = [0, 0]
+            var fromChild: [Int32] = [0, 0]
+            guard pipe(&toChild) == 0, pipe(&fromChild) == 0 else { throw Failure(description: "pipe: \(String(cString: strerror(errno)))") }
+            for fd in toChild + fromChild { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+            var actions = posix_spawn_file_actions_t()
+            posix_spawn_file_actions_init(&actions)
+            defer { posix_spawn_file_actions_destroy(&actions) }
+            posix_spawn_file_actions_adddup2(&actions, toChild[0], 0)
+            posix_spawn_file_actions_adddup2(&actions, fromChild[1], 1)
+            do {
+                child = Reaped(try spawnChild(try executablePath("asynccom-bench"), arguments, actions: &actions))
+            } catch {
+                for fd in toChild + fromChild { close(fd) }
+                throw error
+            }
+            close(toChild[0])
+            close(fromChild[1])
+            input = toChild[1]
+            output = fromChild[0]
+        }
+
+        deinit {
+            if child.exitStatus == nil {
+                kill(child.pid, SIGKILL)
+                _ = try? child.wait(seconds: 10) { Failure(description: "worker \(child.pid) did not exit") }
+            }
+            close(input)
+            close(output)
+        }
+
+        func send(_ line: String) throws {
+            let bytes = Array((line + "\n").utf8)
+            guard bytes.withUnsafeBytes({ write(input, $0.baseAddress, $0.count) }) == bytes.count else {
+                throw Failure(description: "worker \(child.pid): write failed")
+            }
+        }
+
+        /// The next line from the worker; nil when it has exited (it said why on stderr).
+        func line(seconds: Double) throws -> String? {
+            let deadline = Runner.monotonicSeconds() + seconds
+            while true {
+                if let lf = buffered.firstIndex(of: 0x0A) {
+                    defer { buffered.removeFirst(lf + 1) }
+                    return String(decoding: buffered[..<lf], as: UTF8.self)
+                }
+                let left = deadline - Runner.monotonicSeconds()
+                guard left > 0 else { throw Failure(description: "worker \(child.pid): no reply within \(seconds) s") }
+                var pfd = pollfd(fd: output, events: Int16(POLLIN), revents: 0)
+                if poll(&pfd, 1, Int32(min(left, 1) * 1000)) <= 0 { continue }
+                var chunk = [UInt8](repeating: 0, count: 1 << 16)
+                let n = read(output, &chunk, chunk.count)
+                if n <= 0 { return nil }
+                buffered += chunk[0..<n]
+            }
+        }
+
+        func expect(_ word: String, seconds: Double) throws {
+            guard let got = try line(seconds: seconds) else { throw exited() }
+            guard got == word else { throw Failure(description: "worker \(child.pid): expected '\(word)', got '\(got.prefix(80))'") }
+        }
+
+        /// The comma-separated values of a `word v,v,...` line.
+        func numbers(_ word: String, seconds: Double) throws -> [Substring] {
+            guard let got = try line(seconds: seconds) else { throw exited() }
+            guard got.hasPrefix(word + " ") else { throw Failure(description: "worker \(child.pid): expected '\(word) ...', got '\(got.prefix(80))'") }
+            return got.dropFirst(word.count + 1).split(separator: ",")
+        }
+
+        func finish() throws {
+            let status = try child.wait(seconds: 30) { Failure(description: "worker \(child.pid) did not exit") }
+            guard status == 0 else { throw Failure(description: "worker \(child.pid) exited with status \(status)") }
+        }
+
+        private func exited() -> Failure {
+            let status = (try? child.wait(seconds: 5) { Failure(description: "") }).map { "status \($0)" } ?? "no status"
+            return Failure(description: "connections worker \(child.pid) ended early (\(status)); see its error above")
+        }
     }
 }

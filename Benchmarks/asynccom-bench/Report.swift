@@ -48,6 +48,8 @@ struct ScenarioReport: Sendable, Codable {
     var rssPerConnection: Spread?
     var rssPerConnectionAfter: Spread?
     var connectionsRun: Int?
+    /// Server processes sharing the port (as many client processes); 1 when one process held them all.
+    var connectionProcesses: Int?
     var targets: [String: Bool]
 
     init(_ s: Scenario, commands: Int, results: [RunResult]) {
@@ -84,6 +86,7 @@ struct ScenarioReport: Sendable, Codable {
                 rssPerConnection = Spread(results.compactMap(\.rssPerConnection))
                 rssPerConnectionAfter = Spread(results.compactMap(\.rssPerConnectionAfter))
                 connectionsRun = results.compactMap(\.connections).min()
+                connectionProcesses = results.compactMap(\.connectionProcesses).max()
             }
             let parts = results.compactMap(\.parts)
             if parts.count == results.count && !parts.isEmpty {
@@ -174,7 +177,8 @@ enum Report {
             }
             if let accepts = r.acceptsPerSecond, let rss = r.rssPerConnection {
                 out.append("\(r.scenario) (\(r.variant)): \(cell(accepts)) accepts/s, server RSS \(cell(rss)) B per idle connection (\(cell(r.rssPerConnectionAfter)) once answered), "
-                           + "\(r.connectionsRun.map(String.init) ?? "?") connections, all answered")
+                           + "\(r.connectionsRun.map(String.init) ?? "?") connections, all answered"
+                           + ((r.connectionProcesses ?? 1) > 1 ? ", over \(r.connectionProcesses!) servers sharing the port (--share-port) and \(r.connectionProcesses!) client processes: the open-file limit (hard \(ManyConnections.raiseFileLimit(to: 0))) is per process" : ""))
             }
             if let resident = r.mapBytesPerEntry, let peak = r.loaderPeakBytesPerEntry {
                 out.append("\(r.scenario): \(r.commands) entries, server resident \(cell(resident)) B/entry once loaded, "

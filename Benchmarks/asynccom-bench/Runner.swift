@@ -61,6 +61,8 @@ struct RunResult: Sendable {
     var rssPerConnection: Double? = nil
     var rssPerConnectionAfter: Double? = nil
     var connections: Int? = nil
+    /// Server processes sharing the port (and as many client processes) the connections were spread over.
+    var connectionProcesses: Int? = nil
     /// Server resident bytes per map entry once loaded, and at the loader's peak (`Scenario.isMapMemory`).
     var mapBytesPerEntry: Double? = nil
     var loaderPeakBytesPerEntry: Double? = nil
@@ -103,36 +105,22 @@ enum Runner {
                          loaderPeakBytesPerEntry: Double(full.peak - empty.peak) / n)
     }
 
-    /// `scenario.manyConnections` connections, one request each, against a server allowed that many.
+    /// `scenario.manyConnections` connections, one request each (`ManyConnections`: over several server and
+    /// client processes when one process may not open that many files).
     static func runManyConnections(_ scenario: Scenario, mapPath: String, serverArguments: [String]) throws -> RunResult {
-        var count = scenario.manyConnections
-        // The bench's sockets and the server's (a child inherits the limit), plus room for everything else.
-        let files = ManyConnections.raiseFileLimit(to: count + 4096)
-        if files < count + 4096 {
-            // Without CAP_SYS_RESOURCE the hard limit stays: run as many as it allows, and say so.
-            count = files - 4096
-            FileHandle.standardError.write(Data("connections: RLIMIT_NOFILE hard limit \(files) (cannot raise it): running \(count) connections, not \(scenario.manyConnections)\n".utf8))
-        }
-        let server = try BenchServer(map: mapPath, reactors: scenario.reactors,
-                                       extraArguments: ["--max-connections", String(count + 64)] + serverArguments)
-        defer { try? server.stop() }
-        guard case .tcp(_, let port) = server.endpoint else { throw RunFailure(description: "not a TCP endpoint") }
-        let cpuBefore = server.cpuSeconds
-        let figures = try ManyConnections.run(port: port, serverPID: server.pid, count: count, sources: 8,
-                                              item: "\(DataSet.deviceText(0)):\(scenario.data.commands[0])",
-                                              waitNanos: 1_000_000_000, response: 1)
-        let serverCPU = server.cpuSeconds - cpuBefore
-        let serverRSS = server.peakRSS
-        let stats = try ServerStatsProbe.read(server.endpoint)
-        try server.stop()
-        var result = RunResult(wallSeconds: figures.seconds, commandsPerSecond: Double(count) / figures.seconds,
-                         requestsPerSecond: Double(count) / figures.seconds, serverCPUSeconds: serverCPU,
-                         serverCPUPerMillion: serverCPU / (Double(count) / 1e6), serverPeakRSS: serverRSS,
-                         clientPeakRSS: ProcessMetrics.peakRSS(pid: getpid()) ?? 0, lateness: figures.lateness,
-                         acceptsPerSecond: figures.acceptsPerSecond,
-                         rssPerConnection: figures.rssPerConnection, rssPerConnectionAfter: figures.rssPerConnectionAfter,
-                         connections: count)
-        result.parts = LatenessParts(stats: stats, client: figures.clientNanos)
+        let count = scenario.manyConnections
+        let f = try ManyConnections.run(mapPath: mapPath, reactors: scenario.reactors, serverArguments: serverArguments,
+                                        count: count, item: "\(DataSet.deviceText(0)):\(scenario.data.commands[0])",
+                                        waitNanos: 1_000_000_000, response: 1,
+                                        spreadNanos: UInt64(scenario.manyConnectionsSpread * 1e9))
+        var result = RunResult(wallSeconds: f.seconds, commandsPerSecond: Double(count) / f.seconds,
+                               requestsPerSecond: Double(count) / f.seconds, serverCPUSeconds: f.serverCPUSeconds,
+                               serverCPUPerMillion: f.serverCPUSeconds / (Double(count) / 1e6), serverPeakRSS: f.serverPeakRSS,
+                               clientPeakRSS: f.clientPeakRSS, lateness: f.lateness, loadSeconds: nil,
+                               acceptsPerSecond: f.acceptsPerSecond, rssPerConnection: f.rssPerConnection,
+                               rssPerConnectionAfter: f.rssPerConnectionAfter, connections: count)
+        result.connectionProcesses = f.servers
+        result.parts = LatenessParts(stats: f.stats, client: f.clientNanos)
         return result
     }
 

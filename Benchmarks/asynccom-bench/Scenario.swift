@@ -21,8 +21,10 @@ struct Scenario: Sendable {
     /// Map memory is measured on the server process: its resident memory once listening with this map, minus
     /// that of a server with a one-entry map, per entry; the same for its peak (the loader's) and startup time.
     var isMapMemory = false
-    /// Many connections with one request each (`ManyConnections`), this many of them.
+    /// Many connections with one request each (`ManyConnections`), this many of them, the requests sent evenly
+    /// over this many seconds (0: in one burst).
     var manyConnections = 0
+    var manyConnectionsSpread = 0.0
 
     /// Extra asynccom-server arguments of this scenario (added to `--server-arg`s).
     var serverArguments: [String] = []
@@ -193,15 +195,26 @@ enum Scenarios {
         handshakes.isHandshakes = true
         list.append(handshakes)
 
-        // 50,000 connections from 127.0.0.2-9, each with one 1 s request in flight.
+        // 50,000 connections from 127.0.0.2-9, each with one 1 s request. Where one process may not open that
+        // many files (RLIMIT_NOFILE), several servers share the port and several processes connect. The requests
+        // go out evenly over 1 s (50,000/s), so that when the first comes due all 50,000 are in flight at once;
+        // the burst variant sends them all at once, and its lateness is then the time to write 50,000 replies
+        // due in the same millisecond (and to read them on the same 2 cores).
         var many = Scenario(name: "connections", variant: "50,000",
-                            summary: "50,000 concurrent connections, one 1 s request each: accept rate, server RSS per idle connection, lateness",
+                            summary: "50,000 concurrent connections to one port, one 1 s request each sent over 1 s (all in flight together): accept rate, server RSS per idle connection, lateness (over several servers sharing the port with --share-port when the open-file limit is below the count)",
                             data: DataSetSpec())
         many.manyConnections = 50_000
+        many.manyConnectionsSpread = 1
         many.runs = 1
         many.targets = [Target(metric: .latenessP99Millis, bound: 10, atMost: true),
                         Target(metric: .rssPerConnectionBytes, bound: 2048, atMost: true)]
         list.append(many)
+        var burst = many
+        burst.variant = "50,000, requests in one burst"
+        burst.summary = "the same with the 50,000 requests sent at once (all due in the same millisecond)"
+        burst.manyConnectionsSpread = 0
+        burst.targets = []
+        list.append(burst)
         list += HTTPBench.scenarios()
         return list
     }

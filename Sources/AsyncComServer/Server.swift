@@ -138,7 +138,7 @@ public final class Server: Sendable {
         }
         /// One SO_REUSEPORT listener per reactor on `endpoint`; returns the address bound.
         func listenEverywhere(_ endpoint: Endpoint, port: UInt16, http: Bool, tls: TLSContext? = nil) throws(ServerError) -> Endpoint {
-            if port != 0 {
+            if port != 0 && !baseConfiguration.sharePort {
                 // SO_REUSEPORT would let us silently share a port with another server of the same
                 // user: bind once without it to make sure the port is really free.
                 Socket.close(fd: try listen(endpoint, reusePort: false))

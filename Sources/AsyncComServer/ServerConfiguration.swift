@@ -56,6 +56,10 @@ public struct ServerConfiguration: Sendable {
     public var insecure: Bool
     /// Certificates for the `tls://` endpoints (required when there is one).
     public var tls: TLSSettings?
+    /// Let other servers of the same user listen on the same TCP ports (`SO_REUSEPORT` across processes): the
+    /// kernel then spreads new connections over every reactor of every such server. Off: a given port must be
+    /// free, so that a second server started by mistake fails instead of taking part of the traffic.
+    public var sharePort = false
 
     /// PEM files for TLS listeners.
     public struct TLSSettings: Sendable, Equatable {

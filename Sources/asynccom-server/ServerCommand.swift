@@ -114,6 +114,9 @@ struct ServerCommand: ParsableCommand {
     @Flag(name: .long, help: ArgumentHelp("Allow listening on a non-loopback address without authentication (protected mode refuses it otherwise)."))
     var insecure = false
 
+    @Flag(name: .long, help: ArgumentHelp("Let other asynccom-server processes of this user listen on the same TCP ports (SO_REUSEPORT): the kernel spreads new connections over all of them. Without it a port in use is refused."))
+    var sharePort = false
+
     @Option(name: .long, help: ArgumentHelp("Certificate chain (PEM) for the tls:// listeners.", valueName: "file"))
     var tlsCert: String?
 
@@ -234,6 +237,7 @@ extension ServerCommand {
             authTimeout: authTimeout, maxUnauthenticated: maxUnauthenticated, insecure: insecure,
             tls: tlsCert.map { .init(certificateFile: $0, keyFile: tlsKey ?? $0, clientCAFile: tlsClientCa) })
         configuration.authTokenFile = authTokenFile
+        configuration.sharePort = sharePort
         configuration.httpEndpoints = try httpEndpoints()
         configuration.httpMaxBody = httpMaxBody
         configuration.httpMaxHeaders = httpMaxHeaders

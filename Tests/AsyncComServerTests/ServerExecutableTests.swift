@@ -142,4 +142,42 @@ struct ServerExecutableTests {
             #expect(try first.waitForExit(seconds: 10) == 0)
         }
     }
+
+    @Test("--share-port: two servers on one port, the kernel spreads connections over both, each answers")
+    func sharedPort() async throws {
+        try await blocking {
+            let map = try TempFile(smallMap)
+            defer { map.remove() }
+            // Each server also listens on a private port, for its own STATS.
+            let first = try ServerProcess(arguments: ["--map", map.path, "--listen", "tcp://127.0.0.1:0",
+                                                      "--listen", "tcp://127.0.0.1:0", "--reactors", "1", "--share-port"])
+            func ports(_ server: ServerProcess) throws -> [UInt16] {
+                try server.listeningEndpoints(count: 2).map { e -> UInt16 in
+                    guard case .tcp(_, let port) = e else { throw TestFailure("not TCP: \(e)") }
+                    return port
+                }
+            }
+            let firstPorts = try ports(first)
+            let second = try ServerProcess(arguments: ["--map", map.path, "--listen", "tcp://127.0.0.1:\(firstPorts[0])",
+                                                       "--listen", "tcp://127.0.0.1:0", "--reactors", "1", "--share-port"])
+            let secondPorts = try ports(second)
+            #expect(secondPorts[0] == firstPorts[0])
+            // 64 connections: all on one server would have odds of 2^-63.
+            var clients: [LineClient] = []
+            for i in 0..<64 {
+                let c = try LineClient(port: firstPorts[0])
+                try c.send("REQ \(i) 10.0.0.1:fast\n")
+                clients.append(c)
+            }
+            for (i, c) in clients.enumerated() { #expect(try c.line() == "RES \(i) 7") }
+            let held = try [firstPorts[1], secondPorts[1]].map { port in
+                (try LineClient(port: port).stats()["connections"] ?? 0) - 1  // minus the STATS connection
+            }
+            #expect(held[0] > 0 && held[1] > 0 && held[0] + held[1] == 64, "\(held)")
+            for server in [first, second] {
+                server.signal(SIGTERM)
+                #expect(try server.waitForExit(seconds: 10) == 0)
+            }
+        }
+    }
 }
