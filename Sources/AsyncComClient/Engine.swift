@@ -576,8 +576,6 @@ final class Engine {
         failRequest(slot: slot, reason: message.isEmpty ? code : "\(code) \(message)")
     }
 
-    private var badReplyLogs = 0
-
     func badReply(on c: ClientConnection, reason: String, line: UnsafeRawBufferPointer?) {
         stats.badReplies += 1
         // Rate-limited: the first few, then one in a thousand.
