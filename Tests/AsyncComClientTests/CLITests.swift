@@ -190,7 +190,7 @@ import Testing
 
     @Test func unreachableServerExitsOne() async throws {
         try await blocking {
-            let port = unusedPort()
+            let port = refusedPort()
             let (lines, _, _) = cannedCommands(10)
             let (dir, path) = try commandsFile(lines)
             defer { removeTempDirectory(dir) }

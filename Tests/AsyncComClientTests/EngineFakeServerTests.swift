@@ -250,7 +250,7 @@ import Testing
     }
 
     @Test func unreachableServerFailsAfterConnectTimeout() async throws {
-        let port = unusedPort()
+        let port = refusedPort()
         let (lines, _, _) = cannedCommands(30)
         let client = AsyncComClient.quiet(ClientConfiguration(servers: [tcp(port)], connectTimeout: 0.5))
         let (summary, results) = try await client.runCollecting(lines)
@@ -264,7 +264,7 @@ import Testing
     @Test func commandsFailOverToTheServerThatIsUp() async throws {
         let live = try FakeServer(onLine: FakeServer.answering())
         defer { live.stop() }
-        let dead = unusedPort()
+        let dead = refusedPort()
         let (lines, sum, _) = cannedCommands(600)
         let client = AsyncComClient.quiet(ClientConfiguration(
             servers: [tcp(dead), tcp(live.port)], batch: 8, connectTimeout: 0.5))

@@ -67,7 +67,7 @@ import Glibc
     /// failed attempt is logged at once.
     @Test func theFirstFailedConnectAttemptIsLogged() async throws {
         try await blocking {
-            let port = unusedPort()
+            let port = refusedPort()
             let file = try TempFile("10.0.0.1:foo\n")
             defer { file.remove() }
             let client = try ChildProcess("asynccom-client", ["--server", "tcp://127.0.0.1:\(port)", file.path])

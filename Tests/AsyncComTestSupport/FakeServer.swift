@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -225,10 +226,36 @@ public func cannedCommands(_ n: Int, unknownEvery: Int = 0) -> (lines: [String],
     return (lines, sum, unknown)
 }
 
-/// A TCP port on 127.0.0.1 that nothing listens on (bound, read back, closed).
+/// A TCP port on 127.0.0.1 that nothing listens on (bound, read back, closed), for a test that starts its own server
+/// there later. For a server that must stay down, use `refusedPort()`.
 public func unusedPort() -> UInt16 {
     let server = try! FakeServer { _, _ in }
     let port = server.port
     server.stop()
     return port
+}
+
+/// Sockets that keep `refusedPort()`'s ports bound for the rest of the run.
+private let refusingSockets = Mutex<[Int32]>([])
+
+/// A TCP port on 127.0.0.1 that refuses connections for the rest of the run: a socket is bound to it without
+/// listening (and without SO_REUSEADDR/SO_REUSEPORT) and kept open, so no other test's listener can take the port.
+/// (A port bound, read back and closed, as `unusedPort()` does, was once taken in a parallel run by another test's
+/// server between that close and the connect, and the "dead" server answered.) Close-on-exec, so a child process
+/// does not inherit it.
+public func refusedPort() -> UInt16 {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    precondition(fd >= 0)
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let ok = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 && getsockname(fd, $0, &length) == 0
+        }
+    }
+    precondition(ok, "refusedPort: bind: \(String(cString: strerror(errno)))")
+    refusingSockets.withLock { $0.append(fd) }
+    return UInt16(bigEndian: address.sin_port)
 }
