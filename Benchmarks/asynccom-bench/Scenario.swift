@@ -79,7 +79,7 @@ enum Scenarios {
                                 data: inflightData)
         inflight.targets = [
             Target(metric: .wallSeconds, bound: 1.3, atMost: true),
-            Target(metric: .latenessP99Millis, bound: 5, atMost: true),
+            Target(metric: .latenessP99Millis, bound: 3, atMost: true),  // issue 15: 1M x 1 s, 1M-entry map
         ]
         list.append(inflight)
         // Tuned variants (extra rows): 62,500 devices x 2 commands walked 8 times, so that the server's peak RSS
@@ -155,6 +155,7 @@ enum Scenarios {
                              data: mixedData)
         mixed.batch = 1
         mixed.window = 1 << 17
+        mixed.targets = [Target(metric: .latenessP99Millis, bound: 5, atMost: true)]  // issue 15
         list.append(mixed)
 
         var maploading = Scenario(name: "maploading", variant: "", summary: "load a 1,000,000-line device map",

@@ -4,10 +4,6 @@ import AsyncComTestSupport
 import Foundation
 import Testing
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// What the three executables (asynccom-server, asynccom-client, asynccom-bench) share: `--version`, exit
 /// statuses, the error prefix, help that fits the terminal, `HOST:PORT` endpoints, the bench's scratch folder
 /// and its one table.

@@ -2,10 +2,6 @@ import AsyncComTestSupport
 import Foundation
 import Testing
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// Issue 11.6: small frictions of the command line.
 @Suite(.machineSlot(timeLimit: .minutes(2))) struct FrictionTests {
     /// `asynccom-client data/seed/map.txt` (a map passed by mistake) printed 512 "invalid device address" lines

@@ -4,10 +4,6 @@ import AsyncComTestSupport
 import Foundation
 import Testing
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// Counts across threads.
 private final class Counter: @unchecked Sendable {
     private let lock = NSLock()

@@ -1,10 +1,6 @@
 import AsyncComTestSupport
 import Testing
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// `refusedPort()` is how client tests name a server that is down. With a port bound, read back and closed
 /// (`unusedPort()`), another test's listener once got the same port in a parallel run between that close and the
 /// client's connect, and the "dead" server answered (EngineFakeServerTests.commandsFailOverToTheServerThatIsUp,

@@ -2,10 +2,6 @@ import AsyncComTestSupport
 import Foundation
 import Testing
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// Input that arrives over time (pipes, FIFOs, terminals) must never stop the client's event loop.
 @Suite(.machineSlot(timeLimit: .minutes(3))) struct StreamedInputTests {
     func jsonObject(_ text: String) throws -> [String: Any] {

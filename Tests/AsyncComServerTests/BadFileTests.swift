@@ -2,10 +2,6 @@ import AsyncComCore
 import AsyncComTestSupport
 import Testing
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// Bad map files for `asynccom-server` and bad commands files for `asynccom-client`: every problem is one
 /// stderr line `<program>: <file>[:<line>]: <message>` (`<program>: error: ...` when it is fatal), and fatal ones
 /// exit 2.

@@ -5,10 +5,6 @@ import Dispatch
 import Synchronization
 import Testing
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// Entries whose replies are long (20-digit responses), so a few requests fill a small output high-water mark.
 let deepPipelineMap = """
     10.0.0.1:big:-9223372036854775808:0

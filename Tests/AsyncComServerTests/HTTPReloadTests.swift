@@ -3,10 +3,6 @@ import AsyncComServer
 import AsyncComTestSupport
 import Testing
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// A reloadable server (see `reloadableServer`) with HTTP on 127.0.0.1 too; returns the HTTP port.
 private func reloadableHTTPServer(
     _ mapText: String, configure: (inout ServerConfiguration) throws -> Void = { _ in }

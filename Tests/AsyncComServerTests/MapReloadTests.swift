@@ -3,10 +3,6 @@ import AsyncComServer
 import AsyncComTestSupport
 import Testing
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// Replaces the file at `path` in one step (write a sibling, rename it over), as a deployment tool would: the
 /// server never reads a half-written map.
 func replaceFile(_ path: String, _ text: String) throws {
@@ -159,12 +155,7 @@ struct MapReloadUnderLoadTests {
                 #expect(s["commands"]! < 1_000_000 || client.exitStatus == nil, "reload \(g - 1) came after the job")
                 lastConnections = s["connections_total"]!
             }
-            let status = try client.wait(seconds: 120)
-            let summary = client.stdout
-            #expect(status == 0, "client stderr: \(client.stderr)")
-            #expect(jsonInteger(summary, "sum") == job.sum)
-            #expect(jsonInteger(summary, "ok") == job.count)
-            #expect(jsonInteger(summary, "failed") == 0)
+            let summary = try job.expectCompleted(client, within: 120)
             for key in ["reconnects", "retries", "resends", "connections_lost"] {
                 #expect(jsonInteger(summary, key) == 0, "\(key) in \(summary)")
             }

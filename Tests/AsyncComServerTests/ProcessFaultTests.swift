@@ -2,10 +2,6 @@ import AsyncComCore
 import AsyncComTestSupport
 import Testing
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// A job for the fault tests: 1,000 devices x 2 commands, every entry waits `wait` seconds and answers its own
 /// entry number; the commands file cycles `count` times over the entries.
 struct FaultJob {
@@ -46,6 +42,20 @@ struct FaultJob {
             "--server", "tcp://127.0.0.1:\(port)", "--batch", "100", "--window", "\(window)",
             "--connect-timeout", "30", "--json", "--quiet", commands.path,
         ])
+    }
+
+    /// Waits up to `seconds` for `client` (from `startClient`) and expects it to have exited 0 with every command
+    /// of the job answered (the sum and count of the replies, none failed); returns its JSON summary.
+    @discardableResult
+    func expectCompleted(_ client: ChildProcess, within seconds: Double,
+                         sourceLocation: SourceLocation = #_sourceLocation) throws -> String {
+        let status = try client.wait(seconds: seconds)
+        let summary = client.stdout
+        #expect(status == 0, "client stderr: \(client.stderr)", sourceLocation: sourceLocation)
+        #expect(jsonInteger(summary, "sum") == sum, sourceLocation: sourceLocation)
+        #expect(jsonInteger(summary, "ok") == count, sourceLocation: sourceLocation)
+        #expect(jsonInteger(summary, "failed") == 0, sourceLocation: sourceLocation)
+        return summary
     }
 
     func startServer(port: UInt16 = 0, reactors: Int) throws -> ServerProcess {
@@ -95,12 +105,7 @@ struct ProcessFaultTests {
             let second = try job.startServer(port: port, reactors: reactorsAfter)
             #expect(try second.listeningPort() == port)
 
-            let status = try client.wait(seconds: 90)
-            let summary = client.stdout
-            #expect(status == 0, "client stderr: \(client.stderr)")
-            #expect(jsonInteger(summary, "sum") == job.sum)
-            #expect(jsonInteger(summary, "ok") == job.count)
-            #expect(jsonInteger(summary, "failed") == 0)
+            let summary = try job.expectCompleted(client, within: 90)
             #expect(jsonInteger(summary, "reconnects")! >= 1)
             second.signal(SIGTERM)
             #expect(try second.waitForExit(seconds: 15) == 0)
@@ -128,12 +133,7 @@ struct ProcessFaultTests {
 
             let second = try job.startServer(port: port, reactors: 2)
             #expect(try second.listeningPort() == port)
-            let status = try client.wait(seconds: 90)
-            let summary = client.stdout
-            #expect(status == 0, "client stderr: \(client.stderr)")
-            #expect(jsonInteger(summary, "sum") == job.sum)
-            #expect(jsonInteger(summary, "ok") == job.count)
-            #expect(jsonInteger(summary, "failed") == 0)
+            try job.expectCompleted(client, within: 90)
             second.signal(SIGTERM)
             #expect(try second.waitForExit(seconds: 15) == 0)
             // Every command was read by exactly one server: had the first dropped any it had read, the client would

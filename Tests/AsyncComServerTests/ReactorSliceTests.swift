@@ -3,10 +3,6 @@ import AsyncComTestSupport
 import Testing
 @testable import AsyncComServer
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// Reactor threads ask the kernel for a short CPU slice (`Reactor.schedulerSliceNanos`): with the client on the
 /// same cores, a reactor at the default slice waited milliseconds for a CPU while its replies fell due.
 @Suite("Server: reactor threads' CPU slice", .machineSlot(timeLimit: .minutes(1)))

@@ -3,10 +3,6 @@ import AsyncComServer
 import AsyncComTestSupport
 import Testing
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// Token authentication (`--auth-token-file`), the limits on connections that have not authenticated, and
 /// protected mode.
 @Suite("Server: authentication", .machineSlot(timeLimit: .minutes(2)))

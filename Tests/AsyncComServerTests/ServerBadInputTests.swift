@@ -3,10 +3,6 @@ import AsyncComServer
 import AsyncComTestSupport
 import Testing
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// The small map plus entries whose replies are due far in the future, so that what is pending stays pending
 /// for the whole test.
 let hardeningMap = smallMap + """
@@ -25,6 +21,18 @@ func expectHealthy(port: UInt16, sameConnection client: LineClient? = nil,
     }
     let fresh = try LineClient(port: port)
     #expect(try fresh.request("REQ 17 10.0.0.1:fast 10.0.0.2:fast") == "RES 17 7 -1", sourceLocation: sourceLocation)
+}
+
+/// A fresh one-reactor server answers each line of `cases`, sent in order on one connection, with its expected
+/// reply, and is healthy afterwards.
+private func expectReplies(_ cases: [(line: String, reply: String)],
+                           sourceLocation: SourceLocation = #_sourceLocation) throws {
+    let server = try TestServer(map: hardeningMap, reactors: 1)
+    let client = try server.client()
+    for (line, expected) in cases {
+        #expect(try client.request(line) == expected, "for '\(line)'", sourceLocation: sourceLocation)
+    }
+    try expectHealthy(port: server.port, sameConnection: client, sourceLocation: sourceLocation)
 }
 
 @Suite("Server: bad input from peers", .machineSlot(timeLimit: .minutes(2)))
@@ -85,10 +93,8 @@ struct ServerBadInputTests {
     @Test("ids out of range and malformed ids get BAD_ID; the full 64-bit range is accepted")
     func idsOutOfRange() async throws {
         try await blocking {
-            let server = try TestServer(map: hardeningMap, reactors: 1)
-            let client = try server.client()
             let badID = "expected 1-20 digits, at most 18446744073709551615"
-            let cases: [(String, String)] = [
+            try expectReplies([
                 ("REQ 18446744073709551616 10.0.0.1:fast", "ERR - BAD_ID invalid request id '18446744073709551616': \(badID)"),
                 ("REQ 99999999999999999999 10.0.0.1:fast", "ERR - BAD_ID invalid request id '99999999999999999999': \(badID)"),
                 ("REQ 000000000000000000001 10.0.0.1:fast", "ERR - BAD_ID invalid request id '000000000000000000001': \(badID)"),
@@ -99,20 +105,14 @@ struct ServerBadInputTests {
                 ("REQ 18446744073709551615 10.0.0.1:fast", "RES 18446744073709551615 7"),
                 ("REQ 0 10.0.0.1:fast", "RES 0 7"),
                 ("REQ 00000000000000000001 10.0.0.1:fast", "RES 1 7"),  // 20 digits, canonical in the reply
-            ]
-            for (line, expected) in cases {
-                #expect(try client.request(line) == expected, "for \(line)")
-            }
-            try expectHealthy(port: server.port, sameConnection: client)
+            ])
         }
     }
 
     @Test("empty and half-empty items get NO_ITEMS or BAD_ITEM")
     func emptyItems() async throws {
         try await blocking {
-            let server = try TestServer(map: hardeningMap, reactors: 1)
-            let client = try server.client()
-            let cases: [(String, String)] = [
+            try expectReplies([
                 ("REQ 1  ", "ERR 1 NO_ITEMS expected REQ <id> <device:command>... with at least one item"),
                 ("REQ 1 \t \t", "ERR 1 NO_ITEMS expected REQ <id> <device:command>... with at least one item"),
                 ("REQ 1 :", "ERR 1 BAD_ITEM item 1: missing device before ':'"),
@@ -122,11 +122,7 @@ struct ServerBadInputTests {
                 ("REQ 1 []:fast", "ERR 1 BAD_ITEM item 1: invalid device address"),
                 ("REQ", "ERR - BAD_ID missing request id: expected REQ <id> <device:command>..."),
                 ("REQ   ", "ERR - BAD_ID missing request id: expected REQ <id> <device:command>..."),
-            ]
-            for (line, expected) in cases {
-                #expect(try client.request(line) == expected, "for '\(line)'")
-            }
-            try expectHealthy(port: server.port, sameConnection: client)
+            ])
         }
     }
 

@@ -2,10 +2,6 @@ import AsyncComCore
 import AsyncComTestSupport
 import Testing
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 @Suite("asynccom-server executable", .machineSlot(timeLimit: .minutes(1)))
 struct ServerExecutableTests {
     @Test("SIGTERM: stop accepting, send every in-flight reply, exit 0")

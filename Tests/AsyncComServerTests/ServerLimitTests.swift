@@ -3,10 +3,6 @@ import AsyncComServer
 import AsyncComTestSupport
 import Testing
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 @Suite("Server: limits and backpressure", .machineSlot(timeLimit: .minutes(1)))
 struct ServerLimitTests {
     @Test("beyond max-connections a new connection gets BUSY and is closed; a freed place is reusable")

@@ -3,10 +3,6 @@ import AsyncComServer
 import AsyncComTestSupport
 import Testing
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 @Suite("Server: replies over real sockets", .machineSlot(timeLimit: .minutes(1)))
 struct ServerReplyTests {
     @Test("every seed command gets the seed map's response")

@@ -4,10 +4,6 @@ import AsyncComTLS
 import AsyncComTestSupport
 import Testing
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// `tls://` listeners: handshakes on the reactors' own non-blocking sockets, mutual TLS, tokens over TLS, and the
 /// ways a wrong peer fails. Certificates are made at test time with the openssl command.
 @Suite("Server: TLS", .machineSlot(timeLimit: .minutes(3)))

@@ -5,10 +5,6 @@ import Dispatch
 import Synchronization
 import Testing
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 @Suite("Server: STATS agrees with itself", .machineSlot(timeLimit: .minutes(2)))
 struct StatsConsistencyTests {
     @Test("REQ, REQ, STATS in one write: the pending replies are counted with the requests in flight")

@@ -4,10 +4,6 @@ import AsyncComEventLoop
 import AsyncComTestSupport
 import Testing
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// A request's wait starts when its bytes reached the server (the kernel's receive stamp), not when a reactor
 /// got round to reading them.
 @Suite("Server: where a request's wait starts", .machineSlot(timeLimit: .minutes(1)))

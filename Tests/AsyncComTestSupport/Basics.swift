@@ -1,7 +1,8 @@
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+// Re-exported: every test file that imports this module has the C library without its own platform import.
+@_exported import Glibc
 #endif
 
 // What every test target shares: the error tests throw, a monotonic clock, polling, and files under /tmp.
