@@ -6,13 +6,12 @@ import Testing
 /// client's connect, and the "dead" server answered (EngineFakeServerTests.commandsFailOverToTheServerThatIsUp,
 /// servers[0].ok != 0). The port is now held for the run.
 @Suite("refusedPort: a port that stays refusing") struct RefusedPortTests {
-    /// Binds 127.0.0.1:`port` the way a listener would (SO_REUSEADDR and SO_REUSEPORT); returns errno or 0.
+    /// Binds 127.0.0.1:`port` the way a listener without SO_REUSEPORT would (SO_REUSEADDR); returns errno or 0.
     private func bindError(_ port: UInt16) -> Int32 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, socklen_t(MemoryLayout<Int32>.size))
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = port.bigEndian
@@ -27,5 +26,17 @@ import Testing
         let port = refusedPort()
         #expect(bindError(port) == EADDRINUSE)
         #expect(throws: (any Error).self) { try LineClient(port: port) }
+    }
+
+    /// `unusedPort()` for a server the test starts there later: refused until then, then served, and the holding
+    /// socket is gone once the server has bound the port.
+    @Test func unusedPortRefusesUntilItsServerTakesIt() throws {
+        let port = unusedPort()
+        #expect(bindError(port) == EADDRINUSE)
+        #expect(throws: (any Error).self) { try LineClient(port: port) }
+        let server = try FakeServer(port: port, onLine: FakeServer.answering())
+        defer { server.stop() }
+        #expect(server.port == port)
+        #expect(try LineClient(port: port).request("HELLO 1").hasPrefix("HELLO"))
     }
 }

@@ -69,6 +69,8 @@ public final class FakeServer: @unchecked Sendable {
         precondition(fd >= 0)
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        // SO_REUSEPORT: to bind a port `unusedPort()` still holds.
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, socklen_t(MemoryLayout<Int32>.size))
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = port.bigEndian
@@ -87,6 +89,7 @@ public final class FakeServer: @unchecked Sendable {
         }
         self.port = UInt16(bigEndian: address.sin_port)
         self.listener = fd
+        releaseHeldPort(self.port)
         let thread = Thread { [self] in acceptLoop() }
         thread.start()
     }
@@ -226,26 +229,21 @@ public func cannedCommands(_ n: Int, unknownEvery: Int = 0) -> (lines: [String],
     return (lines, sum, unknown)
 }
 
-/// A TCP port on 127.0.0.1 that nothing listens on (bound, read back, closed), for a test that starts its own server
-/// there later. For a server that must stay down, use `refusedPort()`.
-public func unusedPort() -> UInt16 {
-    let server = try! FakeServer { _, _ in }
-    let port = server.port
-    server.stop()
-    return port
-}
+/// Sockets that hold ports handed out by `unusedPort()` (until a test server has bound the port) and by
+/// `refusedPort()` (for the rest of the run), by port.
+private let heldPorts = Mutex<[UInt16: Int32]>([:])
 
-/// Sockets that keep `refusedPort()`'s ports bound for the rest of the run.
-private let refusingSockets = Mutex<[Int32]>([])
-
-/// A TCP port on 127.0.0.1 that refuses connections for the rest of the run: a socket is bound to it without
-/// listening (and without SO_REUSEADDR/SO_REUSEPORT) and kept open, so no other test's listener can take the port.
-/// (A port bound, read back and closed, as `unusedPort()` does, was once taken in a parallel run by another test's
-/// server between that close and the connect, and the "dead" server answered.) Close-on-exec, so a child process
-/// does not inherit it.
-public func refusedPort() -> UInt16 {
+/// Binds 127.0.0.1:0 with SO_REUSEPORT only, without listening, close-on-exec; returns the socket and its port.
+/// Such a socket refuses connections (nothing listens), and no other socket can get its port: not a bind to port 0
+/// (the kernel picks ports without a conflict, and SO_REUSEPORT sharing is not offered there), not a connect's
+/// source port, not a listener without SO_REUSEPORT. Only a listener that asks for this port with SO_REUSEPORT can
+/// join it: the test server meant to take it. (A port bound, read back and closed was taken in parallel runs by
+/// other tests' servers, twice: the "dead" server answered, and a server started later got EADDRINUSE.)
+private func holdPort() -> UInt16 {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
     precondition(fd >= 0)
+    var one: Int32 = 1
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, socklen_t(MemoryLayout<Int32>.size))
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
     address.sin_addr.s_addr = inet_addr("127.0.0.1")
@@ -255,7 +253,23 @@ public func refusedPort() -> UInt16 {
             bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 && getsockname(fd, $0, &length) == 0
         }
     }
-    precondition(ok, "refusedPort: bind: \(String(cString: strerror(errno)))")
-    refusingSockets.withLock { $0.append(fd) }
-    return UInt16(bigEndian: address.sin_port)
+    precondition(ok, "holdPort: bind: \(String(cString: strerror(errno)))")
+    let port = UInt16(bigEndian: address.sin_port)
+    heldPorts.withLock { $0[port] = fd }
+    return port
+}
+
+/// A TCP port on 127.0.0.1 that refuses connections until the test starts its own server there with
+/// `FakeServer(port:)` or `TestServer(port:)`, which bind it beside the holding socket and then close that.
+public func unusedPort() -> UInt16 { holdPort() }
+
+/// A TCP port on 127.0.0.1 that refuses connections for the rest of the run: a server that must stay down.
+public func refusedPort() -> UInt16 { holdPort() }
+
+/// Whether `unusedPort()` or `refusedPort()` holds `port` now.
+public func isHeldPort(_ port: UInt16) -> Bool { port != 0 && heldPorts.withLock { $0[port] != nil } }
+
+/// Closes the socket holding `port` for `unusedPort()`, once a test server has bound the port (no-op otherwise).
+public func releaseHeldPort(_ port: UInt16) {
+    if let fd = heldPorts.withLock({ $0.removeValue(forKey: port) }) { Glibc.close(fd) }
 }

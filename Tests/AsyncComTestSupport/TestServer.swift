@@ -12,11 +12,14 @@ public final class TestServer: @unchecked Sendable {
                 configure: (inout ServerConfiguration) -> Void = { _ in }) throws {
         var configuration = ServerConfiguration(
             map: map, endpoints: [.tcp(host: "127.0.0.1", port: port)] + extraEndpoints, reactors: reactors)
+        // A port `unusedPort()` holds (SO_REUSEPORT, not listening) is joined, as --share-port does.
+        if isHeldPort(port) { configuration.sharePort = true }
         configure(&configuration)
         server = Server(configuration: configuration)
         endpoints = try server.start()
         guard case .tcp(_, let p) = endpoints[0], p != 0 else { throw TestFailure("no port: \(endpoints)") }
         self.port = p
+        releaseHeldPort(p)
     }
 
     /// A server on a map given as text.
