@@ -65,29 +65,21 @@ public final class FakeServer: @unchecked Sendable {
     /// Listens on `port` (0: any free port).
     public init(port: UInt16 = 0, onLine: @escaping @Sendable (Connection, String) -> Void) throws {
         self.onLine = onLine
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        precondition(fd >= 0)
-        var one: Int32 = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
         // SO_REUSEPORT: to bind a port `unusedPort()` still holds.
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, socklen_t(MemoryLayout<Int32>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = port.bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        let bound: (fd: Int32, port: UInt16)
+        do {
+            bound = try bindLoopback(port: port, options: [SO_REUSEADDR, SO_REUSEPORT])
+        } catch {
+            throw NSError(domain: "FakeServer", code: Int(error.code),
+                          userInfo: [NSLocalizedDescriptionKey: "bind: \(String(cString: strerror(error.code)))"])
         }
-        guard bound == 0, listen(fd, 128) == 0 else {
+        let fd = bound.fd
+        guard listen(fd, 128) == 0 else {
             let e = errno
             Glibc.close(fd)
-            throw NSError(domain: "FakeServer", code: Int(e), userInfo: [NSLocalizedDescriptionKey: "bind/listen: \(String(cString: strerror(e)))"])
+            throw NSError(domain: "FakeServer", code: Int(e), userInfo: [NSLocalizedDescriptionKey: "listen: \(String(cString: strerror(e)))"])
         }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        self.port = UInt16(bigEndian: address.sin_port)
+        self.port = bound.port
         self.listener = fd
         releaseHeldPort(self.port)
         let thread = Thread { [self] in acceptLoop() }
@@ -240,23 +232,44 @@ private let heldPorts = Mutex<[UInt16: Int32]>([:])
 /// join it: the test server meant to take it. (A port bound, read back and closed was taken in parallel runs by
 /// other tests' servers, twice: the "dead" server answered, and a server started later got EADDRINUSE.)
 private func holdPort() -> UInt16 {
+    let held: (fd: Int32, port: UInt16)
+    do {
+        held = try bindLoopback(options: [SO_REUSEPORT])
+    } catch {
+        preconditionFailure("holdPort: bind: \(String(cString: strerror(error.code)))")
+    }
+    heldPorts.withLock { $0[held.port] = held.fd }
+    return held.port
+}
+
+/// The errno of a failed socket call.
+public struct SocketErrno: Error {
+    public let code: Int32
+}
+
+/// A TCP socket bound to 127.0.0.1:`port` (0: any free port), close-on-exec, not listening, with each SOL_SOCKET
+/// option of `options` set; returns it and the port bound. The one loopback bind of the test support.
+public func bindLoopback(port: UInt16 = 0, options: [Int32]) throws(SocketErrno) -> (fd: Int32, port: UInt16) {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-    precondition(fd >= 0)
+    guard fd >= 0 else { throw SocketErrno(code: errno) }
     var one: Int32 = 1
-    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, socklen_t(MemoryLayout<Int32>.size))
+    for option in options { setsockopt(fd, SOL_SOCKET, option, &one, socklen_t(MemoryLayout<Int32>.size)) }
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = port.bigEndian
     address.sin_addr.s_addr = inet_addr("127.0.0.1")
     var length = socklen_t(MemoryLayout<sockaddr_in>.size)
     let ok = withUnsafeMutablePointer(to: &address) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-            bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 && getsockname(fd, $0, &length) == 0
+            bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
         }
     }
-    precondition(ok, "holdPort: bind: \(String(cString: strerror(errno)))")
-    let port = UInt16(bigEndian: address.sin_port)
-    heldPorts.withLock { $0[port] = fd }
-    return port
+    guard ok else {
+        let code = errno
+        Glibc.close(fd)
+        throw SocketErrno(code: code)
+    }
+    return (fd, UInt16(bigEndian: address.sin_port))
 }
 
 /// A TCP port on 127.0.0.1 that refuses connections until the test starts its own server there with
