@@ -3,6 +3,7 @@ import PackageDescription
 
 // Module map (what may depend on what):
 //   CLibevent          system library: Debian's libevent-dev (event_core + event_pthreads + event_extra for evhttp)
+//   CPrefetch          one inline C function: a cache prefetch hint (Swift has none), for Core's hot paths.
 //   AsyncComCore       pure Swift: wire protocol, device map, commands file, endpoints. No sockets, threads, clocks
 //                      or libevent; the only I/O is reading the input files it parses (FileInput, LineReader,
 //                      the map's BlockReader), checked by CoreBoundaryTests.
@@ -44,7 +45,12 @@ let package = Package(
             pkgConfig: "openssl",
             providers: [.apt(["libssl-dev"])]
         ),
-        .target(name: "AsyncComCore", dependencies: [.product(name: "HeapModule", package: "swift-collections")]),
+        // One inline C function (a prefetch hint, which Swift cannot issue) for Core's hot paths.
+        .target(name: "CPrefetch"),
+        .target(
+            name: "AsyncComCore",
+            dependencies: ["CPrefetch", .product(name: "HeapModule", package: "swift-collections")]
+        ),
         .target(name: "AsyncComTLS", dependencies: ["COpenSSL", "AsyncComCore", "AsyncComEventLoop"]),
         .target(name: "AsyncComEventLoop", dependencies: ["CLibevent", "AsyncComCore"]),
         .target(

@@ -28,7 +28,9 @@ artifacts=fuzz-artifacts
 mkdir -p "$build/logs" "$artifacts"
 
 # -package-name: Core has `package` declarations (SwiftPM passes the name; swiftc needs it given).
-flags=(-swift-version 6 -parse-as-library -package-name asynccom -O -g -sanitize=fuzzer,address)
+# -I: Core imports CPrefetch, a C module (one inline function) found by its include/module.modulemap.
+flags=(-swift-version 6 -parse-as-library -package-name asynccom -O -g -sanitize=fuzzer,address
+    -I Sources/CPrefetch/include)
 # The toolchain's lld links the sanitizer runtimes cleanly; gold works too but prints pages of warnings about
 # "local symbol" exports.
 linkflags=()
@@ -67,7 +69,7 @@ done
 
 # AsyncComCore once, instrumented (coverage + ASan), as a static library the targets import.
 core_sources=(Sources/AsyncComCore/*.swift)
-if newer "$build/libAsyncComCore.a" "${core_sources[@]}" "$build/libHeapModule.a" "$0"; then
+if newer "$build/libAsyncComCore.a" "${core_sources[@]}" Sources/CPrefetch/include/* "$build/libHeapModule.a" "$0"; then
     echo "building AsyncComCore (instrumented)..."
     "$swiftc" "${flags[@]}" -wmo -module-name AsyncComCore -I "$build" -emit-module \
         -emit-module-path "$build/AsyncComCore.swiftmodule" -emit-library -static \

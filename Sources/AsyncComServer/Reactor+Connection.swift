@@ -88,6 +88,10 @@ extension Reactor {
     /// Answers every complete line in `buffer` until the connection must stop reading.
     /// `queued`: how long the bytes waited in the kernel before they were read (0 for lines held back).
     func processLines(_ c: ServerConnection, in buffer: ByteBuffer, now: UInt64, queued: UInt64 = 0) {
+        // The map once per batch of lines, not per line: reading `self.map` for each call retained and released
+        // it, and both reactors share the one map object, so every line paid two atomic operations on a
+        // reference count that the other core was also writing (3.6% of the server's samples, 1M x 1 s).
+        let map = self.map
         while c.isOpen && !c.paused {
             switch LineFramer.next(in: buffer.readableView, maxLine: config.maxLine) {
             case .incomplete:
@@ -100,7 +104,7 @@ extension Reactor {
                 buffer.clear()
                 return
             case .line(let line, let consumed):
-                handle(line: line, on: c, now: now, queued: queued)
+                handle(line: line, on: c, map: map, now: now, queued: queued)
                 buffer.consume(consumed)
                 if c.inflightCommands > config.maxInflightCommands || c.output.readableBytes > config.outputHighWater {
                     c.paused = true
@@ -109,7 +113,7 @@ extension Reactor {
         }
     }
 
-    private func handle(line: UnsafeRawBufferPointer, on c: ServerConnection, now: UInt64, queued: UInt64) {
+    private func handle(line: UnsafeRawBufferPointer, on c: ServerConnection, map: DeviceMap, now: UInt64, queued: UInt64) {
         scratch.clear()
         switch ServerProtocol.handle(line: line, map: map, maxItems: config.maxItems, reply: scratch) {
         case .empty:

@@ -38,9 +38,6 @@ static inline struct event *asynccom_evsignal_new(struct event_base *base, int s
 
 static inline int asynccom_errno(void) { return errno; }
 
-// A hint to fetch the cache line holding `p` (no fault, no effect on results). Swift has no way to say this.
-static inline void asynccom_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }
-
 // recv(2) that also gives the kernel's receive time (CLOCK_REALTIME, ns) of the newest segment read, or 0 when
 // there is none (SO_TIMESTAMPNS off, or nothing read). The CMSG_* accessors are macros: Swift cannot use them.
 static inline ssize_t asynccom_recv_stamped(int fd, void *buf, size_t len, int64_t *stamp_ns) {

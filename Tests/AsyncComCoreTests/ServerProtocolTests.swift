@@ -32,6 +32,58 @@ private func handle(_ line: String, map: DeviceMap, maxItems: Int = 1024, reply:
         #expect(o == .request(id: 1, waitNanos: 500_000_000, commands: 2, unknown: 0))
     }
 
+    /// Requests of 1-50 items (so lines of one, several and partial probe groups) against a map of 5,000
+    /// entries (long enough for probe chains past a key's own bucket), IPv4 and IPv6 devices, unknown devices and
+    /// unknown commands mixed: the reply and outcome equal a reference built from a dictionary of the map's lines.
+    /// Guards the grouped, prefetched lookups in `handleRequest` (hash all of a group, then probe, then answer).
+    @Test func groupedLookupsMatchAReferenceModel() throws {
+        var rng = SplitMix64(seed: 15)
+        let commands = ["status", "uptime", "reboot", "a", "get-config.v2"]
+        func device(_ k: UInt64) -> String {
+            k % 3 == 0 ? "2001:db8::\(String(k, radix: 16))" : "10.\(k >> 16 & 255).\(k >> 8 & 255).\(k & 255)"
+        }
+        var reference: [String: (response: Int64, waitNanos: UInt64)] = [:]
+        var text = ""
+        while reference.count < 5_000 {
+            let item = "\(device(rng.next() % 4_000)):\(commands[Int(rng.next() % 4)])"  // never the 5th command
+            guard reference[item] == nil else { continue }
+            let response = Int64(bitPattern: rng.next()) >> (rng.next() % 64)
+            let millis = rng.next() % 4 == 0 ? 0 : rng.next() % 3_000
+            reference[item] = (response, millis * 1_000_000)
+            text += "\(item):\(response):\(Double(millis) / 1000)\n"
+        }
+        let m = try map(text)
+        let known = Array(reference.keys).sorted()
+        let reply = ByteBuffer()
+        for id in 0..<2_000 {
+            var line = "REQ \(id)"
+            var expected = "RES \(id)"
+            var wait: UInt64 = 0
+            var unknown = 0
+            let count = 1 + Int(rng.next() % 50)
+            for _ in 0..<count {
+                let item: String
+                switch rng.next() % 8 {
+                case 0: item = "\(device(rng.next() % 8_000)):\(commands[Int(rng.next() % 5)])"  // maybe unknown
+                default: item = known[Int(rng.next() % UInt64(known.count))]
+                }
+                line += rng.next() % 5 == 0 ? " \t " : " "
+                line += item
+                if let entry = reference[item] {
+                    expected += " \(entry.response)"
+                    wait = max(wait, entry.waitNanos)
+                } else {
+                    expected += " ?"
+                    unknown += 1
+                }
+            }
+            reply.clear()
+            let (o, r) = handle(line, map: m, reply: reply)
+            #expect(r == expected + "\n", "request \(id)")
+            #expect(o == .request(id: UInt64(id), waitNanos: wait, commands: count, unknown: unknown), "request \(id)")
+        }
+    }
+
     @Test func allUnknownWaitsZero() {
         let (o, r) = handle("REQ 5 1.1.1.1:x", map: m)
         #expect(r == "RES 5 ?\n")
