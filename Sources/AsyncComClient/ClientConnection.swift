@@ -17,8 +17,11 @@ import AsyncComEventLoop
 final class ClientConnection {
     enum State { case waiting, connecting, handshaking, ready, closed }
 
-    unowned let engine: Engine
-    unowned let server: ServerState
+    /// `unowned(unsafe)`: the engine owns its connections and its servers and outlives them (it closes every
+    /// connection in `teardown`, on the loop thread, before it goes). Plain `unowned` cost an atomic strong retain
+    /// and a release on every access, 1.7% of the client's CPU in a 10M x 1 s job, mostly per reply (perf, 20:40 UTC).
+    unowned(unsafe) let engine: Engine
+    unowned(unsafe) let server: ServerState
     /// Index into `Engine.connections`.
     let index: Int
     @exclusivity(unchecked) private(set) var state = State.waiting
