@@ -136,14 +136,14 @@ final class RequestTable {
         if let items = hint.items {
             var offset = 0
             while offset < Int(hint.itemBytes) {
-                Prefetch.read(items + offset)
+                Prefetch.forRead(items + offset)
                 offset += 64
             }
         }
         if let commands = hint.commands {
             var offset = 0
             while offset < Int(hint.commandBytes) {
-                Prefetch.read(commands + offset)
+                Prefetch.forRead(commands + offset)
                 offset += 64
             }
         }

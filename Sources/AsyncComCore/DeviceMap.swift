@@ -191,7 +191,7 @@ public final class DeviceMap: @unchecked Sendable {  // immutable after init
     @inline(__always)
     func prefetch(high: UInt64, low: UInt64, hash: UInt64) {
         let t = high == 0 && low >> 32 == 0x0000_FFFF ? table4 : table6
-        Prefetch.read(t.slots + Table.bucket(hash, t.buckets) &* 64)
+        Prefetch.forRead(t.slots + Table.bucket(hash, t.buckets) &* 64)
     }
 
     /// Appends the response of a found slot (its value word, from `find`) in decimal and returns its wait.

@@ -6,7 +6,7 @@ import CPrefetch
 /// hint changes no result, so Core (which the fuzzers build alone) may use it.
 public enum Prefetch {
     @inlinable @inline(__always)
-    public static func read(_ p: UnsafeRawPointer) {
+    public static func forRead(_ p: UnsafeRawPointer) {
         asynccom_prefetch(p)
     }
 }
