@@ -33,6 +33,8 @@ final class Reactor {
     static let schedulerSliceNanos: UInt64 = 100_000
 
     let index: Int
+    /// The CPU this reactor's thread is bound to (`ReactorPinning`); nil: wherever the scheduler puts it.
+    let cpu: Int?
     let shared: ServerShared
     /// For `POST /v1/reload` (weak: the server owns the reactors' lifetime, not the other way round).
     weak var server: Server?
@@ -81,8 +83,9 @@ final class Reactor {
     private let busyLine: [UInt8]
     private let unauthenticatedBusyLine: [UInt8]
 
-    init(index: Int, server: Server, shared: ServerShared, listeners: [ListenerSocket], logger: Logger) {
+    init(index: Int, server: Server, shared: ServerShared, listeners: [ListenerSocket], cpu: Int?, logger: Logger) {
         self.index = index
+        self.cpu = cpu
         self.server = server
         self.shared = shared
         self.config = shared.configuration
@@ -119,6 +122,13 @@ final class Reactor {
         defer { shared.reactorExited() }
         if let error = EventLoop.requestThreadSlice(nanos: Self.schedulerSliceNanos) {
             logger.debug("no short scheduler slice for the reactor thread", metadata: ["error": "\(error)"])
+        }
+        if let cpu {
+            if let error = EventLoop.pinThread(toCPU: cpu) {
+                logger.warning("reactor thread not bound to its CPU", metadata: ["cpu": "\(cpu)", "error": "\(error)"])
+            } else {
+                logger.debug("reactor thread bound to its CPU", metadata: ["cpu": "\(cpu)"])
+            }
         }
         do {
             loop = try EventLoop()
