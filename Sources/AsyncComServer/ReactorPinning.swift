@@ -2,10 +2,12 @@
 ///
 /// Why: with the client on the same two cores, the scheduler at times put both reactors on one CPU (its load
 /// balancer moves threads only every few milliseconds), and then they took turns a whole tick apart (4 ms at
-/// HZ=250) while their peers' requests queued. Measured with the diagnostic build of branch `diag` (per-request
-/// stamps, `asynccom-client` defaults, 1M x 1 s with a 1M-entry map, 4 interleaved runs each, load 2.8-3.7):
-/// lateness p99 7.1 / 6.9 / 7.0 / 9.9 ms unpinned, 4.2 / 4.3 / 4.2 / 4.5 ms pinned; 10M x 1 s (3 runs each,
-/// load 4-6): p99 19.4 / 25.2 / 28.9 ms unpinned, 11.6 / 12.1 / 9.5 ms pinned.
+/// HZ=250) while their peers' requests queued (a diagnostic build's per-request stamps showed 4.06 ms gaps inside
+/// the handling of one read, every 8 or 16 ms). Measured with one binary, `--pin-reactors on` vs `off`,
+/// `asynccom-client` defaults, runs interleaved, the machine otherwise idle: 1M x 1 s with a 1M-entry map,
+/// lateness p99 2.2 vs 6.8 ms (6 runs each), wall 1.26 vs 1.18 s; 10M x 1 s, p99 9.7 vs 15.3 ms (4 runs), wall
+/// 3.39 vs 3.19 s; zero-wait 2M commands 0.474 vs 0.392 s. The price is the co-located client's, which must share
+/// a CPU with a reactor.
 public enum ReactorPinning: String, Sendable, CaseIterable {
     /// Pin when the server has one reactor per CPU it may run on (the default reactor count): the server then
     /// owns those CPUs anyway, and nothing is gained by letting reactors share one. With fewer reactors (several
