@@ -38,8 +38,11 @@ extension InPlaceCommandSource {
 
 /// One line of a commands file for `pull`: a command goes to `body` (true); a blank or `#` line is skipped; a
 /// malformed one is counted and reported.
+///
+/// `fileName` is an autoclosure, read only for a malformed line: passed as a String, the file's name was
+/// retained and released for every line, 11% of the client's CPU in a 10M x 1 s job (perf, 20:40 UTC).
 @inline(__always)
-private func handOut(_ line: UnsafeRawBufferPointer, number: Int, fileName: String, malformedCount: inout Int,
+private func handOut(_ line: UnsafeRawBufferPointer, number: Int, fileName: @autoclosure () -> String, malformedCount: inout Int,
                      _ onMalformed: ((InputFileError) -> Void)?,
                      _ body: (DeviceAddress, UnsafeRawBufferPointer, Int, Int) -> Void) -> Bool {
     switch CommandsFile.parseInPlace(line: line) {
@@ -50,7 +53,7 @@ private func handOut(_ line: UnsafeRawBufferPointer, number: Int, fileName: Stri
         return false
     case .malformed(let reason):
         malformedCount += 1
-        onMalformed?(CommandsFile.malformedError(reason, line: line, number: number, fileName: fileName))
+        onMalformed?(CommandsFile.malformedError(reason, line: line, number: number, fileName: fileName()))
         return false
     }
 }
@@ -97,23 +100,14 @@ public struct FileCommandSource: CommandSource, InPlaceCommandSource {
 
     mutating func pull(limit: Int, _ body: (DeviceAddress, UnsafeRawBufferPointer, Int, Int) -> Void) throws -> Int {
         var pulled = 0
-        isAwaitingInput = false
-        while pulled < limit {
-            let line: UnsafeRawBufferPointer
-            let number: Int
-            switch try reader.nextIfReady() {
-            case .line(let l, let n):
-                (line, number) = (l, n)
-            case .notYet:
-                isAwaitingInput = true
-                return pulled
-            case .end:
-                return pulled
-            }
-            if handOut(line, number: number, fileName: reader.name, malformedCount: &malformedCount, onMalformed, body) {
-                pulled += 1
-            }
+        var malformed = malformedCount
+        defer { malformedCount = malformed }
+        let reader = self.reader
+        let onMalformed = self.onMalformed
+        let stop = try reader.readLines(limit: limit, accepted: &pulled) { line, number in
+            handOut(line, number: number, fileName: reader.name, malformedCount: &malformed, onMalformed, body)
         }
+        isAwaitingInput = stop == .notYet
         return pulled
     }
 }

@@ -54,10 +54,9 @@ final class Engine {
     @exclusivity(unchecked) private var ring = ReorderRing()
     /// Connections with output appended during this callback.
     @exclusivity(unchecked) var dirty: [ClientConnection] = []
-    /// Item buffers and command lists of answered requests, reused for new batches: a request costs no
-    /// allocation in steady state, and a burst of answers frees nothing while the clock runs (the job's end
-    /// frees them). At most as many as the windows hold requests (`spareLimit`).
-    @exclusivity(unchecked) private var spareItemBuffers: [ByteBuffer] = []
+    /// Command lists of answered requests, reused for new batches: a request costs no allocation in steady
+    /// state, and a burst of answers frees nothing while the clock runs (the job's end frees them). At most as
+    /// many as the windows hold requests (`spareLimit`). (Item bytes are reused by the table's `ItemSlab`.)
     @exclusivity(unchecked) private var spareCommandLists: [[PendingCommand]] = []
     private let spareLimit: Int
 
@@ -373,7 +372,7 @@ final class Engine {
                     commands = spareCommandLists.popLast() ?? []
                     commands.reserveCapacity(server.batch)
                 }
-                server.startBatch(items: spareItemBuffers.popLast() ?? server.makeItemsBuffer(), commands: commands)
+                server.startBatch(commands: commands)
             }
             let command = wantsResults
                 ? PendingCommand(sequence: sequence, line: line, device: device, itemLength: item.count, commandStart: commandStart)
@@ -397,12 +396,9 @@ final class Engine {
         }
     }
 
-    /// Keeps a finished request's item buffer and command list for later batches.
+    /// Gives a finished request's item bytes back to the slab and keeps its command list for later batches.
     private func recycle(_ request: inout Request) {
-        if spareItemBuffers.count < spareLimit && request.items.capacity <= 64 << 10 {
-            request.items.clear()
-            spareItemBuffers.append(request.items)
-        }
+        table.releaseStorage(of: request)
         if request.commands.capacity > 0 && request.commands.capacity <= 4096 && spareCommandLists.count < spareLimit {
             var commands = request.commands
             request.commands = []  // `commands` is now the only reference: emptying it keeps its storage
@@ -454,14 +450,14 @@ final class Engine {
 
     private func send(slot: Int, on c: ClientConnection, now: UInt64) {
         // Field by field: reading the whole Request would copy it (and retain its buffer and commands).
-        if table[slot].itemCount > c.maxItems || table[slot].items.readableBytes + ItemsCodec.requestOverhead > c.maxLine {
+        if table[slot].itemCount > c.maxItems || table[slot].items.count + ItemsCodec.requestOverhead > c.maxLine {
             // Built for a server with larger limits (before its HELLO, or before a failover): split, new ids.
             split(slot: slot, for: c)
             return
         }
         let id = table[slot].id
         ClientProtocol.beginRequest(id: id, to: c.output)
-        c.output.append(table[slot].items.readableView)
+        c.output.append(table[slot].items.bytes)
         ClientProtocol.endRequest(to: c.output)
         let deadline = now &+ requestTimeoutNanos
         let epoch = table[slot].epoch &+ 1
@@ -478,10 +474,11 @@ final class Engine {
 
     private func split(slot: Int, for c: ClientConnection) {
         let old = table.remove(slot: slot)
-        let chunks = ItemsCodec.split(old.items, maxItems: c.maxItems, maxLine: c.maxLine)
+        let chunks = ItemsCodec.split(old.items.bytes, maxItems: c.maxItems, maxLine: c.maxLine)
+        table.releaseStorage(of: old)
         for chunk in chunks.reversed() {
             let commands = wantsResults ? Array(old.commands[chunk.indices]) : []
-            let s = table.insert(items: chunk.items, itemCount: chunk.indices.count, commands: commands, server: old.server)
+            let s = table.insert(items: chunk.items.readableView, itemCount: chunk.indices.count, commands: commands, server: old.server)
             if !old.entries.isEmpty { table[s].entries = Array(old.entries[chunk.indices]) }
             table[s].timeouts = old.timeouts
             table[s].losses = old.losses
@@ -546,7 +543,7 @@ final class Engine {
             }
             return
         }
-        let base = UnsafeRawPointer(request.items.readPointer)
+        let base = UnsafeRawPointer(request.items.base)
         var start = 0
         for i in request.commands.indices {
             let command = request.commands[i]

@@ -29,7 +29,8 @@ struct PendingCommand {
 struct Request {
     var id: UInt64
     /// The items as `ClientProtocol.appendItem` encodes them (` a:b c:d`): encoded once, re-sent as they are.
-    var items: ByteBuffer
+    /// In the table's `ItemSlab`, until the request is removed and its storage released (`releaseStorage`).
+    var items: ItemBlock
     var itemCount: Int
     /// Empty unless per-command results are wanted; else `commands[i]` is item `i`.
     var commands: [PendingCommand]
@@ -57,6 +58,8 @@ struct Request {
 /// class copies the struct first (retaining every array in it) on each call, for every reply.
 /// Loop thread only (unchecked exclusivity, for the reason given on `Engine`).
 final class RequestTable {
+    /// The item bytes of the requests in the table, and of removed ones until `releaseStorage`.
+    let slab: ItemSlab
     @exclusivity(unchecked) private var slots: [Request?] = []
     /// Where each slot's request keeps its item bytes and commands, for `prefetch`: plain pointers, so that
     /// hinting the next request costs no copy of it (a `Request` copy retains its buffers).
@@ -73,17 +76,25 @@ final class RequestTable {
     @exclusivity(unchecked) private(set) var nextID: UInt64 = 1
     @exclusivity(unchecked) private(set) var count = 0
 
-    init() {}
+    init(slab: ItemSlab = ItemSlab()) {
+        self.slab = slab
+    }
 
-    /// Creates a request with a fresh id and returns its slot.
-    func insert(items: ByteBuffer, itemCount: Int, commands: [PendingCommand], server: Int) -> Int {
+    /// Requests still in the table when the job ends (interrupted, aborted) give their item bytes back.
+    deinit {
+        for case let request? in slots { slab.release(request.items) }
+    }
+
+    /// Creates a request with a fresh id, its items a copy of `items`, and returns its slot.
+    func insert(items: UnsafeRawBufferPointer, itemCount: Int, commands: [PendingCommand], server: Int) -> Int {
         let id = nextID
         nextID &+= 1
-        let request = Request(id: id, items: items, itemCount: itemCount, commands: commands, server: server, connection: -1)
-        // The buffers are not written while the request lives (re-sends send the same bytes), so the pointers
+        let block = slab.store(items)
+        let request = Request(id: id, items: block, itemCount: itemCount, commands: commands, server: server, connection: -1)
+        // The bytes are not written while the request lives (re-sends send the same bytes), so the pointers
         // stay valid; a stale one would only make a prefetch useless, never a fault.
         let hint = PrefetchHint(
-            items: UnsafeRawPointer(items.readPointer), itemBytes: Int32(clamping: items.readableBytes),
+            items: UnsafeRawPointer(block.base), itemBytes: Int32(clamping: block.count),
             commandBytes: Int32(clamping: commands.count * MemoryLayout<PendingCommand>.stride),
             commands: commands.withUnsafeBufferPointer { UnsafeRawPointer($0.baseAddress) })
         let slot: Int
@@ -138,13 +149,19 @@ final class RequestTable {
         }
     }
 
-    @discardableResult
+    /// Takes the request out of the table. Its item bytes stay valid (for delivering its results, or splitting
+    /// it) until `releaseStorage(of:)`, which every caller must call once it is done with them.
     func remove(slot: Int) -> Request {
         let request = slots[slot].take()!
         slotByID.remove(request.id)
         freeSlots.append(Int32(slot))
         count -= 1
         return request
+    }
+
+    /// Gives the item bytes of a removed request back to the slab.
+    @inline(__always) func releaseStorage(of request: Request) {
+        slab.release(request.items)
     }
 
     /// Live slots (teardown and tests).
@@ -230,10 +247,9 @@ enum ItemsCodec {
         s.withUTF8 { ClientProtocol.appendItem(UnsafeRawBufferPointer($0), to: buffer) }
     }
 
-    /// The items of an encoded list, as byte ranges into `items.readableView` (they are separated by spaces,
-    /// which no item contains).
-    static func ranges(of items: ByteBuffer) -> [Range<Int>] {
-        let view = items.readableView
+    /// The items of an encoded list, as byte ranges into it (they are separated by spaces, which no item
+    /// contains).
+    static func ranges(of view: UnsafeRawBufferPointer) -> [Range<Int>] {
         var result: [Range<Int>] = []
         var i = 0
         while i < view.count {
@@ -248,10 +264,9 @@ enum ItemsCodec {
     /// Splits an encoded item list into chunks of at most `maxItems` items whose request line fits
     /// `maxLine` bytes (a chunk always holds at least one item). Returns each chunk's items and the range of
     /// item indices it covers.
-    static func split(_ items: ByteBuffer, maxItems: Int, maxLine: Int) -> [(items: ByteBuffer, indices: Range<Int>)] {
-        let ranges = ranges(of: items)
+    static func split(_ view: UnsafeRawBufferPointer, maxItems: Int, maxLine: Int) -> [(items: ByteBuffer, indices: Range<Int>)] {
+        let ranges = ranges(of: view)
         var chunks: [(items: ByteBuffer, indices: Range<Int>)] = []
-        let view = items.readableView
         var start = 0
         while start < ranges.count {
             let buffer = ByteBuffer(capacity: 256)

@@ -12,9 +12,10 @@ final class ServerState {
     /// Requests waiting to be sent, oldest first; re-sends go to the front. An entry names its request by slot
     /// and id, so one answered meanwhile (a late reply to an earlier send) is recognised and skipped.
     @exclusivity(unchecked) var queue = Deque<QueuedRequest>()
-    /// The batch being filled, nil until its first command. (Unchecked exclusivity: touched per command, loop
-    /// thread only.)
-    @exclusivity(unchecked) private(set) var partialItems: ByteBuffer?
+    /// The items of the batch being filled (empty until its first command); one buffer for every batch, copied
+    /// into the request table's `ItemSlab` when the batch becomes a request. (Unchecked exclusivity: touched per
+    /// command, loop thread only.)
+    let partialItems: ByteBuffer
     @exclusivity(unchecked) private(set) var partialCount = 0
     @exclusivity(unchecked) private(set) var partialCommands: [PendingCommand] = []
     /// The source's own entries, for sources that hand out `CommandEntry` values (see `Request.entries`).
@@ -45,39 +46,35 @@ final class ServerState {
         self.batch = batch
         self.health = health
         self.plan = plan
+        self.partialItems = ByteBuffer(capacity: max(64, min(batch, 1024) * 24))
     }
 
     @inline(__always) var isUp: Bool { health.readyCount > 0 }
     @inline(__always) var isDown: Bool { health.isDown }
 
-    /// A buffer for a batch's items when no spare one is at hand.
-    func makeItemsBuffer() -> ByteBuffer {
-        ByteBuffer(capacity: max(64, min(batch, 1024) * 24))
-    }
+    var hasBatch: Bool { partialCount > 0 }
 
-    var hasBatch: Bool { partialItems != nil }
-
-    /// Starts a batch in `items` (an empty buffer); per-command state goes to `commands` (empty).
-    func startBatch(items: ByteBuffer, commands: [PendingCommand]) {
-        partialItems = items
+    /// Starts a batch; per-command state goes to `commands` (empty).
+    func startBatch(commands: [PendingCommand]) {
         partialCommands = commands
     }
 
     /// Adds a command to the batch being filled (started with `startBatch`); returns the batch size so far.
     @inline(__always) func addToBatch(item: UnsafeRawBufferPointer, command: PendingCommand?, entry: CommandEntry?) -> Int {
         // `partialItems` owns the buffer for the whole call: no need to retain and release it per command.
-        Unmanaged.passUnretained(partialItems!)._withUnsafeGuaranteedRef { ClientProtocol.appendItem(item, to: $0) }
+        Unmanaged.passUnretained(partialItems)._withUnsafeGuaranteedRef { ClientProtocol.appendItem(item, to: $0) }
         if let command { partialCommands.append(command) }
         if let entry { partialEntries.append(entry) }
         partialCount += 1
         return partialCount
     }
 
-    /// Hands the batch over, if it has commands; the next command starts a new one.
-    func takeBatch() -> (items: ByteBuffer, count: Int, commands: [PendingCommand], entries: [CommandEntry])? {
-        guard let items = partialItems, partialCount > 0 else { return nil }
-        let batch = (items, partialCount, partialCommands, partialEntries)
-        partialItems = nil
+    /// Hands the batch over, if it has commands; the next command starts a new one. `items` stays valid until
+    /// the next `addToBatch` (the buffer is emptied, not freed): copy it before.
+    func takeBatch() -> (items: UnsafeRawBufferPointer, count: Int, commands: [PendingCommand], entries: [CommandEntry])? {
+        guard partialCount > 0 else { return nil }
+        let batch = (partialItems.readableView, partialCount, partialCommands, partialEntries)
+        partialItems.clear()
         partialCount = 0
         partialCommands = []
         partialEntries = []

@@ -1,8 +1,8 @@
 import Glibc
 
 /// Zeroed raw memory for the device map's hash tables, which are written at random while loading and read at
-/// random for lookups. Large blocks are mapped directly, faulted in whole at once, and then offered to
-/// transparent huge pages.
+/// random for lookups, and for the chunks of the client's `ItemSlab`. Large blocks are mapped directly, faulted
+/// in whole at once, and then offered to transparent huge pages.
 ///
 /// Why in that order: on this machine (a KVM guest with free page reporting) fresh huge pages are often memory
 /// the host has taken back, and zeroing them runs at host-fault speed. Populating 400 MiB measured 0.5-0.7 s
@@ -12,15 +12,15 @@ import Glibc
 /// `MADV_HUGEPAGE`, which lets khugepaged (a nice 19 kernel thread) merge it into huge pages in the background.
 /// Huge pages are still wanted for lookups: independent random reads of a 200 MiB table measured 30-37 ns with
 /// huge pages against 37-56 ns with small ones (TLB misses).
-struct LargeMemory {
-    let base: UnsafeMutableRawPointer
-    let byteCount: Int
+package struct LargeMemory {
+    package let base: UnsafeMutableRawPointer
+    package let byteCount: Int
     private let mapped: Bool
 
     /// Below this, malloc's own pools do better.
     static let mapThreshold = 1 << 21
 
-    init(byteCount requested: Int) {
+    package init(byteCount requested: Int) {
         let n = max(requested, 16)
         byteCount = n
         if n >= LargeMemory.mapThreshold, let p = LargeMemory.mapAligned(n) {
@@ -62,7 +62,7 @@ struct LargeMemory {
 
     func typed<T>(_: T.Type) -> UnsafeMutablePointer<T> { base.assumingMemoryBound(to: T.self) }
 
-    func deallocate() {
+    package func deallocate() {
         if mapped { munmap(base, byteCount) } else { free(base) }
     }
 }
