@@ -18,6 +18,17 @@ enum ProcessMetrics {
     /// Peak resident set size in bytes (VmHWM).
     static func peakRSS(pid: Int32) -> Int? { statusField("VmHWM", pid: pid) }
 
+    /// CPU time the hypervisor took from this machine's CPUs so far, in seconds, summed over CPUs (/proc/stat
+    /// `steal`); 0 on bare metal. Stolen time stalls whatever was running, reactors included: a lateness figure
+    /// measured while the host stole milliseconds says more about the host than about the server.
+    static func stolenSeconds() -> Double {
+        guard let text = readFile("/proc/stat"), let line = text.split(separator: "\n").first, line.hasPrefix("cpu ") else { return 0 }
+        let fields = line.split(separator: " ")
+        // cpu user nice system idle iowait irq softirq steal ...
+        guard fields.count > 8, let steal = Double(fields[8]) else { return 0 }
+        return steal / Double(max(sysconf(Int32(_SC_CLK_TCK)), 1))
+    }
+
     /// Current resident set size in bytes (VmRSS).
     static func currentRSS(pid: Int32) -> Int? { statusField("VmRSS", pid: pid) }
 

@@ -94,6 +94,7 @@ struct ScenarioReport: Sendable, Codable {
                     ("queued mean", \.queuedMeanMillis), ("queued max", \.queuedMaxMillis),
                     ("timer mean", \.timerMeanMillis), ("timer max", \.timerMaxMillis),
                     ("write mean", \.writeMeanMillis), ("write max", \.writeMaxMillis),
+                    ("stolen", \.stolenMillis),
                 ] + (parts.allSatisfy(\.hasClient) ? [
                     ("client p50", \.clientP50Millis), ("client p99", \.clientP99Millis), ("client max", \.clientMaxMillis),
                 ] : [])
@@ -173,7 +174,8 @@ enum Report {
                 let name = r.variant.isEmpty ? r.scenario : "\(r.scenario) (\(r.variant))"
                 out.append("\(name): lateness by part, ms: server kernel queue \(m("queued mean")) mean / \(m("queued max")) max; "
                            + "due -> timer \(m("timer mean")) / \(m("timer max")); timer -> write \(m("write mean")) / \(m("write max")); "
-                           + "in client before handled \(m("client p50")) p50 / \(m("client p99")) p99 / \(m("client max")) max")
+                           + "in client before handled \(m("client p50")) p50 / \(m("client p99")) p99 / \(m("client max")) max; "
+                           + "CPU stolen by the host during the job \(m("stolen")) ms")
             }
             if let accepts = r.acceptsPerSecond, let rss = r.rssPerConnection {
                 out.append("\(r.scenario) (\(r.variant)): \(cell(accepts)) accepts/s, server RSS \(cell(rss)) B per idle connection (\(cell(r.rssPerConnectionAfter)) once answered), "

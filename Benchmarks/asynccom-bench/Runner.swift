@@ -109,6 +109,7 @@ enum Runner {
     /// client processes when one process may not open that many files).
     static func runManyConnections(_ scenario: Scenario, mapPath: String, serverArguments: [String]) throws -> RunResult {
         let count = scenario.manyConnections
+        let stolenBefore = ProcessMetrics.stolenSeconds()
         let f = try ManyConnections.run(mapPath: mapPath, reactors: scenario.reactors, serverArguments: serverArguments,
                                         count: count, item: "\(DataSet.deviceText(0)):\(scenario.data.commands[0])",
                                         waitNanos: 1_000_000_000, response: 1,
@@ -120,7 +121,7 @@ enum Runner {
                                acceptsPerSecond: f.acceptsPerSecond, rssPerConnection: f.rssPerConnection,
                                rssPerConnectionAfter: f.rssPerConnectionAfter, connections: count)
         result.connectionProcesses = f.servers
-        result.parts = LatenessParts(stats: f.stats, client: f.clientNanos)
+        result.parts = LatenessParts(stats: f.stats, client: f.clientNanos, stolenSeconds: ProcessMetrics.stolenSeconds() - stolenBefore)
         return result
     }
 
@@ -172,10 +173,12 @@ enum Runner {
 
         ProcessMetrics.resetPeakRSS(pid: getpid())
         let cpuBefore = server.cpuSeconds
+        let stolenBefore = ProcessMetrics.stolenSeconds()
         // The generated commands file, streamed as the CLI streams it (it is in the page cache by now).
         let source = try FileCommandSource(path: commandsPath)
         let summary = try await client.run(source: source, onResult: onResult, onAnswer: onAnswer)
         let serverCPU = server.cpuSeconds - cpuBefore
+        let stolen = ProcessMetrics.stolenSeconds() - stolenBefore
         let serverRSS = server.peakRSS
         let stats = try ServerStatsProbe.read(server.statsEndpoint)
         let clientRSS = ProcessMetrics.peakRSS(pid: getpid()) ?? 0
@@ -196,13 +199,13 @@ enum Runner {
         var parts: Runner.LatenessParts?
         if let recorder {
             lateness = latenessMillis(Array(recorder.nanos), scenario: scenario, waits: waits)
-            parts = LatenessParts(stats: stats, client: Array(recorder.clientNanos))
+            parts = LatenessParts(stats: stats, client: Array(recorder.clientNanos), stolenSeconds: stolen)
         } else if let fixedWait {
             // Recorded in whole microseconds (at least 1): 3 significant digits.
             let h = summary.latencyHistogramMicros
             func late(_ micros: UInt64) -> Double { Double(micros * 1000 > fixedWait ? micros * 1000 - fixedWait : 0) / 1e6 }
             if h.totalCount > 0 { lateness = (late(h.valueAtPercentile(50)), late(h.valueAtPercentile(99)), late(h.max)) }
-            parts = LatenessParts(stats: stats, client: [])  // the server's parts; no per-command client part
+            parts = LatenessParts(stats: stats, client: [], stolenSeconds: stolen)  // the server's parts; no per-command client part
         }
         let commands = Double(summary.total)
         return RunResult(
@@ -236,8 +239,11 @@ enum Runner {
         var clientP50Millis: Double
         var clientP99Millis: Double
         var clientMaxMillis: Double
+        /// CPU time the hypervisor stole from the machine during the job (all CPUs), ms.
+        var stolenMillis: Double
 
-        init(stats: [String: UInt64], client: [UInt64]) {
+        init(stats: [String: UInt64], client: [UInt64], stolenSeconds: Double) {
+            stolenMillis = stolenSeconds * 1000
             func ms(_ micros: UInt64?) -> Double { Double(micros ?? 0) / 1000 }
             func mean(_ sum: String, _ count: String) -> Double { ms(stats[sum]) / Double(max(stats[count] ?? 0, 1)) }
             queuedMeanMillis = mean("late_queued_us", "requests")

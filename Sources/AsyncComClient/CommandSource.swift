@@ -100,23 +100,14 @@ public struct FileCommandSource: CommandSource, InPlaceCommandSource {
 
     mutating func pull(limit: Int, _ body: (DeviceAddress, UnsafeRawBufferPointer, Int, Int) -> Void) throws -> Int {
         var pulled = 0
-        isAwaitingInput = false
-        while pulled < limit {
-            let line: UnsafeRawBufferPointer
-            let number: Int
-            switch try reader.nextIfReady() {
-            case .line(let l, let n):
-                (line, number) = (l, n)
-            case .notYet:
-                isAwaitingInput = true
-                return pulled
-            case .end:
-                return pulled
-            }
-            if handOut(line, number: number, fileName: reader.name, malformedCount: &malformedCount, onMalformed, body) {
-                pulled += 1
-            }
+        var malformed = malformedCount
+        defer { malformedCount = malformed }
+        let reader = self.reader
+        let onMalformed = self.onMalformed
+        let stop = try reader.readLines(limit: limit, accepted: &pulled) { line, number in
+            handOut(line, number: number, fileName: reader.name, malformedCount: &malformed, onMalformed, body)
         }
+        isAwaitingInput = stop == .notYet
         return pulled
     }
 }

@@ -20,7 +20,8 @@ public final class LineReader {
     package private(set) var feed: (any LineFeed)?
     let maxLine: Int
     let buffer: ByteBuffer
-    /// Bytes of the line handed out last (terminator included), dropped on the next call.
+    /// Bytes of the lines handed out and still in the buffer (terminators included: one line's after `next()`,
+    /// several after `readLines`), dropped at the start of the next call.
     var pending = 0
     /// Readable bytes already known to hold no LF (kept across `.notYet`, so a long line arriving in small
     /// pieces is scanned once).
@@ -87,6 +88,46 @@ public final class LineReader {
         try advance(wait: false)
     }
 
+    /// How `readLines` stopped.
+    package enum Stop: Equatable {
+        /// `body` accepted `limit` lines.
+        case limit
+        /// The input has nothing more yet (only with a feed installed); the feed wakes its consumer.
+        case notYet
+        case end
+    }
+
+    /// The lines of `nextIfReady()`, in order, to `body` (the line without its terminator, valid during the call,
+    /// and its number), until `body` has accepted `limit` of them (it returns whether it counts the line).
+    /// `accepted` counts them. Never waits when a feed is installed. An error is thrown at the line it belongs
+    /// to, as `next()` throws it.
+    ///
+    /// Why a loop here: the lines already in the buffer are framed one after the other and dropped once; a call
+    /// of `nextIfReady()` per line, and its bookkeeping, cost the client ~5% of its CPU with 16-byte commands
+    /// (10M x 1 s, CLI defaults: 1.420 -> 1.345 s user + sys, medians of 8 interleaved runs, load 4.7-5.2).
+    package func readLines(limit: Int, accepted: inout Int,
+                           _ body: (UnsafeRawBufferPointer, Int) -> Bool) throws(InputFileError) -> Stop {
+        while accepted < limit {
+            switch try advance(wait: false) {
+            case .line(let line, let number):
+                if body(line, number) { accepted += 1 }
+                // The complete lines after it, in place (`pending` covers every line handed out).
+                let view = buffer.readableView
+                while accepted < limit,
+                      case .line(let line, let consumed) = LineFramer.next(
+                          in: UnsafeRawBufferPointer(rebasing: view[pending...]), maxLine: maxLine + 2) {
+                    let delivered = try deliver(line, consumed: consumed, from: pending)
+                    if body(delivered, lineNumber) { accepted += 1 }
+                }
+            case .notYet:
+                return .notYet
+            case .end:
+                return .end
+            }
+        }
+        return .limit
+    }
+
     private func advance(wait: Bool) throws(InputFileError) -> Next {
         if let failure { throw failure }
         if pending > 0 {
@@ -116,15 +157,18 @@ public final class LineReader {
         }
     }
 
-    private func deliver(_ line: UnsafeRawBufferPointer, consumed: Int) throws(InputFileError) -> UnsafeRawBufferPointer {
+    /// The line that takes `consumed` bytes from `from` bytes past the buffer's reader index (after the lines
+    /// handed out before it), checked.
+    @inline(__always)
+    private func deliver(_ line: UnsafeRawBufferPointer, consumed: Int, from: Int = 0) throws(InputFileError) -> UnsafeRawBufferPointer {
         lineNumber += 1
-        if nulOffset < streamOffset + consumed {
+        if nulOffset < streamOffset + from + consumed {
             throw fail(line: lineNumber, "contains a NUL byte: not a text file")
         }
         if line.count > maxLine {
             throw fail(line: lineNumber, "line longer than \(maxLine) bytes")
         }
-        pending = consumed
+        pending = from + consumed
         return line
     }
 

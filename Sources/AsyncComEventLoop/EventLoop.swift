@@ -69,6 +69,21 @@ public final class EventLoop {
     /// Thread `tid`'s (0: the calling thread's) requested slice in nanoseconds; 0 for the kernel's default.
     public static func threadSlice(tid: Int32 = 0) -> UInt64 { asynccom_thread_slice(tid) }
 
+    /// The CPUs thread `tid` (0: the calling thread) may run on, ascending (its affinity mask: `taskset`, a
+    /// cgroup's cpuset); empty if the kernel would not say.
+    public static func threadCPUs(tid: Int32 = 0) -> [Int] {
+        var cpus = [Int32](repeating: 0, count: 1024)
+        let n = asynccom_thread_cpus(tid, &cpus, Int32(cpus.count))
+        return n > 0 ? cpus[0..<Int(n)].map(Int.init) : []
+    }
+
+    /// Binds the calling thread to `cpu` alone. Returns nil on success, else why not.
+    @discardableResult
+    public static func pinThread(toCPU cpu: Int) -> SystemError? {
+        let error = asynccom_pin_thread(Int32(cpu))
+        return error == 0 ? nil : SystemError("sched_setaffinity", errno: error)
+    }
+
     /// CLOCK_MONOTONIC in nanoseconds (the clock libevent's precise timers use).
     public static func monotonicNanos() -> UInt64 {
         var ts = timespec()

@@ -17,6 +17,8 @@ final class Reactor {
     /// rounds of 6 interleaved runs, load 14-15): lateness p99 14.5 / 16.6 ms at 256 KiB, 12.2 / 12.5 at 64 KiB,
     /// 10.9 / 11.7 at 32 KiB; wall 3.45 / 3.39, 3.46 / 3.51, 3.58 / 3.51 s. 32 KiB cost more wall for little more.
     static let readBudget = 64 * 1024
+    /// Lines handled between two looks at the clock for replies that fell due meanwhile.
+    static let repliesCheckLines = 32
     /// Connections accepted per listener callback before yielding.
     static let acceptBatch = 64
     /// How long a closing connection may keep sending us bytes after we shut down our side.
@@ -33,6 +35,8 @@ final class Reactor {
     static let schedulerSliceNanos: UInt64 = 100_000
 
     let index: Int
+    /// The CPU this reactor's thread is bound to (`ReactorPinning`); nil: wherever the scheduler puts it.
+    let cpu: Int?
     let shared: ServerShared
     /// For `POST /v1/reload` (weak: the server owns the reactors' lifetime, not the other way round).
     weak var server: Server?
@@ -68,6 +72,8 @@ final class Reactor {
     let scratch = ByteBuffer(capacity: 4096)
     /// Connections that got replies in the current timer callback, flushed once each at its end.
     var flushQueue: [ServerConnection] = []
+    /// True while `fireDueReplies` runs.
+    var firingReplies = false
     /// Closed connections (and watchers) kept alive until the callback that closed them has returned: the
     /// loop's `afterCallback` empties it.
     var retired: [AnyObject] = []
@@ -81,8 +87,9 @@ final class Reactor {
     private let busyLine: [UInt8]
     private let unauthenticatedBusyLine: [UInt8]
 
-    init(index: Int, server: Server, shared: ServerShared, listeners: [ListenerSocket], logger: Logger) {
+    init(index: Int, server: Server, shared: ServerShared, listeners: [ListenerSocket], cpu: Int?, logger: Logger) {
         self.index = index
+        self.cpu = cpu
         self.server = server
         self.shared = shared
         self.config = shared.configuration
@@ -119,6 +126,13 @@ final class Reactor {
         defer { shared.reactorExited() }
         if let error = EventLoop.requestThreadSlice(nanos: Self.schedulerSliceNanos) {
             logger.debug("no short scheduler slice for the reactor thread", metadata: ["error": "\(error)"])
+        }
+        if let cpu {
+            if let error = EventLoop.pinThread(toCPU: cpu) {
+                logger.warning("reactor thread not bound to its CPU", metadata: ["cpu": "\(cpu)", "error": "\(error)"])
+            } else {
+                logger.debug("reactor thread bound to its CPU", metadata: ["cpu": "\(cpu)"])
+            }
         }
         do {
             loop = try EventLoop()
@@ -291,9 +305,23 @@ final class Reactor {
         }
     }
 
-    private func onReplyTimer() {
+    private func onReplyTimer() { fireDueReplies(now: EventLoop.monotonicNanos(), reading: nil) }
+
+    /// Whether replies are due by `now`, counting requests inserted since the timer was last armed (the timer's
+    /// own deadline is set only after a read has been handled).
+    func repliesFallDue(now: UInt64) -> Bool {
+        guard let due = pending.nextDeadline else { return false }
+        return max(due, lastReplyFire &+ coalescingNanos) <= now
+    }
+
+    /// Sends every reply due by `now`: one write per connection. `reading`: the connection whose input is being
+    /// handled right now (replies fired in the middle of a read); it is only written to here, and settled when
+    /// its callback ends.
+    func fireDueReplies(now: UInt64, reading: ServerConnection?) {
+        // Not again from inside: settling a connection can handle its held-back lines, which look at the clock.
+        firingReplies = true
+        defer { firingReplies = false }
         armedDeadline = 0
-        let now = EventLoop.monotonicNanos()
         lastReplyFire = now
         pending.popDue(now: now) { ref, deadline, line in
             if ref.slot & PendingRef.httpFlag != 0 {
@@ -331,7 +359,7 @@ final class Reactor {
         // One write per connection per fire, however many of its replies fell due.
         for c in flushQueue {
             c.queuedForFlush = false
-            settle(c)
+            if c === reading { _ = flush(c) } else { settle(c) }
             counters.recordWriteDelay(EventLoop.monotonicNanos() &- now, replies: c.firedReplies)
             c.firedReplies = 0
         }

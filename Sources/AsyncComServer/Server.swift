@@ -210,8 +210,9 @@ public final class Server: Sendable {
         defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
 
         var threads: [pthread_t] = []
+        let cpus = baseConfiguration.pinReactors.cpus(reactors: baseConfiguration.reactors, allowed: EventLoop.threadCPUs())
         for k in 0..<baseConfiguration.reactors {
-            let reactor = Reactor(index: k, server: self, shared: shared, listeners: listeners[k], logger: logger)
+            let reactor = Reactor(index: k, server: self, shared: shared, listeners: listeners[k], cpu: cpus[k], logger: logger)
             do {
                 threads.append(try LoopThread.start { reactor.run() })
             } catch {

@@ -1,4 +1,5 @@
 import AsyncComCore
+import AsyncComEventLoop
 
 #if canImport(Glibc)
 import Glibc
@@ -12,8 +13,10 @@ public struct ServerConfiguration: Sendable {
     public var mapFile: String?
     /// Where to listen. TCP endpoints get one SO_REUSEPORT listener per reactor; Unix ones a single listener.
     public var endpoints: [Endpoint]
-    /// Reactor threads, each with its own event loop. Default: the number of online processors.
+    /// Reactor threads, each with its own event loop. Default: the number of CPUs the process may run on.
     public var reactors: Int
+    /// Whether each reactor thread is bound to a CPU of its own (`ReactorPinning`).
+    public var pinReactors: ReactorPinning = .auto
     /// Open connections across all reactors; beyond it a new connection gets `ERR - BUSY` and is closed.
     public var maxConnections: Int
     /// Commands awaiting their reply on one connection before the server stops reading from it.
@@ -26,11 +29,11 @@ public struct ServerConfiguration: Sendable {
     public var idleTimeout: Double
     /// Unsent reply bytes on one connection before the server stops reading from it.
     public var outputHighWater: Int
-    /// SO_RCVBUF of each TCP connection in bytes; 0 keeps the kernel's autotuning. A request's wait starts
-    /// when a reactor reads it, so requests a client has sent but the kernel still holds are late before they
-    /// start: with autotuning a fast client can queue megabytes (hundreds of thousands of commands, tens of
-    /// milliseconds) ahead of a busy reactor. A small buffer makes the client wait instead, before it stamps
-    /// its requests. Raise it for clients far away (the window must cover bandwidth x round trip).
+    /// SO_RCVBUF of each TCP connection in bytes; 0 keeps the kernel's autotuning. A request's wait starts at
+    /// the kernel's receive stamp of the read that brought it, which is the newest byte's: bytes that queued
+    /// behind a busy reactor share the stamp of the last ones to arrive, so they start late. A small buffer
+    /// makes the client wait instead, before its kernel takes the bytes. Raise it for clients far away (the
+    /// window must cover bandwidth x round trip).
     public var receiveBuffer: Int
     /// Least time in seconds between two firings of a reactor's reply timer. Replies falling due closer
     /// together than this go out together, up to this much late: with many distinct waits a timer firing (and
@@ -99,10 +102,11 @@ public struct ServerConfiguration: Sendable {
     public static let defaultHTTPMaxBody = 1 << 20
     public static let defaultHTTPMaxHeaders = 8 << 10
 
-    /// The number of processors online, at least 1.
+    /// The number of CPUs this process may run on (its affinity: `taskset`, a cgroup's cpuset), else the number
+    /// of processors online; at least 1.
     public static var defaultReactors: Int {
-        let n = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
-        return max(1, n)
+        let allowed = EventLoop.threadCPUs().count
+        return max(1, allowed > 0 ? allowed : Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
     }
 
     public init(

@@ -103,6 +103,31 @@ static inline uint64_t asynccom_thread_slice(int tid) {
 #endif
 }
 
+// CPU affinity through the raw syscalls: glibc's cpu_set_t and CPU_SET are macros under _GNU_SOURCE, which Swift's
+// Glibc module does not define. A mask of up to 1024 CPUs (glibc's CPU_SETSIZE).
+#define ASYNCCOM_CPU_WORDS (1024 / (8 * sizeof(unsigned long)))
+// The CPUs thread `tid` (0: the calling thread) may run on, ascending, into `cpus` (at most `max`). Returns how many,
+// or -errno.
+static inline int asynccom_thread_cpus(int tid, int *cpus, int max) {
+    unsigned long mask[ASYNCCOM_CPU_WORDS];
+    memset(mask, 0, sizeof mask);
+    long got = syscall(SYS_sched_getaffinity, tid, sizeof mask, mask);
+    if (got < 0) return -errno;
+    int n = 0;
+    for (int i = 0; i < (int)(got * 8) && n < max; i++) {
+        if (mask[i / (8 * sizeof(unsigned long))] & (1UL << (i % (8 * sizeof(unsigned long))))) cpus[n++] = i;
+    }
+    return n;
+}
+// Binds the calling thread to CPU `cpu` alone. Returns 0 or an errno value.
+static inline int asynccom_pin_thread(int cpu) {
+    if (cpu < 0 || cpu >= 1024) return EINVAL;
+    unsigned long mask[ASYNCCOM_CPU_WORDS];
+    memset(mask, 0, sizeof mask);
+    mask[cpu / (8 * sizeof(unsigned long))] = 1UL << (cpu % (8 * sizeof(unsigned long)));
+    return syscall(SYS_sched_setaffinity, 0, sizeof mask, mask) == 0 ? 0 : errno;
+}
+
 // accept4 is declared only under _GNU_SOURCE, which Swift's Glibc module does not define: bind the symbol.
 extern int asynccom_accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags) __asm__("accept4");
 

@@ -75,8 +75,11 @@ struct ServerCommand: ParsableCommand {
             valueName: "url"))
     var listen: [String] = []
 
-    @Option(name: .long, help: ArgumentHelp("Reactor threads. (default: the number of online processors, here \(ServerConfiguration.defaultReactors))", valueName: "n"))
+    @Option(name: .long, help: ArgumentHelp("Reactor threads. (default: the number of CPUs this process may run on, here \(ServerConfiguration.defaultReactors))", valueName: "n"))
     var reactors: Int?
+
+    @Option(name: .long, help: ArgumentHelp("Bind each reactor thread to a CPU of its own: auto does when there is one reactor per CPU the process may run on (the default count), so reactors never take turns on one CPU while another is free; on binds reactor i to the i-th allowed CPU (round robin); off leaves placement to the scheduler (several small servers on one host).", valueName: "auto|on|off"))
+    var pinReactors: ReactorPinning = .auto
 
     @Option(name: .long, help: ArgumentHelp("Open connections over all reactors; more get ERR BUSY and are closed. Default \(ServerConfiguration.defaultMaxConnections), or fewer when the open-file limit is lower (the server raises its soft RLIMIT_NOFILE to the hard limit; each connection is one file, plus \(FileLimit.reserve) kept for the rest). A value the limit cannot hold is refused.", valueName: "n"))
     var maxConnections: Int?
@@ -96,7 +99,7 @@ struct ServerCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Unsent reply bytes per connection before the server stops reading from it until half have been sent.", valueName: "bytes"))
     var outputHighWater: Int = ServerConfiguration.defaultOutputHighWater
 
-    @Option(name: .long, help: ArgumentHelp("Kernel receive buffer (SO_RCVBUF) per TCP connection. A request's wait starts when a reactor reads it; a small buffer keeps a fast client from queueing tens of milliseconds of requests in the kernel. Raise it for distant clients (bandwidth x round trip); 0 keeps the kernel's autotuning.", valueName: "bytes"))
+    @Option(name: .long, help: ArgumentHelp("Kernel receive buffer (SO_RCVBUF) per TCP connection. A request's wait starts at the kernel's receive stamp of the read that brings it, the newest byte's; a small buffer keeps a fast client from queueing milliseconds of requests behind a busy reactor, where they would share a later stamp. Raise it for distant clients (bandwidth x round trip); 0 keeps the kernel's autotuning.", valueName: "bytes"))
     var receiveBuffer: Int = ServerConfiguration.defaultReceiveBuffer
 
     @Option(name: .long, help: ArgumentHelp("Least seconds between two firings of a reactor's reply timer: replies due closer together go out in one write, at most this late. 0 answers at every deadline exactly.", valueName: "seconds"))
@@ -238,6 +241,7 @@ extension ServerCommand {
             tls: tlsCert.map { .init(certificateFile: $0, keyFile: tlsKey ?? $0, clientCAFile: tlsClientCa) })
         configuration.authTokenFile = authTokenFile
         configuration.sharePort = sharePort
+        configuration.pinReactors = pinReactors
         configuration.httpEndpoints = try httpEndpoints()
         configuration.httpMaxBody = httpMaxBody
         configuration.httpMaxHeaders = httpMaxHeaders
@@ -249,3 +253,5 @@ extension ServerCommand {
         return (Server(configuration: configuration, logger: logger), deviceMap.count)
     }
 }
+
+extension ReactorPinning: ExpressibleByArgument {}

@@ -18,6 +18,45 @@ private func readError(_ path: String, maxLine: Int = 1 << 20) -> InputFileError
     }
 }
 
+/// The lines as `readLines` hands them out, `limit` per call, and the error that ended them (if any). Every
+/// third line is not counted (as the client's source does not count a blank line), so calls return with more
+/// lines handed out than `limit`.
+private func readBatched(_ path: String, maxLine: Int = 1 << 20, limit: Int) throws -> (lines: [(String, Int)], error: InputFileError?) {
+    let reader = try LineReader(path: path, maxLine: maxLine)
+    var lines: [(String, Int)] = []
+    do throws(InputFileError) {
+        while true {
+            var accepted = 0
+            let stop = try reader.readLines(limit: limit, accepted: &accepted) { line, number in
+                lines.append((String(decoding: line, as: UTF8.self), number))
+                return lines.count % 3 != 0
+            }
+            if stop == .end { return (lines, nil) }
+            #expect(stop == .limit && accepted == limit)
+        }
+    } catch {
+        return (lines, error)
+    }
+}
+
+/// `readLines` hands out exactly what `next()` does, with the same numbers, and fails at the same line.
+private func expectBatchedLikeNext(_ path: String, maxLine: Int = 1 << 20) throws {
+    var expected: [(String, Int)] = []
+    var expectedError: InputFileError?
+    do throws(InputFileError) {
+        let reader = try LineReader(path: path, maxLine: maxLine)
+        while let (line, number) = try reader.next() { expected.append((String(decoding: line, as: UTF8.self), number)) }
+    } catch {
+        expectedError = error
+    }
+    for limit in [1, 2, 7, 2048] {
+        let (lines, error) = try readBatched(path, maxLine: maxLine, limit: limit)
+        #expect(lines.map(\.0) == expected.map(\.0), "limit \(limit)")
+        #expect(lines.map(\.1) == expected.map(\.1), "limit \(limit)")
+        #expect(error == expectedError, "limit \(limit)")
+    }
+}
+
 @Suite struct LineReaderTests {
     let dir = temporaryDirectory()
 
@@ -103,6 +142,31 @@ private func readError(_ path: String, maxLine: Int = 1 << 20) -> InputFileError
         bytes += Array("x\u{0}\n".utf8)
         #expect(readError(file("nul2", bytes))?.line == 100_001)
         #expect(readError(file("nul3", [0x00]))?.line == 1)
+    }
+
+    /// `readLines` (the client's file source) against `next()`: the same lines, numbers and errors, whatever the
+    /// limit per call, across chunk boundaries, CR LF, a last line without LF, long lines and NUL bytes.
+    @Test func readLinesHandsOutWhatNextDoes() throws {
+        defer { try? FileManager.default.removeItem(at: dir) }
+        for (i, text) in ["one\ntwo\r\n\nthree", "", "\n", "x\r\n", "last\r", "a\rb\n"].enumerated() {
+            try expectBatchedLikeNext(file("small\(i)", text))
+        }
+        var text = ""
+        var rng = SplitMix64(seed: 11)
+        while text.utf8.count < 2_500_000 {
+            text += String(repeating: "q", count: Int(rng.next() % 40))
+            text += rng.next() % 5 == 0 ? "\r\n" : "\n"
+        }
+        try expectBatchedLikeNext(file("big", text + "tail"))
+        let ten = String(repeating: "x", count: 10)
+        try expectBatchedLikeNext(file("long1", "a\nb\n\(ten)x\nc\n"), maxLine: 10)
+        try expectBatchedLikeNext(file("long2", "a\n\(ten)x"), maxLine: 10)
+        try expectBatchedLikeNext(file("long3", "ok\n\(String(repeating: "z", count: 3_000_000))\nnext\n"), maxLine: 100)
+        try expectBatchedLikeNext(file("nul", Array("a\nb\nc\u{0}d\ne\n".utf8)))
+        var lines = ""
+        for i in 0..<100_000 { lines += "line \(i)\n" }
+        try expectBatchedLikeNext(file("nul2", Array(lines.utf8) + Array("x\u{0}\nmore\n".utf8)))
+        #expect(try readBatched(file("nul3", Array(lines.utf8) + Array("x\u{0}\n".utf8)), limit: 2048).error?.line == 100_001)
     }
 
     @Test func openErrors() {

@@ -12,13 +12,13 @@ struct ReactorSliceTests {
         try await blocking {
             // Kernels before Linux 6.12 accept the request and ignore it: nothing to see there.
             guard Self.kernelKeepsSlices() else { return }
-            let before = Set(Self.threadIDs())
+            let before = Set(processThreadIDs())
             let server = try TestServer(map: "10.0.0.1:w:5:1\n", reactors: 2)
             defer { server.stop() }
             // Threads started since `before` with the reactor's slice: this server's two reactors (other tests'
             // servers can only add to the count, and without the request there would be none at all).
             let found = eventually {
-                Self.threadIDs().filter { !before.contains($0) && EventLoop.threadSlice(tid: $0) == Reactor.schedulerSliceNanos }
+                processThreadIDs().filter { !before.contains($0) && EventLoop.threadSlice(tid: $0) == Reactor.schedulerSliceNanos }
                     .count >= 2
             }
             #expect(found, "reactor threads run at the kernel's default slice")
@@ -30,17 +30,5 @@ struct ReactorSliceTests {
         guard EventLoop.requestThreadSlice(nanos: Reactor.schedulerSliceNanos) == nil else { return false }
         defer { EventLoop.requestThreadSlice(nanos: 0) }
         return EventLoop.threadSlice() == Reactor.schedulerSliceNanos
-    }
-
-    /// The ids of this process's threads.
-    private static func threadIDs() -> [Int32] {
-        guard let dir = opendir("/proc/self/task") else { return [] }
-        defer { closedir(dir) }
-        var ids: [Int32] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
-            if let id = Int32(name) { ids.append(id) }
-        }
-        return ids
     }
 }

@@ -127,3 +127,15 @@ public func tempDirectory() throws -> String {
 public func removeTempDirectory(_ dir: String) {
     try? FileManager.default.removeItem(atPath: dir)
 }
+
+/// The ids of this process's threads (/proc/self/task).
+public func processThreadIDs() -> [Int32] {
+    guard let dir = opendir("/proc/self/task") else { return [] }
+    defer { closedir(dir) }
+    var ids: [Int32] = []
+    while let entry = readdir(dir) {
+        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+        if let id = Int32(name) { ids.append(id) }
+    }
+    return ids
+}
