@@ -143,6 +143,11 @@ public final class DeviceMap: @unchecked Sendable {  // immutable after init
         UInt32(truncatingIfNeeded: commands.find(p, n) &+ 1)
     }
 
+    /// `commandKey` for a command with `before` readable bytes before it (the rest of its item).
+    @inline(__always) func commandKey(_ p: UnsafeRawPointer, _ n: Int, readableBefore before: Int) -> UInt32 {
+        UInt32(truncatingIfNeeded: commands.find(p, n, readableBefore: before) &+ 1)
+    }
+
     /// The value word of a key's slot, if the map has it. `hash` is `DeviceMap.hash` of the key.
     @inline(__always)
     func find(high: UInt64, low: UInt64, command: UInt32, hash: UInt64) -> UnsafePointer<UInt64>? {

@@ -15,6 +15,9 @@ struct CommandInterner {
     var mask: Int
     /// Per id: `offset << 8 | length` into `arena`.
     var spans: UnsafeMutablePointer<UInt64>
+    /// Per id: a command of at most 8 bytes as one word (`word(_:_:)`), 0 for longer ones: what `find` compares
+    /// a short command with, instead of its bytes.
+    var words: UnsafeMutablePointer<UInt64>
     var arena: UnsafeMutablePointer<UInt8>
     var count = 0
     var spanCapacity: Int
@@ -27,6 +30,7 @@ struct CommandInterner {
         slots.initialize(repeating: 0, count: 64)
         spanCapacity = 32
         spans = .allocate(capacity: 32)
+        words = .allocate(capacity: 32)
         arenaCapacity = 1024
         arena = .allocate(capacity: 1024)
     }
@@ -34,6 +38,7 @@ struct CommandInterner {
     func deallocate() {
         slots.deallocate()
         spans.deallocate()
+        words.deallocate()
         arena.deallocate()
     }
 
@@ -59,6 +64,32 @@ struct CommandInterner {
         }
     }
 
+    /// `find` for a command that is the end of a longer run of readable bytes, `before` of them before `p` (the
+    /// item around a request's command): a command of at most 8 bytes is then read as one word that ends where
+    /// it ends, hashed and compared whole, where `find` reads its bytes one at a time, twice. Same result
+    /// (`RequestScanTests`); what it saves is measured in `ServerProtocol.handleRequest`.
+    @inline(__always)
+    func find(_ p: UnsafeRawPointer, _ n: Int, readableBefore before: Int) -> Int {
+        #if _endian(little)
+        guard n <= 8 && before &+ n >= 8 else { return find(p, n) }
+        let word = p.loadUnaligned(fromByteOffset: n &- 8, as: UInt64.self) &>> UInt64(truncatingIfNeeded: (8 &- n) &* 8)
+        let h = CommandInterner.hash(word: word, n)
+        let tag = h >> 32
+        var i = Int(truncatingIfNeeded: h) & mask
+        while true {
+            let s = slots[i]
+            if s == 0 { return -1 }
+            if s >> 32 == tag {
+                let id = Int(truncatingIfNeeded: s & 0xFFFF_FFFF) &- 1
+                if Int(truncatingIfNeeded: spans[id] & 0xFF) == n && words[id] == word { return id }
+            }
+            i = (i &+ 1) & mask
+        }
+        #else
+        return find(p, n)
+        #endif
+    }
+
     /// The id of a command, numbering it if it is new. `n` must be 1...ItemSyntax.maxCommandLength.
     mutating func intern(_ p: UnsafeRawPointer, _ n: Int) -> UInt32 {
         let found = find(p, n)
@@ -70,6 +101,10 @@ struct CommandInterner {
             grown.update(from: spans, count: count)
             spans.deallocate()
             spans = grown
+            let grownWords = UnsafeMutablePointer<UInt64>.allocate(capacity: spanCapacity)
+            grownWords.update(from: words, count: count)
+            words.deallocate()
+            words = grownWords
         }
         if arenaBytes + n > arenaCapacity {
             while arenaBytes + n > arenaCapacity { arenaCapacity *= 2 }
@@ -81,6 +116,7 @@ struct CommandInterner {
         (arena + arenaBytes).update(from: p.assumingMemoryBound(to: UInt8.self), count: n)
         let id = count
         spans[id] = UInt64(arenaBytes) << 8 | UInt64(n)
+        words[id] = n <= 8 ? CommandInterner.word(p, n) : 0
         arenaBytes += n
         count += 1
         insertSlot(hash: CommandInterner.hash(p, n), id: id)
@@ -130,6 +166,21 @@ struct CommandInterner {
             h ^= h >> 31
         }
         return fmix(h)
+    }
+
+    /// `hash(p, n)` of a command of 1-8 bytes given as `word(p, n)`.
+    @inline(__always)
+    static func hash(word: UInt64, _ n: Int) -> UInt64 {
+        var h = UInt64(truncatingIfNeeded: n) &* 0x9E37_79B9_7F4A_7C15
+        h = (h ^ word) &* 0x94D0_49BB_1331_11EB
+        h ^= h >> 31
+        return fmix(h)
+    }
+
+    /// The 1-8 bytes at `p` as one word, the first byte lowest (the word `hash` reads; its `tail` below 8).
+    @inline(__always)
+    static func word(_ p: UnsafeRawPointer, _ count: Int) -> UInt64 {
+        count == 8 ? UInt64(littleEndian: p.loadUnaligned(as: UInt64.self)) : tail(p, count)
     }
 
     /// The 1-7 bytes at `p` as the low bytes of a word.
