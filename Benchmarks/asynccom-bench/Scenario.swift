@@ -36,6 +36,16 @@ struct Scenario: Sendable {
     var isHandshakes = false
 
     var label: String { variant.isEmpty ? name : "\(name) (\(variant))" }
+
+    /// The same run with the server's reactors bound to CPUs of their own (`--pin-reactors on`), as an extra row
+    /// without targets: what a server host of its own gets, against what a client on the same cores loses.
+    func pinned() -> Scenario {
+        var s = self
+        s.variant = "tuned: " + (variant == "defaults" ? "" : variant + ", ") + "server --pin-reactors on"
+        s.serverArguments += ["--pin-reactors", "on"]
+        s.targets = []
+        return s
+    }
 }
 
 /// A bound a scenario's median must meet.
@@ -82,6 +92,7 @@ enum Scenarios {
             Target(metric: .latenessP99Millis, bound: 3, atMost: true),  // issue 15: 1M x 1 s, 1M-entry map
         ]
         list.append(inflight)
+        list.append(inflight.pinned())
         // Tuned variants (extra rows): 62,500 devices x 2 commands walked 8 times, so that the server's peak RSS
         // shows what in-flight commands cost rather than the map.
         let tunedData = DataSetSpec(devices: 62_500, repeats: 8)
@@ -108,6 +119,7 @@ enum Scenarios {
             Target(metric: .latenessP99Millis, bound: 10, atMost: true),
         ]
         list.append(tenM)
+        list.append(tenM.pinned())
         // The flags the issue measured 64 ms p99 lateness with, before the client's defaults were adaptive.
         var tenMTuned = tenM
         tenMTuned.variant = "tuned: batch 16, window 65536, 10 connections"
@@ -127,6 +139,7 @@ enum Scenarios {
             Target(metric: .serverCPUPerMillion, bound: 0.2, atMost: true),
         ]
         list.append(throughput)
+        list.append(throughput.pinned())
         for (batch, window) in [(1, 4096), (16, 1024), (64, 256)] {
             for reactors in [nil, 1] as [Int?] {
                 var s = Scenario(name: "throughput",
@@ -157,6 +170,7 @@ enum Scenarios {
         mixed.window = 1 << 17
         mixed.targets = [Target(metric: .latenessP99Millis, bound: 5, atMost: true)]  // issue 15
         list.append(mixed)
+        list.append(mixed.pinned())
 
         var maploading = Scenario(name: "maploading", variant: "", summary: "load a 1,000,000-line device map",
                                   data: DataSetSpec(devices: 500_000))

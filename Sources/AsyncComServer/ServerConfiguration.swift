@@ -15,8 +15,8 @@ public struct ServerConfiguration: Sendable {
     public var endpoints: [Endpoint]
     /// Reactor threads, each with its own event loop. Default: the number of CPUs the process may run on.
     public var reactors: Int
-    /// Whether each reactor thread is bound to a CPU of its own (`ReactorPinning`).
-    public var pinReactors: ReactorPinning = .auto
+    /// Whether each reactor thread is bound to a CPU of its own (`ReactorPinning`); off by default.
+    public var pinReactors: ReactorPinning = .off
     /// Open connections across all reactors; beyond it a new connection gets `ERR - BUSY` and is closed.
     public var maxConnections: Int
     /// Commands awaiting their reply on one connection before the server stops reading from it.

@@ -78,8 +78,8 @@ struct ServerCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Reactor threads. (default: the number of CPUs this process may run on, here \(ServerConfiguration.defaultReactors))", valueName: "n"))
     var reactors: Int?
 
-    @Option(name: .long, help: ArgumentHelp("Bind each reactor thread to a CPU of its own: auto does when there is one reactor per CPU the process may run on (the default count), so reactors never take turns on one CPU while another is free; on binds reactor i to the i-th allowed CPU (round robin); off leaves placement to the scheduler (several small servers on one host).", valueName: "auto|on|off"))
-    var pinReactors: ReactorPinning = .auto
+    @Option(name: .long, help: ArgumentHelp("Bind each reactor thread to a CPU of its own, so that two reactors never take turns on one CPU (a scheduler tick, 4 ms, apart) while another is free: on binds reactor i to the i-th CPU the process may run on (round robin); auto does when there is one reactor per such CPU; off (the default) leaves placement to the scheduler. For a host of its own: reply lateness p99 fell 2-3x in measurements here, but a client on the same cores then shares a CPU with a reactor and loses up to a third of its zero-wait throughput.", valueName: "off|on|auto"))
+    var pinReactors: ReactorPinning = .off
 
     @Option(name: .long, help: ArgumentHelp("Open connections over all reactors; more get ERR BUSY and are closed. Default \(ServerConfiguration.defaultMaxConnections), or fewer when the open-file limit is lower (the server raises its soft RLIMIT_NOFILE to the hard limit; each connection is one file, plus \(FileLimit.reserve) kept for the rest). A value the limit cannot hold is refused.", valueName: "n"))
     var maxConnections: Int?
