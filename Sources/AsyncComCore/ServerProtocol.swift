@@ -211,6 +211,48 @@ public enum ServerProtocol {
         }
     }
 
+    /// Starts loading the map buckets of the items of a short `REQ` line that will be handled next (a hint: no
+    /// output, no effect on any result). For requests of one or a few items a probe group is too small to
+    /// overlap anything: each request waited out its own cache miss. Only lines of at most `lookaheadBytes`
+    /// bytes, only IPv4 items (the fast parser), at most `lookaheadItems` of them; anything else is skipped
+    /// where it stops looking like a request.
+    @inline(__always)
+    public static func prefetch(line: UnsafeRawBufferPointer, map: DeviceMap) {
+        let n = line.count
+        guard n <= lookaheadBytes, let p = line.baseAddress else { return }
+        var i = 0
+        while i < n && Wire.isBlank(p, i) { i += 1 }
+        let verbStart = i
+        i = Wire.nextBlank(p, from: i, count: n)
+        guard i &- verbStart == 3, Wire.verb(UnsafeRawBufferPointer(start: p + verbStart, count: 3), is: "req") else {
+            return
+        }
+        while i < n && Wire.isBlank(p, i) { i += 1 }
+        i = Wire.nextBlank(p, from: i, count: n)  // the id
+        for _ in 0..<lookaheadItems {
+            while i < n && Wire.isBlank(p, i) { i += 1 }
+            if i == n { return }
+            let itemStart = i
+            i = Wire.nextBlank(p, from: i, count: n)
+            guard let parsed = ItemSyntax.parseIPv4Item(UnsafeRawBufferPointer(start: p + itemStart, count: i &- itemStart))
+            else { return }
+            let command = map.commandKey(
+                p + itemStart + parsed.commandStart, i &- itemStart &- parsed.commandStart,
+                readableBefore: parsed.commandStart)
+            if command != 0 {
+                let device = parsed.device
+                map.prefetch(
+                    high: device.high, low: device.low,
+                    hash: DeviceMap.hash(high: device.high, low: device.low, command: command))
+            }
+        }
+    }
+
+    /// Lines longer than this are not looked ahead into (`prefetch(line:map:)`): they have enough items for
+    /// their own probe groups to overlap the misses.
+    public static let lookaheadBytes = 128
+    static let lookaheadItems = 4
+
     /// Items parsed per group before their hash slots are read (see `handleRequest`).
     static let probeGroup = 16
 

@@ -58,6 +58,35 @@ import Testing
     }
 }
 
+extension RequestScanTests {
+    /// `ServerProtocol.prefetch(line:map:)` is only a hint: on requests, on lines that stop looking like one
+    /// anywhere (cut at every byte), and on random bytes, it returns, and the answers to the same lines after it
+    /// are what they are without it.
+    @Test func lookAheadIsOnlyAHint() throws {
+        let m = try map("10.0.0.1:foo:7:1\n10.0.0.2:status:9:0\n2001:db8::1:foo:3:0\n")
+        var lines = ["REQ 1 10.0.0.1:foo", "req 2 10.0.0.2:status 10.0.0.9:foo [2001:db8::1]:foo 10.0.0.1:foo",
+                     "REQ 3 0.0.0.0:x", "REQ 4 10.0.0.1:foo 10.0.0.1:foo 10.0.0.1:foo 10.0.0.1:foo 10.0.0.1:foo",
+                     "PING 10.0.0.1:foo", "REQ", "REQ 5", "  REQ\t6\t10.0.0.2:status  "]
+        for full in Array(lines) {
+            for k in 0..<full.utf8.count { lines.append(String(decoding: Array(full.utf8.prefix(k)), as: UTF8.self)) }
+        }
+        var rng = SplitMix64(seed: 3)
+        for _ in 0..<2_000 {
+            let bytes = (0..<Int(rng.next() % 48)).map { _ in UInt8(truncatingIfNeeded: rng.next() % 5 == 0 ? 0x2E : rng.next()) }
+            lines.append(String(decoding: [UInt8]("REQ 7 10.".utf8) + bytes, as: UTF8.self))
+        }
+        for line in lines {
+            let plain = ByteBuffer()
+            let hinted = ByteBuffer()
+            let expected = withBytes(line) { ServerProtocol.handle(line: $0, map: m, maxItems: 64, reply: plain) }
+            withBytes(line) { ServerProtocol.prefetch(line: $0, map: m) }
+            let outcome = withBytes(line) { ServerProtocol.handle(line: $0, map: m, maxItems: 64, reply: hinted) }
+            #expect(outcome == expected, "\(line)")
+            #expect(hinted.readableString == plain.readableString, "\(line)")
+        }
+    }
+}
+
 private extension CommandInterner {
     func find(_ text: String) -> Int {
         var s = text
