@@ -42,9 +42,11 @@ private func referenceMap(_ input: UnsafeRawBufferPointer) -> Result<[RefEntry],
         if raw.contains(0) { return .failure(RefError(line: number)) }
         var s = 0
         var e = raw.count
-        let trim = { (c: UInt8) in c == 0x20 || c == 0x09 || c == 0x0D }
-        while s < e && trim(raw[s]) { s += 1 }
-        while e > s && trim(raw[e - 1]) { e -= 1 }
+        // Blanks (SP, HTAB) on both sides, CRs only at the end (`LineFramer.trimmed`, as for every file): a CR
+        // before the text is content (a fuzzed " CR #2" line is an error, not a comment).
+        let blank = { (c: UInt8) in c == 0x20 || c == 0x09 }
+        while s < e && blank(raw[s]) { s += 1 }
+        while e > s && (blank(raw[e - 1]) || raw[e - 1] == 0x0D) { e -= 1 }
         if s == e || raw[s] == UInt8(ascii: "#") { continue }
         let line = UnsafeRawBufferPointer(rebasing: raw[s..<e])
         // Three fields from the right; the device keeps any colons left over.

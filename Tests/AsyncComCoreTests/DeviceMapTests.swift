@@ -38,6 +38,15 @@ import Testing
                     == InputFileError(file: "map.txt", line: 9, message: "duplicate entry for 10.0.0.2:foo (first defined on line 6)"))
     }
 
+    /// Only blanks are trimmed before a line's text; CRs only at its end (`LineFramer.trimmed`, as for every file).
+    /// The fuzzer's reference once trimmed a leading CR too and called " CR #2" a comment (Fuzz/corpus/map).
+    @Test func aCRBeforeTheTextIsContent() {
+        let e = mapError(" \r#2\n10.0.0.1:foo:1:1\n")
+        #expect(e?.line == 1)
+        #expect(e?.message.hasPrefix("expected ip:command:response:wait") == true)
+        #expect(mapError("10.0.0.1:foo:1:1\r\r\n \t#2\r\n") == nil)
+    }
+
     @Test func lastLineWithoutNewline() throws {
         let m = try map("10.0.0.1:foo:1:1\n10.0.0.1:bar:3:0.5")
         #expect(m.response(at: lookup(m, "10.0.0.1", "bar")) == 3)
