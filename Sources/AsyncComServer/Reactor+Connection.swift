@@ -103,7 +103,7 @@ extension Reactor {
             if sinceClock == Self.repliesCheckLines {
                 sinceClock = 0
                 let t = EventLoop.monotonicNanos()
-                if !firingReplies && repliesFallDue(now: t) { fireDueReplies(now: t, reading: c) }
+                if !firingReplies && repliesDue(now: t) { fireDueReplies(now: t, reading: c) }
                 guard c.isOpen else { return }
             }
             switch LineFramer.next(in: buffer.readableView, maxLine: config.maxLine) {

@@ -297,15 +297,21 @@ final class Reactor {
 
     // MARK: - Pending replies
 
-    /// Whether the reply timer is due: reading stops early then, so that the timer runs next.
-    func repliesDue(now: UInt64) -> Bool { armedDeadline != 0 && armedDeadline <= now }
+    /// When the reply timer should fire next (nil: nothing pending): the earliest deadline, but never sooner than
+    /// `replyCoalescing` after the last firing. Under a stream of distinct deadlines this bounds the timer's rate
+    /// and batches the replies into fewer writes, for at most that much lateness.
+    private var nextReplyFire: UInt64? {
+        guard let due = pending.nextDeadline else { return nil }
+        return max(due, lastReplyFire &+ coalescingNanos)
+    }
+
+    /// Whether replies are due by `now`, counting requests inserted since the timer was last armed (it is armed
+    /// only after a read has been handled): reading stops early then, or fires them mid-read.
+    func repliesDue(now: UInt64) -> Bool { nextReplyFire.map { $0 <= now } ?? false }
 
     /// Re-arms the reply timer when the earliest deadline changed.
     func rearmReplyTimer() {
-        guard let due = pending.nextDeadline else { return }
-        // Never sooner than `replyCoalescing` after the last firing: under a stream of distinct deadlines this
-        // bounds the timer's rate and batches the replies into fewer writes, for at most that much lateness.
-        let next = max(due, lastReplyFire &+ coalescingNanos)
+        guard let next = nextReplyFire else { return }
         if next != armedDeadline {
             armedDeadline = next
             replyTimer.schedule(atMonotonicNanos: next)
@@ -313,13 +319,6 @@ final class Reactor {
     }
 
     private func onReplyTimer() { fireDueReplies(now: EventLoop.monotonicNanos(), reading: nil) }
-
-    /// Whether replies are due by `now`, counting requests inserted since the timer was last armed (the timer's
-    /// own deadline is set only after a read has been handled).
-    func repliesFallDue(now: UInt64) -> Bool {
-        guard let due = pending.nextDeadline else { return false }
-        return max(due, lastReplyFire &+ coalescingNanos) <= now
-    }
 
     /// Sends every reply due by `now`: one write per connection. `reading`: the connection whose input is being
     /// handled right now (replies fired in the middle of a read); it is only written to here, and settled when
