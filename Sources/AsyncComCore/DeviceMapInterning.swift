@@ -45,7 +45,17 @@ struct CommandInterner {
     /// The id of a command, or -1 when the map has no such command.
     @inline(__always)
     func find(_ p: UnsafeRawPointer, _ n: Int) -> Int {
-        let h = CommandInterner.hash(p, n)
+        probe(CommandInterner.hash(p, n)) { id in
+            let span = spans[id]
+            return Int(truncatingIfNeeded: span & 0xFF) == n
+                && CommandInterner.equal(UnsafeRawPointer(arena + Int(truncatingIfNeeded: span >> 8)), p, n)
+        }
+    }
+
+    /// The id whose slot carries `h`'s tag and that `matches`, walking the slots from `h`'s home; -1 at the first
+    /// empty slot. The one probe loop of both `find`s (inlined with its closure into each).
+    @inline(__always)
+    private func probe(_ h: UInt64, _ matches: (Int) -> Bool) -> Int {
         let tag = h >> 32
         var i = Int(truncatingIfNeeded: h) & mask
         while true {
@@ -53,12 +63,7 @@ struct CommandInterner {
             if s == 0 { return -1 }
             if s >> 32 == tag {
                 let id = Int(truncatingIfNeeded: s & 0xFFFF_FFFF) &- 1
-                let span = spans[id]
-                if Int(truncatingIfNeeded: span & 0xFF) == n
-                    && CommandInterner.equal(UnsafeRawPointer(arena + Int(truncatingIfNeeded: span >> 8)), p, n)
-                {
-                    return id
-                }
+                if matches(id) { return id }
             }
             i = (i &+ 1) & mask
         }
@@ -73,17 +78,8 @@ struct CommandInterner {
         #if _endian(little)
         guard n <= 8 && before &+ n >= 8 else { return find(p, n) }
         let word = p.loadUnaligned(fromByteOffset: n &- 8, as: UInt64.self) &>> UInt64(truncatingIfNeeded: (8 &- n) &* 8)
-        let h = CommandInterner.hash(word: word, n)
-        let tag = h >> 32
-        var i = Int(truncatingIfNeeded: h) & mask
-        while true {
-            let s = slots[i]
-            if s == 0 { return -1 }
-            if s >> 32 == tag {
-                let id = Int(truncatingIfNeeded: s & 0xFFFF_FFFF) &- 1
-                if Int(truncatingIfNeeded: spans[id] & 0xFF) == n && words[id] == word { return id }
-            }
-            i = (i &+ 1) & mask
+        return probe(CommandInterner.hash(word: word, n)) { id in
+            Int(truncatingIfNeeded: spans[id] & 0xFF) == n && words[id] == word
         }
         #else
         return find(p, n)
