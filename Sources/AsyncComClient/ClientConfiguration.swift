@@ -11,9 +11,10 @@ public struct ClientConfiguration: Sendable, Equatable {
     /// (`window * batch <= max_inflight`) and `maxInflight`. nil (the default): adaptive, as many as the server
     /// admits within `maxInflight`.
     public var window: Int?
-    /// Connections opened to each server. nil (the default): one per server reactor (HELLO `reactors=`,
-    /// `reactor=`; a bounded number of attempts, see `JobSummary.servers[].reactorsCovered`), and more when the
-    /// server's `max_inflight` per connection leaves part of `maxInflight` unused.
+    /// Connections opened to each server. nil (the default): one, and one per server reactor once the server
+    /// reads slower than this client writes (HELLO `reactors=`, `reactor=`; a bounded number of attempts, see
+    /// `JobSummary.servers[].reactorsCovered`), and more when the server's `max_inflight` per connection leaves
+    /// part of `maxInflight` unused.
     public var connectionsPerServer: Int?
     /// Commands in flight (pulled and not answered yet) in the whole job at most: the client's memory budget,
     /// about 40 bytes per command here (more with per-command results) and about as much again in the server.

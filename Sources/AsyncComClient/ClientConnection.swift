@@ -46,6 +46,8 @@ final class ClientConnection {
     private var everReady = false
     /// Whether the server stalled on this connection (see `SilenceWatch`).
     @exclusivity(unchecked) var silence = SilenceWatch()
+    /// Whether the server reads what this connection writes as fast as it is written.
+    @exclusivity(unchecked) var lag = OutputLag()
     /// On the engine's list of connections with output to flush.
     @exclusivity(unchecked) var isDirty = false
 
@@ -290,6 +292,19 @@ final class ClientConnection {
             }
         }
         let wantWrite = !output.isEmpty
+        if state == .ready {
+            if !wantWrite {
+                lag.drained()
+            } else if server.plan.mayCover {
+                let now = engine.now()
+                if lag.blocked(now: now) {
+                    // The timer checks at the lag's deadline: no write may come to check it by then.
+                    armTimer(requestDeadline: timeouts.fifo.first?.deadline)
+                } else if lag.lags(now: now) {
+                    engine.serverLags(on: self)
+                }
+            }
+        }
         if let watcher, watcher.wantsWrite != wantWrite || !watcher.wantsRead {
             watcher.setInterest(read: true, write: wantWrite)
         }
@@ -333,16 +348,19 @@ final class ClientConnection {
                 engine.stalled(self)
                 return
             }
+            if !output.isEmpty && lag.lags(now: now) { engine.serverLags(on: self) }
             engine.expireTimeouts(on: self, now: now)
         case .closed:
             break
         }
     }
 
-    /// Arms the timer (ready) for the earlier of the oldest live request deadline and the silence deadline.
+    /// Arms the timer (ready) for the earliest of the oldest live request deadline, the silence deadline and,
+    /// while a lagging server would get more connections, the output lag's deadline.
     func armTimer(requestDeadline: UInt64?) {
         var next = requestDeadline
         if let d = silence.deadline(timeoutNanos: engine.requestTimeoutNanos) { next = min(next ?? d, d) }
+        if server.plan.mayCover, let d = lag.deadline { next = min(next ?? d, d) }
         if let next, let timer { engine.arm(timer, at: next) }
     }
 
@@ -354,6 +372,7 @@ final class ClientConnection {
 
     private func closeSocket() {
         silence.reset()
+        lag.reset()
         watcher?.cancel()
         watcher = nil
         transport.close()

@@ -222,6 +222,17 @@ final class Engine {
         }
     }
 
+    /// A connection's output has stayed unwritten for `OutputLag.lagAfter`: its server reads slower than this
+    /// client writes. Its reactors without a connection get one (`ConnectionPlan.serverLags`, once per job).
+    func serverLags(on c: ClientConnection) {
+        let server = c.server
+        let open = server.plan.serverLags()
+        guard open > 0 else { return }
+        logger.info("server lags behind: opening connections to its other reactors", metadata: [
+            "server": "\(server.endpoint)", "reactors": "\(server.plan.reactors ?? 1)", "covered": "\(server.plan.coveredCount)"])
+        for _ in 0..<open { makeConnection(to: server).connect() }
+    }
+
     private func armDownTimer(_ server: ServerState) {
         guard let timer = server.downTimer else { return }
         if let deadline = server.health.downDeadline { arm(timer, at: deadline) } else { timer.cancel() }

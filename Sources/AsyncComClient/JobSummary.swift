@@ -58,13 +58,15 @@ public struct ServerSummary: Sendable, Codable, Equatable {
     public var upAtEnd: Bool
     /// Times a connection with requests pending heard nothing for a whole request timeout (the server stalled).
     public var stalls: Int
-    /// Connections in use (the configured count, or one per reactor and more for the budget).
+    /// Connections in use (the configured count; or one, one per reactor once the server lagged, and more for
+    /// the budget).
     public var connections: Int
-    /// The server's reactor count from HELLO (0: not known), and how many of them got a connection: fewer means
-    /// the bounded attempts to reach every reactor failed (SO_REUSEPORT's hash kept choosing the same ones).
+    /// The server's reactor count from HELLO (0: not known), and how many of them got a connection: fewer while
+    /// one connection kept up, or when the bounded attempts to reach every reactor failed (`coverageFailed`).
     public var reactors: Int
     public var reactorsCovered: Int
-    /// The client chose the connection count (no `connectionsPerServer`) and could not reach every reactor.
+    /// The client chose the connection count (no `connectionsPerServer`), the server lagged, and the bounded
+    /// attempts could not reach every reactor (SO_REUSEPORT's hash kept choosing the same ones).
     public var coverageFailed: Bool
     /// Latency of the commands this server answered.
     public var latency: LatencySummary

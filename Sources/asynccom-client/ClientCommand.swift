@@ -24,7 +24,8 @@ struct ClientCommand: AsyncParsableCommand {
 
             Commands are batched (--batch) into requests. By default the client keeps as many in flight as each \
             server admits (its max_inflight per connection), up to --max-inflight commands in all, over one \
-            connection per server reactor; --window and --connections set them explicitly. With several --server \
+            connection, or one per server reactor once the server reads slower than the client writes; --window \
+            and --connections set them explicitly. With several --server \
             options, each device's commands go to one server (by a hash of the address); when a server stays \
             unreachable for --connect-timeout its commands fail over to the others. A request with no reply within \
             --timeout is re-sent, up to --retries times; requests in flight on a lost connection are re-sent after \
@@ -90,7 +91,7 @@ struct ClientCommand: AsyncParsableCommand {
             help: ArgumentHelp("Commands in flight in the whole job at most: the memory budget (about 40 bytes per command in the client, as much again in the server), 1-\(ClientConfiguration.maxMaxInflight).", valueName: "N"))
     var maxInflight: Int = ClientConfiguration.defaultMaxInflight
 
-    @Option(help: ArgumentHelp("Connections per server, 1-\(ClientConfiguration.maxConnectionsPerServer) (default: one per server reactor, more when the server's max_inflight per connection binds).", valueName: "N"))
+    @Option(help: ArgumentHelp("Connections per server, 1-\(ClientConfiguration.maxConnectionsPerServer) (default: one; one per server reactor once the server reads slower than the client writes (output unwritten for 50 ms); more when the server's max_inflight per connection binds).", valueName: "N"))
     var connections: Int?
 
     @Option(help: ArgumentHelp("Seconds to wait for a request's reply before re-sending it; a connection with requests pending that hears nothing for this long counts as stalled. Also bounds connecting and the HELLO handshake.", valueName: "SECONDS"))

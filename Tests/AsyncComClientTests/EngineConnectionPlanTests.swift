@@ -4,13 +4,13 @@ import AsyncComTestSupport
 import Foundation
 import Testing
 
-/// One connection per server reactor by default, against fake servers that say which reactor serves each
-/// connection (a real server's SO_REUSEPORT hash is not under a test's control).
+/// One connection by default, one per server reactor once the server lags, against fake servers that say
+/// which reactor serves each connection (a real server's SO_REUSEPORT hash is not under a test's control).
 @Suite(.machineSlot(timeLimit: .minutes(2))) struct EngineConnectionPlanTests {
     /// A fake server with `reactors` reactors whose n-th connection lands on `landing(n)`; records which
-    /// connections carried requests. It answers no request before `holdUntil` connections have said HELLO (so a
-    /// loaded machine cannot end the job before the client's coverage attempts are over; a client that never
-    /// opens them would hang into the suite's time limit).
+    /// connections carried requests. It reads no more requests once it has one and fewer than `holdUntil`
+    /// connections have said HELLO: the client's output then stays unwritten (the server lags), and a client that
+    /// never opens the connections hangs into the suite's time limit.
     static func server(reactors: Int, holdUntil: Int, landing: @escaping @Sendable (Int) -> Int) throws -> (FakeServer, Carried) {
         let carried = Carried()
         let server = try FakeServer { c, line in
@@ -40,30 +40,45 @@ import Testing
         var connections: Set<Int> { lock.lock(); defer { lock.unlock() }; return set }
     }
 
-    @Test func everyReactorGetsAConnectionAndDuplicatesAreClosed() async throws {
-        // Connections 0 and 1 land on reactor 0, connection 2 on reactor 1.
-        let (server, carried) = try Self.server(reactors: 2, holdUntil: 3) { $0 < 2 ? 0 : 1 }
-        defer { server.stop() }
-        let (lines, sum, _) = cannedCommands(5000)
-        let client = AsyncComClient.quiet(ClientConfiguration(servers: [tcp(server.port)]))
-        let (summary, _) = try await client.runCollecting(lines)
-        #expect(summary.sum == sum && summary.ok == 5000)
-        let s = summary.servers[0]
-        #expect(s.connections == 2 && s.reactors == 2 && s.reactorsCovered == 2 && !s.coverageFailed)
-        // The retired duplicate (connection 1) carried nothing.
-        #expect(!carried.connections.contains(1))
-    }
-
-    @Test func coverageThatCannotBeReachedIsBoundedAndReported() async throws {
-        let (server, _) = try Self.server(reactors: 2, holdUntil: ConnectionPlan.attemptsPerReactor * 2) { _ in 0 }
+    @Test func aServerThatKeepsUpGetsOneConnection() async throws {
+        // 2,000 commands fit the socket buffers: the output never stays unwritten.
+        let (server, carried) = try Self.server(reactors: 2, holdUntil: 1) { _ in 1 }
         defer { server.stop() }
         let (lines, sum, _) = cannedCommands(2000)
         let client = AsyncComClient.quiet(ClientConfiguration(servers: [tcp(server.port)]))
         let (summary, _) = try await client.runCollecting(lines)
         #expect(summary.sum == sum && summary.ok == 2000)
         let s = summary.servers[0]
+        #expect(s.connections == 1 && s.reactors == 2 && s.reactorsCovered == 1 && !s.coverageFailed)
+        #expect(server.connectionCount == 1 && carried.connections == [0])
+    }
+
+    @Test func aLaggingServerGetsEveryReactorCoveredAndDuplicatesAreClosed() async throws {
+        // Connections 0 and 1 land on reactor 0, connection 2 on reactor 1. 50,000 commands are more than the
+        // socket buffers hold while the server reads nothing.
+        let (server, carried) = try Self.server(reactors: 2, holdUntil: 3) { $0 < 2 ? 0 : 1 }
+        defer { server.stop() }
+        let (lines, sum, _) = cannedCommands(50_000)
+        let client = AsyncComClient.quiet(ClientConfiguration(servers: [tcp(server.port)]))
+        let (summary, _) = try await client.runCollecting(lines)
+        #expect(summary.sum == sum && summary.ok == 50_000)
+        let s = summary.servers[0]
+        #expect(s.connections == 2 && s.reactors == 2 && s.reactorsCovered == 2 && !s.coverageFailed)
+        // The retired duplicate (connection 1) carried nothing.
+        #expect(!carried.connections.contains(1) && carried.connections.contains(2))
+    }
+
+    @Test func coverageThatCannotBeReachedIsBoundedAndReported() async throws {
+        let attempts = 1 + ConnectionPlan.attemptsPerReactor * 2
+        let (server, _) = try Self.server(reactors: 2, holdUntil: attempts) { _ in 0 }
+        defer { server.stop() }
+        let (lines, sum, _) = cannedCommands(50_000)
+        let client = AsyncComClient.quiet(ClientConfiguration(servers: [tcp(server.port)]))
+        let (summary, _) = try await client.runCollecting(lines)
+        #expect(summary.sum == sum && summary.ok == 50_000)
+        let s = summary.servers[0]
         #expect(s.coverageFailed && s.reactorsCovered == 1 && s.reactors == 2 && s.connections == 1)
-        #expect(server.connectionCount <= ConnectionPlan.attemptsPerReactor * 2)
+        #expect(server.connectionCount <= attempts)
         #expect(summary.json().contains("\"coverage_failed\":true"))
     }
 

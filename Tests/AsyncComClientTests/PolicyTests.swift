@@ -51,44 +51,62 @@ import Testing
 }
 
 @Suite struct ConnectionPlanTests {
-    @Test func oneConnectionPerReactorDuplicatesRetired() {
+    let r0 = ServerLimits(maxInflight: 1 << 20, reactors: 2, reactor: 0)
+    let r1 = ServerLimits(maxInflight: 1 << 20, reactors: 2, reactor: 1)
+
+    @Test func oneConnectionWhileTheServerKeepsUp() {
         var plan = ConnectionPlan(fixed: nil, maxConnections: 256)
         #expect(plan.initial == 1)
-        let r0 = ServerLimits(maxInflight: 1 << 20, reactors: 2, reactor: 0)
-        let r1 = ServerLimits(maxInflight: 1 << 20, reactors: 2, reactor: 1)
-        #expect(plan.handshake(limits: r0) == .keep(open: 1))
+        // The server has two reactors; the first connection is kept where it lands and nothing more is opened.
+        #expect(plan.handshake(limits: r1) == .keep(open: 0))
+        #expect(plan.settled && !plan.coverageFailed && plan.kept == 1 && plan.coveredCount == 1 && plan.reactors == 2)
+        #expect(plan.grow(wanted: 1) == 0)
+    }
+
+    @Test func aLaggingServerGetsEveryReactorCoveredDuplicatesRetired() {
+        var plan = ConnectionPlan(fixed: nil, maxConnections: 256)
+        #expect(plan.handshake(limits: r0) == .keep(open: 0))
+        #expect(plan.serverLags() == 1)
+        #expect(!plan.settled)
         // Landed on reactor 0 again: closed, another one tried.
         #expect(plan.handshake(limits: r0) == .retire(open: 1))
         #expect(plan.handshake(limits: r1) == .keep(open: 0))
-        #expect(plan.settled && !plan.coverageFailed && plan.kept == 2 && plan.coveredCount == 2)
+        #expect(plan.settled && !plan.coverageFailed && plan.kept == 2 && plan.retired == 1 && plan.coveredCount == 2)
+        // Once per job.
+        #expect(plan.serverLags() == 0)
     }
 
-    @Test func moreConnectionsWhenMaxInflightBindsAfterCoverage() {
+    @Test func moreConnectionsWhenMaxInflightBinds() {
         var plan = ConnectionPlan(fixed: nil, maxConnections: 256)
-        let r0 = ServerLimits(maxInflight: 1 << 20, reactors: 2, reactor: 0)
-        let r1 = ServerLimits(maxInflight: 1 << 20, reactors: 2, reactor: 1)
-        #expect(plan.handshake(limits: r1) == .keep(open: 1))
-        // Not while coverage is under way.
-        #expect(plan.grow(wanted: 4) == 0)
-        #expect(plan.handshake(limits: r0) == .keep(open: 0))
-        #expect(plan.grow(wanted: 4) == 2)
+        #expect(plan.handshake(limits: r1) == .keep(open: 0))
+        #expect(plan.grow(wanted: 4) == 3)
         // Connections opened and not handshaken yet count.
         #expect(plan.grow(wanted: 4) == 0)
         // The extra ones are kept wherever they land, and nothing more is opened.
-        #expect(plan.handshake(limits: r0) == .keep(open: 0))
-        #expect(plan.handshake(limits: r0) == .keep(open: 0))
-        #expect(plan.kept == 4 && plan.pending == 0)
+        #expect(plan.handshake(limits: r1) == .keep(open: 0))
+        #expect(plan.handshake(limits: r1) == .keep(open: 0))
+        #expect(plan.handshake(limits: r1) == .keep(open: 0))
+        #expect(plan.kept == 4 && plan.pending == 0 && plan.coveredCount == 1)
         // The budget's wish is bounded.
         #expect(plan.grow(wanted: 1000) == ConnectionPlan.maxBudgetConnections - 4)
+        // Not while coverage is under way.
+        var covering = ConnectionPlan(fixed: nil, maxConnections: 256)
+        _ = covering.handshake(limits: r0)
+        #expect(covering.serverLags() == 1)
+        #expect(covering.grow(wanted: 4) == 0)
+        #expect(covering.handshake(limits: r1) == .keep(open: 0))
+        #expect(covering.grow(wanted: 4) == 2)
     }
 
     @Test func coverageAttemptsAreBoundedAndTheFailureIsKnown() {
         var plan = ConnectionPlan(fixed: nil, maxConnections: 256)
         let r0 = ServerLimits(reactors: 2, reactor: 0)
+        #expect(plan.handshake(limits: r0) == .keep(open: 0))
+        #expect(plan.serverLags() == 1)
         var decisions: [ConnectionPlan.Decision] = []
         while !plan.settled { decisions.append(plan.handshake(limits: r0)) }
         #expect(plan.coverageFailed && plan.coveredCount == 1 && plan.kept == 1)
-        #expect(plan.opened == ConnectionPlan.attemptsPerReactor * 2)
+        #expect(plan.opened == 1 + ConnectionPlan.attemptsPerReactor * 2)
         #expect(decisions.count == ConnectionPlan.attemptsPerReactor * 2)
         #expect(decisions.last == .retire(open: 0))
     }
@@ -97,14 +115,50 @@ import Testing
         var fixed = ConnectionPlan(fixed: 3, maxConnections: 256)
         #expect(fixed.initial == 3)
         #expect(fixed.handshake(limits: ServerLimits(reactors: 4, reactor: 0)) == .keep(open: 0))
-        #expect(fixed.grow(wanted: 9) == 0)
+        #expect(fixed.grow(wanted: 9) == 0 && fixed.serverLags() == 0)
         var single = ConnectionPlan(fixed: nil, maxConnections: 256)
         #expect(single.handshake(limits: ServerLimits(reactors: 1, reactor: 0)) == .keep(open: 0))
         #expect(single.settled && !single.coverageFailed)
+        // Every reactor has its connection already: a lagging server gets no more.
+        #expect(single.serverLags() == 0)
         // No reactor fields at all (another server implementation): one connection, more only for the budget.
         var other = ConnectionPlan(fixed: nil, maxConnections: 256)
         #expect(other.handshake(limits: ServerLimits(maxInflight: 1000)) == .keep(open: 0))
+        #expect(other.serverLags() == 0)
         #expect(other.grow(wanted: 3) == 2)
+        // A connection limit of one: no coverage.
+        var one = ConnectionPlan(fixed: nil, maxConnections: 1)
+        #expect(one.handshake(limits: r0) == .keep(open: 0))
+        #expect(one.serverLags() == 0)
+    }
+}
+
+@Suite struct OutputLagTests {
+    let ms: UInt64 = 1_000_000
+
+    @Test func theServerLagsOnlyAfterTheOutputStaysUnwrittenForLagAfter() {
+        var lag = OutputLag()
+        var started = false
+        #expect(lag.deadline == nil && !lag.lags(now: 1000 * ms))
+        // The first blocked write starts the lag; later ones do not move it.
+        started = lag.blocked(now: 1000 * ms)
+        #expect(started)
+        started = lag.blocked(now: 1010 * ms)
+        #expect(!started)
+        #expect(lag.deadline == 1000 * ms + OutputLag.lagAfter)
+        #expect(!lag.lags(now: 1000 * ms + OutputLag.lagAfter - 1))
+        #expect(lag.lags(now: 1000 * ms + OutputLag.lagAfter))
+        // A write that empties the output starts over: a scheduler tick or a host's pause is not lag.
+        lag.drained()
+        #expect(lag.deadline == nil && !lag.lags(now: 5000 * ms))
+        started = lag.blocked(now: 2000 * ms)
+        #expect(started)
+        lag.drained()
+        started = lag.blocked(now: 2000 * ms + OutputLag.lagAfter / 2)
+        #expect(started)
+        #expect(!lag.lags(now: 2000 * ms + OutputLag.lagAfter))
+        lag.reset()
+        #expect(lag.since == nil)
     }
 }
 
