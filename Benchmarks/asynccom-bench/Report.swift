@@ -50,6 +50,8 @@ struct ScenarioReport: Sendable, Codable {
     var connectionsRun: Int?
     /// Server processes sharing the port (as many client processes); 1 when one process held them all.
     var connectionProcesses: Int?
+    /// `hostfloor`: CPU the host stole during a run, ms.
+    var stolenMillis: Spread?
     var targets: [String: Bool]
 
     init(_ s: Scenario, commands: Int, results: [RunResult]) {
@@ -67,6 +69,14 @@ struct ScenarioReport: Sendable, Codable {
             mapBytesPerEntry = Spread(results.compactMap(\.mapBytesPerEntry))
             loaderPeakBytesPerEntry = Spread(results.compactMap(\.loaderPeakBytesPerEntry))
             serverPeakRSSMiB = Spread(results.map { Double($0.serverPeakRSS) / 1_048_576 })
+        } else if s.hostFloorPeriodNanos > 0 {
+            // Wakes per second in the cmd/s column; no server, no client.
+            commandsPerSecond = Spread(results.map(\.commandsPerSecond))
+            let late = results.compactMap(\.lateness)
+            latenessP50Millis = Spread(late.map(\.p50))
+            latenessP99Millis = Spread(late.map(\.p99))
+            latenessMaxMillis = Spread(late.map(\.max))
+            stolenMillis = Spread(results.compactMap(\.stolenMillis))
         } else if !s.isMapLoading {
             commandsPerSecond = Spread(results.map(\.commandsPerSecond))
             requestsPerSecond = Spread(results.map(\.requestsPerSecond))
@@ -176,6 +186,10 @@ enum Report {
                            + "due -> timer \(m("timer mean")) / \(m("timer max")); timer -> write \(m("write mean")) / \(m("write max")); "
                            + "in client before handled \(m("client p50")) p50 / \(m("client p99")) p99 / \(m("client max")) max; "
                            + "CPU stolen by the host during the job \(m("stolen")) ms")
+            }
+            if let stolen = r.stolenMillis, let late = r.latenessP99Millis {
+                out.append("\(r.scenario): a bare sleeping thread per CPU woke \(number(late.median)) ms late at p99 (\(number(late.min))-\(number(late.max))) with nothing else running; "
+                           + "CPU stolen by the host during the run \(cell(stolen)) ms: no server answers closer to its due time on this host")
             }
             if let accepts = r.acceptsPerSecond, let rss = r.rssPerConnection {
                 out.append("\(r.scenario) (\(r.variant)): \(cell(accepts)) accepts/s, server RSS \(cell(rss)) B per idle connection (\(cell(r.rssPerConnectionAfter)) once answered), "

@@ -80,6 +80,18 @@ struct RunCommand: AsyncParsableCommand {
                 log(Report.progressLine(report))
                 continue
             }
+            if scenario.hostFloorPeriodNanos > 0 {
+                var results: [RunResult] = []
+                let count = runs ?? scenario.runs
+                for i in 1...count {
+                    log("\(scenario.label): run \(i)/\(count)")
+                    results.append(HostFloor.run(seconds: 5, periodNanos: scenario.hostFloorPeriodNanos))
+                }
+                let report = ScenarioReport(scenario, commands: results.count, results: results)
+                reports.append(report)
+                log(Report.progressLine(report))
+                continue
+            }
             let dir = "\(scratch)/\(scenario.name)"
             let commandsFile = !scenario.isMapMemory && !scenario.isMapLoading && scenario.manyConnections == 0
             try DataSet.write(scenario.data, to: dir, commands: commandsFile)

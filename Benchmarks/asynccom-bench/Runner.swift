@@ -66,6 +66,8 @@ struct RunResult: Sendable {
     /// Server resident bytes per map entry once loaded, and at the loader's peak (`Scenario.isMapMemory`).
     var mapBytesPerEntry: Double? = nil
     var loaderPeakBytesPerEntry: Double? = nil
+    /// `hostfloor`: CPU the hypervisor stole from the machine during the run (all CPUs), ms.
+    var stolenMillis: Double? = nil
 }
 
 struct RunFailure: Error, CustomStringConvertible { let description: String }

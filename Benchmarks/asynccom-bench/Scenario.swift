@@ -26,6 +26,9 @@ struct Scenario: Sendable {
     var manyConnections = 0
     var manyConnectionsSpread = 0.0
 
+    /// `hostfloor`: bare threads sleeping to deadlines this many nanoseconds apart (`HostFloor`), no server.
+    var hostFloorPeriodNanos = 0
+
     /// Extra asynccom-server arguments of this scenario (added to `--server-arg`s).
     var serverArguments: [String] = []
     /// The `http` scenario: wrk against an HTTP server instead of the client engine (HTTPBench.swift).
@@ -171,6 +174,13 @@ enum Scenarios {
         mixed.targets = [Target(metric: .latenessP99Millis, bound: 5, atMost: true)]  // issue 15
         list.append(mixed)
         list.append(mixed.pinned())
+
+        // What the host itself allows: the floor under the lateness figures above.
+        var hostfloor = Scenario(name: "hostfloor", variant: "", summary: "a bare thread per CPU sleeping to deadlines 1 ms apart for 5 s, no server: how late this host wakes a timer (the floor under every lateness figure)",
+                                 data: DataSetSpec(devices: 1))
+        hostfloor.hostFloorPeriodNanos = 1_000_000
+        hostfloor.measureLateness = false
+        list.append(hostfloor)
 
         var maploading = Scenario(name: "maploading", variant: "", summary: "load a 1,000,000-line device map",
                                   data: DataSetSpec(devices: 500_000))
