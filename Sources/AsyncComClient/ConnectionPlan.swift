@@ -105,8 +105,8 @@ struct ConnectionPlan: Equatable {
         return 1
     }
 
-    /// Most connections a server gets for the budget (each costs a descriptor and buffers at both ends; 8 of the
-    /// asynccom server's default 1 Mi commands each hold twice the default budget).
+    /// Most connections a server gets for the budget (each costs a descriptor and buffers at both ends; one of
+    /// the asynccom server's default 8 Mi commands holds the default budget, 8 of the 1 Mi of servers before it).
     static let maxBudgetConnections = 8
 
     /// The engine's in-flight depth is bound by the connections' `max_inflight` while the budget has room:

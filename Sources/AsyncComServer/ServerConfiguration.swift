@@ -87,7 +87,12 @@ public struct ServerConfiguration: Sendable {
     public var httpMaxHeaders: Int = ServerConfiguration.defaultHTTPMaxHeaders
 
     public static let defaultMaxConnections = 4096
-    public static let defaultMaxInflightCommands = 1_048_576
+    /// A client's whole default budget (`ClientConfiguration.defaultMaxInflight`) fits one connection: a client
+    /// then needs one connection, and one busy reactor, however deep it pipelines (on 2 cores shared with the
+    /// client, 10M x 1 s: lateness p99 8.9 ms over one connection vs 17.6 ms over the eight that 1 Mi per
+    /// connection made it open). Costs about 12 bytes of server memory per command in flight (that run: 71 MiB
+    /// peak with 4.5 M in flight, 21 MiB idle), about 100 MiB for a connection that holds all 8 Mi.
+    public static let defaultMaxInflightCommands = 8_388_608
     public static let defaultMaxLine = 65_536
     public static let defaultMaxItems = 1024
     public static let defaultIdleTimeout: Double = 300

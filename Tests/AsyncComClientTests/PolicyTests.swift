@@ -23,7 +23,7 @@ import Testing
 
     @Test func adaptiveDepthFillsWhatTheServerAdmitsWithinTheBudget() {
         let policy = DepthPolicy(batch: 16, windowCap: nil, maxInflight: 4 << 20)
-        // The asynccom server's default max_inflight: 1 Mi commands per connection.
+        // A server that admits 1 Mi commands per connection (the asynccom default before 8 Mi).
         #expect(policy.clamp(ServerLimits(maxItems: 1024, maxInflight: 1 << 20)) == (16, 65_536))
         // A budget smaller than what the server admits binds instead.
         #expect(DepthPolicy(batch: 16, windowCap: nil, maxInflight: 1000).clamp(ServerLimits(maxInflight: 1 << 20)) == (16, 62))
