@@ -9,8 +9,9 @@ import Glibc
 /// whose host gives an idle vCPU's core away (the guest halts when idle; waking it waits for the host's scheduler),
 /// it shows together with the CPU the host stole.
 enum HostFloor {
-    /// One thread per CPU this process may run on (as many as the server's default reactors), each sleeping to
-    /// absolute CLOCK_MONOTONIC deadlines every `periodNanos` for `seconds`; lateness over all wakes.
+    /// One thread per active CPU, each sleeping to absolute CLOCK_MONOTONIC deadlines every `periodNanos` for
+    /// `seconds`; lateness over all wakes. The deadlines are absolute, so a stall of D ms makes about D / period
+    /// consecutive wakes late, as a stalled reactor makes every reply due meanwhile late.
     static func run(seconds: Double, periodNanos: Int) -> RunResult {
         let threads = max(1, ProcessInfo.processInfo.activeProcessorCount)
         let wakes = max(1, Int(seconds * 1e9) / periodNanos)
@@ -21,6 +22,7 @@ enum HostFloor {
         let collected = Collected()
         let done = DispatchGroup()
         let stolenBefore = ProcessMetrics.stolenSeconds()
+        let start = Runner.monotonicSeconds()
         for _ in 0..<threads {
             done.enter()
             let thread = Thread {
@@ -34,7 +36,7 @@ enum HostFloor {
                         deadline.tv_nsec -= 1_000_000_000
                         deadline.tv_sec += 1
                     }
-                    _ = clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &deadline, nil)
+                    while clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &deadline, nil) == EINTR {}
                     clock_gettime(CLOCK_MONOTONIC, &now)
                     late[i] = (Int64(now.tv_sec) - Int64(deadline.tv_sec)) * 1_000_000_000 + Int64(now.tv_nsec - deadline.tv_nsec)
                 }
@@ -46,11 +48,11 @@ enum HostFloor {
             thread.start()
         }
         done.wait()
+        let wall = Runner.monotonicSeconds() - start
         let stolen = ProcessMetrics.stolenSeconds() - stolenBefore
         let sorted = collected.lateness.sorted()
-        func ms(_ q: Double) -> Double { Double(sorted[min(sorted.count - 1, Int(Double(sorted.count) * q))]) / 1e6 }
-        var result = RunResult(wallSeconds: seconds, commandsPerSecond: Double(sorted.count) / seconds)
-        result.lateness = (ms(0.5), ms(0.99), Double(sorted.last ?? 0) / 1e6)
+        var result = RunResult(wallSeconds: wall, commandsPerSecond: Double(sorted.count) / wall)
+        result.lateness = (Runner.quantileMillis(sorted, 0.5), Runner.quantileMillis(sorted, 0.99), Runner.quantileMillis(sorted, 1))
         result.stolenMillis = stolen * 1000
         return result
     }

@@ -73,6 +73,13 @@ struct RunResult: Sendable {
 struct RunFailure: Error, CustomStringConvertible { let description: String }
 
 enum Runner {
+    /// The `q` quantile of ascending nanoseconds, in ms (the value at rank count x q, clamped; 0 when empty): the
+    /// one rule of every percentile the bench reports.
+    static func quantileMillis<T: BinaryInteger>(_ sorted: [T], _ q: Double) -> Double {
+        guard !sorted.isEmpty else { return 0 }
+        return Double(sorted[min(sorted.count - 1, Int(Double(sorted.count) * q))]) / 1e6
+    }
+
     static func monotonicSeconds() -> Double {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
@@ -256,12 +263,9 @@ enum Runner {
             writeMaxMillis = ms(stats["late_write_max_us"])
             hasClient = !client.isEmpty
             let sorted = client.sorted()
-            func at(_ q: Double) -> Double {
-                sorted.isEmpty ? 0 : Double(sorted[min(sorted.count - 1, Int(Double(sorted.count) * q))]) / 1e6
-            }
-            clientP50Millis = at(0.5)
-            clientP99Millis = at(0.99)
-            clientMaxMillis = sorted.isEmpty ? 0 : Double(sorted[sorted.count - 1]) / 1e6
+            clientP50Millis = Runner.quantileMillis(sorted, 0.5)
+            clientP99Millis = Runner.quantileMillis(sorted, 0.99)
+            clientMaxMillis = Runner.quantileMillis(sorted, 1)
         }
     }
 
@@ -283,10 +287,6 @@ enum Runner {
             seq += 1
         }
         late.sort()
-        func ms(_ v: Int64) -> Double { Double(v) / 1e6 }
-        guard !late.isEmpty else { return (0, 0, 0) }
-        let p50 = late[late.count / 2]
-        let p99 = late[min(late.count - 1, Int(Double(late.count) * 0.99))]
-        return (ms(p50), ms(p99), ms(late[late.count - 1]))
+        return (quantileMillis(late, 0.5), quantileMillis(late, 0.99), quantileMillis(late, 1))
     }
 }

@@ -179,7 +179,6 @@ enum Scenarios {
         var hostfloor = Scenario(name: "hostfloor", variant: "", summary: "a bare thread per CPU sleeping to deadlines 1 ms apart for 5 s, no server: how late this host wakes a timer (the floor under every lateness figure)",
                                  data: DataSetSpec(devices: 1))
         hostfloor.hostFloorPeriodNanos = 1_000_000
-        hostfloor.measureLateness = false
         list.append(hostfloor)
 
         var maploading = Scenario(name: "maploading", variant: "", summary: "load a 1,000,000-line device map",

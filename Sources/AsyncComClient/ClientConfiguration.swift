@@ -17,7 +17,7 @@ public struct ClientConfiguration: Sendable, Equatable {
     /// part of `maxInflight` unused.
     public var connectionsPerServer: Int?
     /// Commands in flight (pulled and not answered yet) in the whole job at most: the client's memory budget,
-    /// about 40 bytes per command here (more with per-command results) and about as much again in the server.
+    /// about 40 bytes per command here (more with per-command results) and about 12 in the asynccom server.
     public var maxInflight: Int
     /// Seconds to wait for a request's reply before re-sending it (also bounds the HELLO handshake).
     public var requestTimeout: Double
@@ -69,6 +69,9 @@ public struct ClientConfiguration: Sendable, Equatable {
     }
 
     public static let defaultSendLowWater = 16 << 10
+    /// Seconds a connection's output may stay unwritten (the server reads slower than this client writes) before
+    /// the server counts as lagging and, with an adaptive connection count, each of its reactors gets a connection.
+    public static let serverLagSeconds = 0.05
     public static let defaultBatch = 16
     /// 8 Mi commands: more than the client sends in a second on 2 cores, so a job of 1 s commands runs at the
     /// send rate (10,000,000 x 1 s: 4.0-5.8 s against 5.0-6.3 s at 4 Mi on a loaded 2-core machine), and a

@@ -8,8 +8,9 @@ import AsyncComEventLoop
 /// Hot stored properties skip the runtime exclusivity checks, for the reason given on `Engine`.
 ///
 /// One timer per connection serves every state: reconnect backoff (waiting), connect attempt deadline
-/// (connecting), HELLO deadline (handshaking), and when ready the earlier of the oldest request's deadline and
-/// the silence deadline (`SilenceWatch`: work pending and nothing heard for a request timeout).
+/// (connecting), HELLO deadline (handshaking), and when ready the earliest of the oldest request's deadline, the
+/// silence deadline (`SilenceWatch`: work pending and nothing heard for a request timeout) and, while a lagging
+/// server would get more connections, the output's lag deadline (`OutputLag`).
 /// Loop thread only.
 ///
 /// Socket I/O goes through `Socket` calls in `connect`, `readReplies`, `flush` and `closeSocket` only: the seam
@@ -47,7 +48,7 @@ final class ClientConnection {
     /// Whether the server stalled on this connection (see `SilenceWatch`).
     @exclusivity(unchecked) var silence = SilenceWatch()
     /// Whether the server reads what this connection writes as fast as it is written.
-    @exclusivity(unchecked) var lag = OutputLag()
+    @exclusivity(unchecked) private var lag = OutputLag()
     /// On the engine's list of connections with output to flush.
     @exclusivity(unchecked) var isDirty = false
 
@@ -296,13 +297,7 @@ final class ClientConnection {
             if !wantWrite {
                 lag.drained()
             } else if server.plan.mayCover {
-                let now = engine.now()
-                if lag.blocked(now: now) {
-                    // The timer checks at the lag's deadline: no write may come to check it by then.
-                    armTimer(requestDeadline: timeouts.fifo.first?.deadline)
-                } else if lag.lags(now: now) {
-                    engine.serverLags(on: self)
-                }
+                outputUnwritten(now: engine.now())
             }
         }
         if let watcher, watcher.wantsWrite != wantWrite || !watcher.wantsRead {
@@ -348,10 +343,22 @@ final class ClientConnection {
                 engine.stalled(self)
                 return
             }
-            if !output.isEmpty && lag.lags(now: now) { engine.serverLags(on: self) }
+            if !output.isEmpty && server.plan.mayCover { outputUnwritten(now: now) }
             engine.expireTimeouts(on: self, now: now)
         case .closed:
             break
+        }
+    }
+
+    private func outputUnwritten(now: UInt64) {
+        switch lag.unwritten(now: now) {
+        case .waiting:
+            break
+        case .watching:
+            // The timer looks at the lag's deadline: no write may come to look by then.
+            armTimer(requestDeadline: timeouts.firstDeadline)
+        case .lags:
+            engine.serverLagged(on: self)
         }
     }
 

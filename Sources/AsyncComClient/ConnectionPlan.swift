@@ -4,11 +4,11 @@
 /// With a configured count, exactly that many. Otherwise one to start with: one server reactor keeps up with one
 /// client's engine (measured on 2 cores, client and server together: 1,000,000 x 1 s commands, 10 interleaved
 /// runs each, lateness p99 3.3 ms with one connection vs 5.6 ms with one per reactor; 2 M zero-wait commands in
-/// 0.23 s vs 0.26 s), and each more reactor kept busy is one more thread wanting a core: where there are fewer
-/// cores than busy threads, a reactor preempted mid-read waits a whole scheduler tick (4 ms at HZ=250) with the
-/// requests it has not read yet.
+/// 0.22 s vs 0.26 s, medians of 5), and each more reactor kept busy is one more thread wanting a core: where there
+/// are fewer cores than busy threads, a reactor preempted mid-read waits a whole scheduler tick (4 ms at HZ=250)
+/// with the requests it has not read yet.
 ///
-/// When the server lags (`spread()`), new connections are opened until every reactor index named in HELLO
+/// When the server lags (`serverLagged()`), new connections are opened until every reactor index named in HELLO
 /// (`reactors=`, `reactor=`) has one (SO_REUSEPORT spreads connections over a server's reactors by a hash); a
 /// connection that lands on a reactor already covered is closed (while coverage is under way, so that each
 /// reactor gets an equal share). Attempts are bounded (`attemptsPerReactor` x reactors); when they run out, the
@@ -29,16 +29,17 @@ struct ConnectionPlan: Equatable {
     let maxConnections: Int
     /// The server's reactor count, once a HELLO named one.
     private(set) var reactors: Int?
-    /// Reactors that have a kept connection.
+    /// Reactors that have a kept connection, and how many.
     private(set) var covered: [Bool] = []
+    private(set) var coveredCount = 0
     /// Connections opened so far (kept, retired, or not handshaken yet).
     private(set) var opened: Int
     private(set) var kept = 0
     private(set) var retired = 0
     /// Coverage of the reactors is under way (the server lagged; not complete, attempts left).
-    private(set) var covering = false
+    private var covering = false
     /// The server lagged once: coverage was asked for (it is asked for once per job).
-    private(set) var spread = false
+    private(set) var lagged = false
     /// `opened` when coverage began: its attempts are counted from there.
     private var coverageStart = 0
     /// Coverage attempts ran out with reactors uncovered.
@@ -56,8 +57,6 @@ struct ConnectionPlan: Equatable {
     /// No coverage under way: what is open stays as it is until the server lags or the budget binds.
     var settled: Bool { !covering }
 
-    var coveredCount: Int { covered.reduce(0) { $0 + ($1 ? 1 : 0) } }
-
     /// Opened connections that have not completed a handshake yet.
     var pending: Int { opened - kept - retired }
 
@@ -71,7 +70,12 @@ struct ConnectionPlan: Equatable {
         if let r = reactors, let k = limits.reactor, k < r {
             // Only a coverage connection is closed for landing on a covered reactor: the first one, a fixed
             // count's and the budget's are kept wherever they land.
-            if covering && covered[k] { retire = true } else { covered[k] = true }
+            if covered[k] {
+                retire = covering
+            } else {
+                covered[k] = true
+                coveredCount += 1
+            }
         }
         if retire { retired += 1 } else { kept += 1 }
         guard covering, let r = reactors else { return .keep(open: 0) }
@@ -87,18 +91,19 @@ struct ConnectionPlan: Equatable {
         return retire ? .retire(open: open) : .keep(open: open)
     }
 
-    /// Whether `serverLags()` would open a connection: the engine watches for lag only while it would.
+    /// Whether `serverLagged()` would open a connection: the engine watches for lag only while it would. Only for an
+    /// adaptive count, once per job, when HELLO named the reactor of a connection and reactors that have none yet,
+    /// and with no connection still on its way (one opened for the budget must not count as a coverage attempt).
     var mayCover: Bool {
-        guard fixed == nil, !spread, let r = reactors else { return false }
-        return coveredCount < r && kept + pending < maxConnections
+        guard fixed == nil, !lagged, let r = reactors, coveredCount >= 1 else { return false }
+        return coveredCount < r && pending == 0 && kept < maxConnections
     }
 
-    /// The server lags behind the client (`OutputLag`): returns how many connections to open (0 or 1) to cover
-    /// the reactors that have none. Once per job, only for an adaptive count, and only when HELLO named reactors
-    /// that no connection has yet.
-    mutating func serverLags() -> Int {
+    /// The server lags behind the client (`OutputLag`): returns how many connections to open (0 or 1) to cover the
+    /// reactors that have none (see `mayCover`).
+    mutating func serverLagged() -> Int {
         guard mayCover else { return 0 }
-        spread = true
+        lagged = true
         covering = true
         coverageStart = opened
         opened += 1
@@ -125,13 +130,25 @@ struct ConnectionPlan: Equatable {
 /// Pure: `now` comes in.
 ///
 /// After a write, bytes left in the output mean the socket took no more: the server's receive buffer and this
-/// socket's unsent allowance (`sendLowWater`) are full, so the server reads slower than the client writes. The
-/// server lags once the output has stayed unwritten, never drained, for `lagAfter`: long enough that a reactor
-/// preempted for a scheduler tick or a host's pause of a few tens of milliseconds does not count, short beside a
-/// job that a lagging server would slow for seconds.
+/// socket's kernel send buffer (at most `sendLowWater` unsent, for TCP) are full, so the server reads slower than
+/// the client writes. The server lags once the output has stayed unwritten, never drained, for
+/// `ClientConfiguration.serverLagSeconds`: long enough that a reactor preempted for a scheduler tick or a host's
+/// pause of a few tens of milliseconds does not count, short beside a job that a lagging server would slow for
+/// seconds. A look that comes more than half that late after the deadline (this client's loop was held up: a slow
+/// result consumer, a starved CPU; the server may have stopped reading only because this client stopped reading
+/// its replies) starts the watch over instead.
 struct OutputLag: Equatable {
-    /// Output unwritten for this long: the server lags.
-    static let lagAfter: UInt64 = 50_000_000
+    static let lagAfter = UInt64(ClientConfiguration.serverLagSeconds * 1e9)
+
+    /// What a look at an unwritten output concludes.
+    enum Verdict: Equatable {
+        /// Not unwritten for long enough yet.
+        case waiting
+        /// A watch starts (or starts over): look again at `deadline` if no write does.
+        case watching
+        /// The server lags.
+        case lags
+    }
 
     /// Since when the output has had bytes the socket would not take; nil while it drains.
     private(set) var since: UInt64?
@@ -141,21 +158,23 @@ struct OutputLag: Equatable {
     /// A write emptied the output: the socket took everything.
     mutating func drained() { since = nil }
 
-    /// A write left bytes in the output; returns whether this started a lag (the output had drained before).
-    mutating func blocked(now: UInt64) -> Bool {
-        guard since == nil else { return false }
-        since = now
-        return true
+    /// The output has bytes the socket would not take (after a write, or when the connection's timer fires).
+    mutating func unwritten(now: UInt64) -> Verdict {
+        guard let since else {
+            self.since = now
+            return .watching
+        }
+        let deadline = since &+ Self.lagAfter
+        if now < deadline { return .waiting }
+        if now - deadline > Self.lagAfter / 2 {
+            self.since = now
+            return .watching
+        }
+        return .lags
     }
 
     /// When the server counts as lagging if the output does not drain before.
     var deadline: UInt64? { since.map { $0 &+ Self.lagAfter } }
-
-    /// `lagAfter` of output unwritten, never drained.
-    func lags(now: UInt64) -> Bool {
-        guard let deadline else { return false }
-        return now >= deadline
-    }
 
     /// The connection is closed or starts over.
     mutating func reset() { since = nil }

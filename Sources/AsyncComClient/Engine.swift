@@ -223,10 +223,10 @@ final class Engine {
     }
 
     /// A connection's output has stayed unwritten for `OutputLag.lagAfter`: its server reads slower than this
-    /// client writes. Its reactors without a connection get one (`ConnectionPlan.serverLags`, once per job).
-    func serverLags(on c: ClientConnection) {
+    /// client writes. Its reactors without a connection get one (`ConnectionPlan.serverLagged`, once per job).
+    func serverLagged(on c: ClientConnection) {
         let server = c.server
-        let open = server.plan.serverLags()
+        let open = server.plan.serverLagged()
         guard open > 0 else { return }
         logger.info("server lags behind: opening connections to its other reactors", metadata: [
             "server": "\(server.endpoint)", "reactors": "\(server.plan.reactors ?? 1)", "covered": "\(server.plan.coveredCount)"])
@@ -691,7 +691,7 @@ final class Engine {
                     "server": "\(server.endpoint)", "count": "\(open)", "reactors": "\(limits.reactors ?? 1)"])
             }
             for _ in 0..<open { makeConnection(to: server).connect() }
-            if server.plan.coverageFailed && server.plan.settled && !coverageLogged.contains(server.index) {
+            if server.plan.coverageFailed && !coverageLogged.contains(server.index) {
                 coverageLogged.insert(server.index)
                 logger.warning("could not reach every server reactor", metadata: [
                     "server": "\(server.endpoint)", "covered": "\(server.plan.coveredCount)", "reactors": "\(server.plan.reactors ?? 1)"])

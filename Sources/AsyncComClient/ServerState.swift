@@ -26,7 +26,7 @@ final class ServerState {
     /// keeps being probed and comes back when it answers.
     @exclusivity(unchecked) var health: ServerHealth
     /// How many connections it gets (see `ConnectionPlan`).
-    var plan: ConnectionPlan
+    @exclusivity(unchecked) var plan: ConnectionPlan
     /// The endpoint's addresses, resolved once per job (nil until resolved).
     var resolved: Socket.ResolvedAddresses?
     /// The limits of its last HELLO.

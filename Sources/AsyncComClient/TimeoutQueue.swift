@@ -17,6 +17,10 @@ struct TimeoutQueue {
 
     var count: Int { fifo.count }
 
+    /// The front entry's deadline: never later than the earliest live one (entries are pushed in deadline order;
+    /// the front may be an answered request's, which only makes a timer look early).
+    var firstDeadline: UInt64? { fifo.first?.deadline }
+
     mutating func push(_ entry: TimeoutEntry) { fifo.append(entry) }
 
     /// Drops stale entries at the front; returns the deadline of the first live one.

@@ -13,7 +13,7 @@ final class Reactor {
     static let readChunk = 64 * 1024
     /// Bytes read from one connection per callback before yielding to the others (fairness): one read chunk.
     /// While a reactor reads one busy connection, its other connections' requests wait unstamped in their clients'
-    /// send queues, which is lateness. 10M x 1 s with the client's defaults (8 connections, 4 per reactor; two
+    /// send queues, which is lateness. 10M x 1 s with the client's defaults of then (8 connections, 4 per reactor; two
     /// rounds of 6 interleaved runs, load 14-15): lateness p99 14.5 / 16.6 ms at 256 KiB, 12.2 / 12.5 at 64 KiB,
     /// 10.9 / 11.7 at 32 KiB; wall 3.45 / 3.39, 3.46 / 3.51, 3.58 / 3.51 s. 32 KiB cost more wall for little more.
     static let readBudget = 64 * 1024

@@ -88,10 +88,10 @@ struct ClientCommand: AsyncParsableCommand {
     var window: Int?
 
     @Option(name: .customLong("max-inflight"),
-            help: ArgumentHelp("Commands in flight in the whole job at most: the memory budget (about 40 bytes per command in the client, as much again in the server), 1-\(ClientConfiguration.maxMaxInflight).", valueName: "N"))
+            help: ArgumentHelp("Commands in flight in the whole job at most: the memory budget (about 40 bytes per command in the client, about 12 in the server), 1-\(ClientConfiguration.maxMaxInflight).", valueName: "N"))
     var maxInflight: Int = ClientConfiguration.defaultMaxInflight
 
-    @Option(help: ArgumentHelp("Connections per server, 1-\(ClientConfiguration.maxConnectionsPerServer) (default: one; one per server reactor once the server reads slower than the client writes (output unwritten for 50 ms); more when the server's max_inflight per connection binds).", valueName: "N"))
+    @Option(help: ArgumentHelp("Connections per server, 1-\(ClientConfiguration.maxConnectionsPerServer) (default: one; one per server reactor once the server reads slower than the client writes (output unwritten for \(Int(ClientConfiguration.serverLagSeconds * 1000)) ms); more when the server's max_inflight per connection binds).", valueName: "N"))
     var connections: Int?
 
     @Option(help: ArgumentHelp("Seconds to wait for a request's reply before re-sending it; a connection with requests pending that hears nothing for this long counts as stalled. Also bounds connecting and the HELLO handshake.", valueName: "SECONDS"))

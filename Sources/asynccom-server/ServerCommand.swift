@@ -84,7 +84,7 @@ struct ServerCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Open connections over all reactors; more get ERR BUSY and are closed. Default \(ServerConfiguration.defaultMaxConnections), or fewer when the open-file limit is lower (the server raises its soft RLIMIT_NOFILE to the hard limit; each connection is one file, plus \(FileLimit.reserve) kept for the rest). A value the limit cannot hold is refused.", valueName: "n"))
     var maxConnections: Int?
 
-    @Option(name: .long, help: ArgumentHelp("In-flight commands per connection before the server stops reading from it until half have been answered.", valueName: "n"))
+    @Option(name: .long, help: ArgumentHelp("In-flight commands per connection before the server stops reading from it until half have been answered. Each costs about 12 bytes: a connection at the default limit holds about 100 MiB, so the worst case is that times --max-connections; lower either for clients you do not trust.", valueName: "n"))
     var maxInflight: Int = ServerConfiguration.defaultMaxInflightCommands
 
     @Option(name: .long, help: ArgumentHelp("Longest request line in bytes, terminator included; a longer one gets ERR LINE_TOO_LONG and the connection is closed.", valueName: "bytes"))

@@ -66,14 +66,15 @@ import Testing
     @Test func aLaggingServerGetsEveryReactorCoveredDuplicatesRetired() {
         var plan = ConnectionPlan(fixed: nil, maxConnections: 256)
         #expect(plan.handshake(limits: r0) == .keep(open: 0))
-        #expect(plan.serverLags() == 1)
-        #expect(!plan.settled)
+        #expect(plan.mayCover)
+        #expect(plan.serverLagged() == 1)
+        #expect(!plan.settled && !plan.mayCover)
         // Landed on reactor 0 again: closed, another one tried.
         #expect(plan.handshake(limits: r0) == .retire(open: 1))
         #expect(plan.handshake(limits: r1) == .keep(open: 0))
         #expect(plan.settled && !plan.coverageFailed && plan.kept == 2 && plan.retired == 1 && plan.coveredCount == 2)
-        // Once per job.
-        #expect(plan.serverLags() == 0)
+        // Once per job: no more watching (a timer armed for a passed lag deadline would fire in a loop).
+        #expect(!plan.mayCover && plan.serverLagged() == 0)
     }
 
     @Test func moreConnectionsWhenMaxInflightBinds() {
@@ -92,7 +93,7 @@ import Testing
         // Not while coverage is under way.
         var covering = ConnectionPlan(fixed: nil, maxConnections: 256)
         _ = covering.handshake(limits: r0)
-        #expect(covering.serverLags() == 1)
+        #expect(covering.serverLagged() == 1)
         #expect(covering.grow(wanted: 4) == 0)
         #expect(covering.handshake(limits: r1) == .keep(open: 0))
         #expect(covering.grow(wanted: 4) == 2)
@@ -102,7 +103,7 @@ import Testing
         var plan = ConnectionPlan(fixed: nil, maxConnections: 256)
         let r0 = ServerLimits(reactors: 2, reactor: 0)
         #expect(plan.handshake(limits: r0) == .keep(open: 0))
-        #expect(plan.serverLags() == 1)
+        #expect(plan.serverLagged() == 1)
         var decisions: [ConnectionPlan.Decision] = []
         while !plan.settled { decisions.append(plan.handshake(limits: r0)) }
         #expect(plan.coverageFailed && plan.coveredCount == 1 && plan.kept == 1)
@@ -115,21 +116,40 @@ import Testing
         var fixed = ConnectionPlan(fixed: 3, maxConnections: 256)
         #expect(fixed.initial == 3)
         #expect(fixed.handshake(limits: ServerLimits(reactors: 4, reactor: 0)) == .keep(open: 0))
-        #expect(fixed.grow(wanted: 9) == 0 && fixed.serverLags() == 0)
+        #expect(!fixed.mayCover)
+        #expect(fixed.grow(wanted: 9) == 0)
+        #expect(fixed.serverLagged() == 0)
         var single = ConnectionPlan(fixed: nil, maxConnections: 256)
         #expect(single.handshake(limits: ServerLimits(reactors: 1, reactor: 0)) == .keep(open: 0))
         #expect(single.settled && !single.coverageFailed)
         // Every reactor has its connection already: a lagging server gets no more.
-        #expect(single.serverLags() == 0)
+        #expect(single.serverLagged() == 0)
         // No reactor fields at all (another server implementation): one connection, more only for the budget.
         var other = ConnectionPlan(fixed: nil, maxConnections: 256)
         #expect(other.handshake(limits: ServerLimits(maxInflight: 1000)) == .keep(open: 0))
-        #expect(other.serverLags() == 0)
+        #expect(other.serverLagged() == 0)
         #expect(other.grow(wanted: 3) == 2)
         // A connection limit of one: no coverage.
         var one = ConnectionPlan(fixed: nil, maxConnections: 1)
         #expect(one.handshake(limits: r0) == .keep(open: 0))
-        #expect(one.serverLags() == 0)
+        #expect(!one.mayCover && one.serverLagged() == 0)
+        // A reactor count without the connection's reactor: nothing to tell a duplicate by, so no coverage.
+        var unnamed = ConnectionPlan(fixed: nil, maxConnections: 256)
+        #expect(unnamed.handshake(limits: ServerLimits(reactors: 2)) == .keep(open: 0))
+        #expect(!unnamed.mayCover && unnamed.serverLagged() == 0)
+    }
+
+    @Test func noCoverageWhileBudgetConnectionsAreOnTheirWay() {
+        var plan = ConnectionPlan(fixed: nil, maxConnections: 256)
+        #expect(plan.handshake(limits: r0) == .keep(open: 0))
+        #expect(plan.grow(wanted: 3) == 2)
+        // Their handshakes would be taken for coverage attempts (and retired, then reopened by the budget).
+        #expect(!plan.mayCover && plan.serverLagged() == 0)
+        #expect(plan.handshake(limits: r0) == .keep(open: 0))
+        #expect(plan.handshake(limits: r0) == .keep(open: 0))
+        #expect(plan.mayCover && plan.serverLagged() == 1)
+        #expect(plan.handshake(limits: r1) == .keep(open: 0))
+        #expect(plan.kept == 4 && plan.coveredCount == 2 && plan.settled)
     }
 }
 
@@ -137,28 +157,39 @@ import Testing
     let ms: UInt64 = 1_000_000
 
     @Test func theServerLagsOnlyAfterTheOutputStaysUnwrittenForLagAfter() {
+        let after = OutputLag.lagAfter
         var lag = OutputLag()
-        var started = false
-        #expect(lag.deadline == nil && !lag.lags(now: 1000 * ms))
-        // The first blocked write starts the lag; later ones do not move it.
-        started = lag.blocked(now: 1000 * ms)
-        #expect(started)
-        started = lag.blocked(now: 1010 * ms)
-        #expect(!started)
-        #expect(lag.deadline == 1000 * ms + OutputLag.lagAfter)
-        #expect(!lag.lags(now: 1000 * ms + OutputLag.lagAfter - 1))
-        #expect(lag.lags(now: 1000 * ms + OutputLag.lagAfter))
+        #expect(lag.deadline == nil)
+        // The first unwritten look starts the watch; later ones do not move it.
+        let first = lag.unwritten(now: 1000 * ms)
+        let again = lag.unwritten(now: 1010 * ms)
+        #expect(first == .watching && again == .waiting && lag.deadline == 1000 * ms + after)
+        let early = lag.unwritten(now: 1000 * ms + after - 1)
+        let due = lag.unwritten(now: 1000 * ms + after)
+        #expect(early == .waiting && due == .lags)
         // A write that empties the output starts over: a scheduler tick or a host's pause is not lag.
         lag.drained()
-        #expect(lag.deadline == nil && !lag.lags(now: 5000 * ms))
-        started = lag.blocked(now: 2000 * ms)
-        #expect(started)
+        #expect(lag.deadline == nil)
+        let restart = lag.unwritten(now: 2000 * ms)
         lag.drained()
-        started = lag.blocked(now: 2000 * ms + OutputLag.lagAfter / 2)
-        #expect(started)
-        #expect(!lag.lags(now: 2000 * ms + OutputLag.lagAfter))
+        let second = lag.unwritten(now: 2000 * ms + after / 2)
+        let notYet = lag.unwritten(now: 2000 * ms + after)
+        #expect(restart == .watching && second == .watching && notYet == .waiting)
         lag.reset()
-        #expect(lag.since == nil)
+        #expect(lag.deadline == nil)
+    }
+
+    @Test func aLookTooLateAfterTheDeadlineStartsOver() {
+        // This client's loop was held up: what it sees now says nothing about the server.
+        let after = OutputLag.lagAfter
+        var lag = OutputLag()
+        _ = lag.unwritten(now: 1000 * ms)
+        let late = lag.unwritten(now: 1000 * ms + after + after / 2 + 1)
+        #expect(late == .watching && lag.deadline == 1000 * ms + after + after / 2 + 1 + after)
+        // Just within half a lag after the deadline still counts.
+        var onTime = OutputLag()
+        _ = onTime.unwritten(now: 1000 * ms)
+        #expect(onTime.unwritten(now: 1000 * ms + after + after / 2) == .lags)
     }
 }
 

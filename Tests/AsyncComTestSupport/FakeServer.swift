@@ -62,8 +62,10 @@ public final class FakeServer: @unchecked Sendable {
     private var stopped = false
     private var _lines: [String] = []
 
-    /// Listens on `port` (0: any free port).
-    public init(port: UInt16 = 0, onLine: @escaping @Sendable (Connection, String) -> Void) throws {
+    /// Listens on `port` (0: any free port). `receiveBuffer`: SO_RCVBUF of the listener, which accepted
+    /// connections inherit (nil: the kernel's default): a small one makes a server that stops reading fill up
+    /// after as many bytes on any host.
+    public init(port: UInt16 = 0, receiveBuffer: Int32? = nil, onLine: @escaping @Sendable (Connection, String) -> Void) throws {
         self.onLine = onLine
         // SO_REUSEPORT: to bind a port `unusedPort()` still holds.
         let bound: (fd: Int32, port: UInt16)
@@ -74,6 +76,9 @@ public final class FakeServer: @unchecked Sendable {
                           userInfo: [NSLocalizedDescriptionKey: "bind: \(String(cString: strerror(error.code)))"])
         }
         let fd = bound.fd
+        if var size = receiveBuffer {
+            _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
         guard listen(fd, 128) == 0 else {
             let e = errno
             Glibc.close(fd)
