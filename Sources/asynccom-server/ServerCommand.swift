@@ -99,7 +99,7 @@ struct ServerCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Unsent reply bytes per connection before the server stops reading from it until half have been sent.", valueName: "bytes"))
     var outputHighWater: Int = ServerConfiguration.defaultOutputHighWater
 
-    @Option(name: .long, help: ArgumentHelp("Kernel receive buffer (SO_RCVBUF) per TCP connection. A request's wait starts at the kernel's receive stamp of the read that brings it, the newest byte's; a small buffer keeps a fast client from queueing milliseconds of requests behind a busy reactor, where they would share a later stamp. Raise it for distant clients (bandwidth x round trip); 0 keeps the kernel's autotuning.", valueName: "bytes"))
+    @Option(name: .long, help: ArgumentHelp("Kernel receive buffer (SO_RCVBUF) per TCP connection. A request's wait starts at the kernel's receive stamp of the read that brings it, the newest byte's; a small buffer keeps a fast client from queueing milliseconds of requests behind a busy reactor, where they would share a later stamp. Below 64 KiB, TCP can stall a fast client 200 ms at a time (measured at 16 KiB: replies of the bench's mixed scenario up to 212 ms late). Raise it for distant clients (bandwidth x round trip); 0 keeps the kernel's autotuning.", valueName: "bytes"))
     var receiveBuffer: Int = ServerConfiguration.defaultReceiveBuffer
 
     @Option(name: .long, help: ArgumentHelp("Least seconds between two firings of a reactor's reply timer: replies due closer together go out in one write, at most this late. 0 answers at every deadline exactly.", valueName: "seconds"))
