@@ -3,6 +3,10 @@
 # bounded time. Crashes are kept under fuzz-artifacts/<target>/; exits non-zero when any target crashed.
 #
 #   Fuzz/run.sh [SECONDS_PER_TARGET] [TARGET...]    default: 60 s, all targets; 0 s builds without running
+#   Fuzz/run.sh ci [TARGET...]                      for CI: the seeds in Fuzz/corpus/<target>/, then 100,000
+#                                                   inputs mutated from them with a fixed seed (-seed=1) and a
+#                                                   fresh scratch corpus: the same inputs every run, a few
+#                                                   seconds per target; a crash is reproducible as is
 #
 # Needs only a Swift toolchain (libFuzzer and ASan ship with it). SWIFTC overrides the compiler.
 set -uo pipefail
@@ -10,9 +14,11 @@ cd "$(dirname "$0")/.."
 
 seconds=${1:-60}
 [[ $# -gt 0 ]] && shift
+ci=0
+if [[ $seconds == ci ]]; then ci=1; seconds=1; fi
 all=(request reply map commands address auth body)
 if [[ $# -gt 0 ]]; then targets=("$@"); else targets=("${all[@]}"); fi
-if ! [[ $seconds =~ ^[0-9]+$ ]]; then echo "usage: Fuzz/run.sh [SECONDS_PER_TARGET] [${all[*]}]" >&2; exit 2; fi
+if ! [[ $seconds =~ ^[0-9]+$ ]]; then echo "usage: Fuzz/run.sh [SECONDS_PER_TARGET|ci] [${all[*]}]" >&2; exit 2; fi
 
 declare -A source=([request]=FuzzRequest [reply]=FuzzReply [map]=FuzzDeviceMap [commands]=FuzzCommands
                    [address]=FuzzAddress [auth]=FuzzAuth [body]=FuzzCommandsBody)
@@ -88,6 +94,28 @@ done
 [[ $seconds -eq 0 ]] && { echo "built in $build/ (not run: 0 seconds)"; exit 0; }
 
 failed=0
+if [[ $ci -eq 1 ]]; then
+    runs=100000
+    for t in "${targets[@]}"; do
+        mkdir -p "$artifacts/$t"
+        log=$build/logs/$t-ci.log
+        scratch=$(mktemp -d)
+        # A fixed seed, the repo's seeds and an empty scratch corpus (not the one earlier runs grew): every CI run
+        # tries the same inputs, so a red run is the change's, and replays.
+        SWIFT_BACKTRACE=enable=no timeout -k 10 900 "$build/fuzz-$t" -seed=1 -runs=$runs -max_len="${maxlen[$t]}" \
+            -timeout=30 -rss_limit_mb=2048 -artifact_prefix="$artifacts/$t/" "$scratch" "Fuzz/corpus/$t" >"$log" 2>&1
+        rc=$?
+        rm -rf "$scratch"
+        if [[ $rc -eq 0 ]]; then
+            printf '%-9s %7s inputs (seed 1): clean\n' "$t" "$runs"
+        else
+            failed=1
+            printf '%-9s %7s inputs (seed 1): CRASHED (exit %s), input in %s/%s/, log %s\n' "$t" "$runs" "$rc" "$artifacts" "$t" "$log"
+            grep -m 3 -E 'INVARIANT VIOLATED|ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)|Fatal error' "$log" | sed 's/^/    /'
+        fi
+    done
+    exit $failed
+fi
 for t in "${targets[@]}"; do
     mkdir -p "$build/corpus/$t" "$artifacts/$t"
     log=$build/logs/$t.log
