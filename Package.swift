@@ -118,7 +118,7 @@ let package = Package(
         .testTarget(
             name: "AsyncComClientTests",
             dependencies: [
-                "AsyncComClient", "AsyncComServer", "AsyncComCore", "AsyncComTestSupport",
+                "AsyncComClient", "AsyncComServer", "AsyncComCore", "AsyncComEventLoop", "AsyncComTestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
