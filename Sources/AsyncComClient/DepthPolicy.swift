@@ -70,10 +70,14 @@ struct DepthPolicy: Equatable {
     /// that are not down hold (`window x batch` each): never more than the budget.
     func capacity(connectionCommands: Int) -> Int { min(connectionCommands, maxInflight) }
 
-    /// Connections one server needs for its share of the budget when each admits `perConnection` commands.
-    func connectionsForBudget(servers: Int, perConnection: Int) -> Int {
+    /// Connections one server needs for its share of the budget when each admits `perConnection` commands in
+    /// requests of `batch`. A window holds whole requests, so a connection may hold up to `batch - 1` fewer than
+    /// the share it was sized for: that remainder does not earn a connection (it once did: `--max-inflight 1000`
+    /// with batch 16 made a window of 62 requests, 992 commands, and a second connection for the other 8).
+    func connectionsForBudget(servers: Int, perConnection: Int, batch: Int) -> Int {
         let share = max(1, maxInflight / max(1, servers))
+        let needed = max(1, share - (max(1, batch) - 1))
         let per = max(1, perConnection)
-        return (share + per - 1) / per
+        return (needed + per - 1) / per
     }
 }

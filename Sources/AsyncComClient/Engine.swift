@@ -212,7 +212,8 @@ final class Engine {
     private func growConnections() {
         for server in servers where server.isUp {
             guard let c = server.connections.first(where: { $0.state == .ready }) else { continue }
-            let wanted = depth.connectionsForBudget(servers: servers.count, perConnection: c.window * server.batch)
+            let wanted = depth.connectionsForBudget(servers: servers.count, perConnection: c.window * server.batch,
+                                                    batch: server.batch)
             let open = server.plan.grow(wanted: wanted)
             if open > 0 {
                 logger.debug("opening more connections: max_inflight binds", metadata: [

@@ -36,10 +36,20 @@ import Testing
 
     @Test func connectionsWantedWhenMaxInflightPerConnectionBinds() {
         let policy = DepthPolicy(batch: 16, windowCap: nil, maxInflight: 4 << 20)
-        #expect(policy.connectionsForBudget(servers: 1, perConnection: 1 << 20) == 4)
-        #expect(policy.connectionsForBudget(servers: 2, perConnection: 1 << 20) == 2)
-        #expect(policy.connectionsForBudget(servers: 1, perConnection: 5 << 20) == 1)
-        #expect(policy.connectionsForBudget(servers: 3, perConnection: 1 << 20) == 2)
+        #expect(policy.connectionsForBudget(servers: 1, perConnection: 1 << 20, batch: 16) == 4)
+        #expect(policy.connectionsForBudget(servers: 2, perConnection: 1 << 20, batch: 16) == 2)
+        #expect(policy.connectionsForBudget(servers: 1, perConnection: 5 << 20, batch: 16) == 1)
+        #expect(policy.connectionsForBudget(servers: 3, perConnection: 1 << 20, batch: 16) == 2)
+        // A window holds whole requests: the budget's last partial request earns no connection (found from
+        // outside: --max-inflight 1000, batch 16 -> 62 requests of 16 = 992 commands, and a second connection).
+        let small = DepthPolicy(batch: 16, windowCap: nil, maxInflight: 1000)
+        let (b, w) = small.clamp(ServerLimits(maxInflight: 1 << 23))
+        #expect(small.connectionsForBudget(servers: 1, perConnection: w * b, batch: b) == 1)
+        let wide = DepthPolicy(batch: 100, windowCap: nil, maxInflight: 1 << 23)
+        let (b2, w2) = wide.clamp(ServerLimits(maxInflight: 1 << 23))
+        #expect(wide.connectionsForBudget(servers: 1, perConnection: w2 * b2, batch: b2) == 1)
+        // A server that admits less than the share still gets more.
+        #expect(small.connectionsForBudget(servers: 1, perConnection: 496, batch: 16) == 2)
     }
 
     @Test func theConfigurationOwnsTheDefaults() {
