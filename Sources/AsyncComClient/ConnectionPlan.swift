@@ -27,6 +27,8 @@ struct ConnectionPlan: Equatable {
     /// Configured connections per server; nil: adaptive.
     let fixed: Int?
     let maxConnections: Int
+    /// Whether new connections can reach other reactors at all (not over a Unix socket, which one reactor serves).
+    let coverable: Bool
     /// The server's reactor count, once a HELLO named one.
     private(set) var reactors: Int?
     /// Reactors that have a kept connection, and how many.
@@ -45,9 +47,10 @@ struct ConnectionPlan: Equatable {
     /// Coverage attempts ran out with reactors uncovered.
     private(set) var coverageFailed = false
 
-    init(fixed: Int?, maxConnections: Int) {
+    init(fixed: Int?, maxConnections: Int, coverable: Bool = true) {
         self.fixed = fixed
         self.maxConnections = max(1, maxConnections)
+        self.coverable = coverable
         self.opened = fixed ?? 1
     }
 
@@ -95,7 +98,7 @@ struct ConnectionPlan: Equatable {
     /// adaptive count, once per job, when HELLO named the reactor of a connection and reactors that have none yet,
     /// and with no connection still on its way (one opened for the budget must not count as a coverage attempt).
     var mayCover: Bool {
-        guard fixed == nil, !lagged, let r = reactors, coveredCount >= 1 else { return false }
+        guard fixed == nil, coverable, !lagged, let r = reactors, coveredCount >= 1 else { return false }
         return coveredCount < r && pending == 0 && kept < maxConnections
     }
 

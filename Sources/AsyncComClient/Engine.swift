@@ -177,7 +177,9 @@ final class Engine {
             var health = ServerHealth(connectTimeoutNanos: connectTimeoutNanos, retries: configuration.retries)
             // A server that is not up yet gets connectTimeout from the start of the job.
             health.start(now: startNow)
-            let plan = ConnectionPlan(fixed: configuration.connectionsPerServer, maxConnections: ClientConfiguration.maxConnectionsPerServer)
+            // One reactor serves a Unix socket (its HELLO still counts them all): nothing to cover there.
+            let plan = ConnectionPlan(fixed: configuration.connectionsPerServer, maxConnections: ClientConfiguration.maxConnectionsPerServer,
+                                      coverable: !endpoint.isUnix)
             let server = ServerState(index: i, endpoint: endpoint, batch: depth.unlimited.batch, health: health, plan: plan)
             // Resolved once per job, not at every reconnect (a failed resolution is retried at the next attempt).
             server.resolved = try? Socket.resolve(endpoint)
@@ -684,6 +686,8 @@ final class Engine {
                 if server.isUp {
                     c.retire()
                     for _ in 0..<n { makeConnection(to: server).connect() }
+                    // The last attempt usually lands on a covered reactor: say so here too.
+                    logCoverageFailure(server)
                     return
                 }
             }
@@ -692,11 +696,7 @@ final class Engine {
                     "server": "\(server.endpoint)", "count": "\(open)", "reactors": "\(limits.reactors ?? 1)"])
             }
             for _ in 0..<open { makeConnection(to: server).connect() }
-            if server.plan.coverageFailed && !coverageLogged.contains(server.index) {
-                coverageLogged.insert(server.index)
-                logger.warning("could not reach every server reactor", metadata: [
-                    "server": "\(server.endpoint)", "covered": "\(server.plan.coveredCount)", "reactors": "\(server.plan.reactors ?? 1)"])
-            }
+            logCoverageFailure(server)
         }
         let wasDown = server.health.connectionReady()
         armDownTimer(server)
@@ -709,6 +709,14 @@ final class Engine {
     }
 
     private var coverageLogged: Set<Int> = []
+
+    /// Once per server: its coverage attempts ran out with reactors uncovered.
+    private func logCoverageFailure(_ server: ServerState) {
+        guard server.plan.coverageFailed, !coverageLogged.contains(server.index) else { return }
+        coverageLogged.insert(server.index)
+        logger.warning("could not reach every server reactor", metadata: [
+            "server": "\(server.endpoint)", "covered": "\(server.plan.coveredCount)", "reactors": "\(server.plan.reactors ?? 1)"])
+    }
 
     func connectionLost(_ c: ClientConnection, wasReady: Bool, helloFailure: Bool, stalled: Bool, reason: String, requests: [TimeoutEntry]) {
         let server = c.server

@@ -143,6 +143,11 @@ import Testing
         var one = ConnectionPlan(fixed: nil, maxConnections: 1)
         #expect(one.handshake(limits: r0) == .keep(open: 0))
         #expect(!one.mayCover && one.serverLagged() == 0)
+        // A Unix socket, which one reactor serves though HELLO counts them all (found from outside: a lagging
+        // server there got a hunt for its other reactors and a false "reached 1 of its 2 reactors").
+        var unix = ConnectionPlan(fixed: nil, maxConnections: 256, coverable: false)
+        #expect(unix.handshake(limits: r0) == .keep(open: 0))
+        #expect(!unix.mayCover && unix.serverLagged() == 0 && !unix.coverageFailed)
         // A reactor count without the connection's reactor: nothing to tell a duplicate by, so no coverage.
         var unnamed = ConnectionPlan(fixed: nil, maxConnections: 256)
         #expect(unnamed.handshake(limits: ServerLimits(reactors: 2)) == .keep(open: 0))

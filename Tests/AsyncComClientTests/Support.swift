@@ -21,6 +21,40 @@ final class ResultLog: @unchecked Sendable {
     }
 }
 
+/// Log records kept in memory, for tests that assert what the client logs.
+final class CapturedLog: @unchecked Sendable {
+    private let lock = NSLock()
+    private var records: [(Logger.Level, String)] = []
+
+    func append(_ level: Logger.Level, _ message: String) { lock.lock(); records.append((level, message)); lock.unlock() }
+
+    func messages(at level: Logger.Level) -> [String] {
+        lock.lock()
+        defer { lock.unlock() }
+        return records.filter { $0.0 == level }.map(\.1)
+    }
+
+    /// A logger at `level` that records here.
+    func logger(level: Logger.Level) -> Logger {
+        var logger = Logger(label: "asynccom.client.test") { _ in Handler(log: self) }
+        logger.logLevel = level
+        return logger
+    }
+
+    private struct Handler: LogHandler {
+        let log: CapturedLog
+        var logLevel: Logger.Level = .trace
+        var metadata: Logger.Metadata = [:]
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+        func log(event: LogEvent) {
+            log.append(event.level, event.message.description)
+        }
+    }
+}
+
 extension AsyncComClient {
     /// A client whose log stays quiet unless something is badly wrong (tests provoke faults on purpose).
     static func quiet(_ configuration: ClientConfiguration) -> AsyncComClient {
