@@ -169,7 +169,7 @@ public struct ServerConfiguration: Sendable {
         try check(maxConnections >= 1 && maxConnections <= 1 << 24,
                   "max connections must be 1...\(1 << 24) (got \(maxConnections))")
         try check(maxInflightCommands >= 1 && maxInflightCommands <= Int(UInt32.max),
-                  "max in-flight commands must be at least 1 (got \(maxInflightCommands))")
+                  "max in-flight commands must be 1...\(UInt32.max) (got \(maxInflightCommands))")
         // A line must at least hold `REQ <20-digit id> <item>`; 1 GiB keeps buffer arithmetic far from overflow.
         try check(maxLine >= 64 && maxLine <= 1 << 30, "max line must be 64...\(1 << 30) bytes (got \(maxLine))")
         try check(maxItems >= 1 && maxItems <= 1 << 20, "max items must be 1...\(1 << 20) (got \(maxItems))")

@@ -5,6 +5,21 @@ import Testing
 
 @Suite("Server: limits and backpressure", .machineSlot(timeLimit: .minutes(1)))
 struct ServerLimitTests {
+    @Test("an in-flight limit out of range is refused with the range it must be in")
+    func maxInflightRange() throws {
+        // Found from outside: 4294967296 was refused as "must be at least 1".
+        for bad in [0, Int(UInt32.max) + 1] {
+            var c = ServerConfiguration(map: try TestServer.map(smallMap), reactors: 1)
+            c.maxInflightCommands = bad
+            #expect { try c.validate() } throws: { error in
+                "\(error)".contains("max in-flight commands must be 1...4294967295 (got \(bad))")
+            }
+        }
+        var c = ServerConfiguration(map: try TestServer.map(smallMap), reactors: 1)
+        c.maxInflightCommands = Int(UInt32.max)
+        #expect(throws: Never.self) { try c.validate() }
+    }
+
     @Test("beyond max-connections a new connection gets BUSY and is closed; a freed place is reusable")
     func maxConnections() async throws {
         try await blocking {
