@@ -70,8 +70,7 @@ struct ScenarioReport: Sendable, Codable {
             loaderPeakBytesPerEntry = Spread(results.compactMap(\.loaderPeakBytesPerEntry))
             serverPeakRSSMiB = Spread(results.map { Double($0.serverPeakRSS) / 1_048_576 })
         } else if s.hostFloorPeriodNanos > 0 {
-            // Wakes per second in the cmd/s column; no server, no client.
-            commandsPerSecond = Spread(results.map(\.commandsPerSecond))
+            // No server, no client, no commands: lateness and what the host stole only.
             let late = results.compactMap(\.lateness)
             latenessP50Millis = Spread(late.map(\.p50))
             latenessP99Millis = Spread(late.map(\.p99))
@@ -188,7 +187,7 @@ enum Report {
                            + "CPU stolen by the host during the job \(m("stolen")) ms")
             }
             if let stolen = r.stolenMillis, let late = r.latenessP99Millis {
-                out.append("\(r.scenario): a bare sleeping thread per CPU woke \(number(late.median)) ms late at p99 (\(number(late.min))-\(number(late.max))) with nothing else running; "
+                out.append("\(r.scenario): a bare sleeping thread per CPU woke \(number(late.median)) ms late at p99 (\(number(late.min))-\(number(late.max))) with no server running (anything else running counts); "
                            + "CPU stolen by the host during the run \(cell(stolen)) ms: no server answers closer to its due time on this host")
             }
             if let accepts = r.acceptsPerSecond, let rss = r.rssPerConnection {

@@ -58,6 +58,11 @@ struct RunCommand: AsyncParsableCommand {
         let selected = all.filter {
             (scenarios.isEmpty || scenarios.contains($0.name)) && (variant.map($0.variant.contains) ?? true)
         }
+        if selected.isEmpty {
+            // An empty table and exit 0 read as "nothing to see" (found from outside: --variant defaults with hostfloor).
+            throw ValidationError("no scenario matches \(scenarios.isEmpty ? "" : scenarios.joined(separator: ", ") + " ")"
+                                  + "with --variant '\(variant ?? "")'; variants are matched as text, e.g. 'defaults' or 'batch 16'")
+        }
         if let runs, runs < 1 { throw ValidationError("--runs must be at least 1") }
         _ = try BenchServer.binaryPath()
         let scratch = try Scratch.prepare(self.scratch)

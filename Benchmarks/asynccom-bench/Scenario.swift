@@ -126,6 +126,7 @@ enum Scenarios {
         // The flags the issue measured 64 ms p99 lateness with, before the client's defaults were adaptive.
         var tenMTuned = tenM
         tenMTuned.variant = "tuned: batch 16, window 65536, 10 connections"
+        tenMTuned.summary = "10,000,000 commands x 1 s"
         tenMTuned.batch = 16
         tenMTuned.window = 65_536
         tenMTuned.connections = 10

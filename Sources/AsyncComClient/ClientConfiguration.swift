@@ -72,6 +72,8 @@ public struct ClientConfiguration: Sendable, Equatable {
     /// Seconds a connection's output may stay unwritten (the server reads slower than this client writes) before
     /// the server counts as lagging and, with an adaptive connection count, each of its reactors gets a connection.
     public static let serverLagSeconds = 0.05
+    /// Most connections an adaptive count opens to one server for the in-flight budget.
+    public static let maxBudgetConnectionsPerServer = 8
     public static let defaultBatch = 16
     /// 8 Mi commands: more than the client sends in a second on 2 cores, so a job of 1 s commands runs at the
     /// send rate (10,000,000 x 1 s: 4.0-5.8 s against 5.0-6.3 s at 4 Mi on a loaded 2-core machine), and a

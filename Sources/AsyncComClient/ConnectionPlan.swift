@@ -115,7 +115,7 @@ struct ConnectionPlan: Equatable {
 
     /// Most connections a server gets for the budget (each costs a descriptor and buffers at both ends; one of
     /// the asynccom server's default 8 Mi commands holds the default budget, 8 of the 1 Mi of servers before it).
-    static let maxBudgetConnections = 8
+    static let maxBudgetConnections = ClientConfiguration.maxBudgetConnectionsPerServer
 
     /// The engine's in-flight depth is bound by the connections' `max_inflight` while the budget has room:
     /// returns how many connections to add (not while coverage is under way; only for an adaptive count). `wanted`: see

@@ -24,7 +24,8 @@ struct ClientCommand: AsyncParsableCommand {
 
             Commands are batched (--batch) into requests. By default the client keeps as many in flight as each \
             server admits (its max_inflight per connection), up to --max-inflight commands in all, over one \
-            connection, or one per server reactor once the server reads slower than the client writes; --window \
+            connection, or one per server reactor once the server stops taking this client's writes for 50 ms (it \
+            reads slower than the client writes); --window \
             and --connections set them explicitly. With several --server \
             options, each device's commands go to one server (by a hash of the address); when a server stays \
             unreachable for --connect-timeout its commands fail over to the others. A request with no reply within \
@@ -46,7 +47,10 @@ struct ClientCommand: AsyncParsableCommand {
             elapsed time, commands per second, latency percentiles p50/p90/p99/max, and per server when several. \
             With --json it is one JSON object instead, with the keys sum, ok, unknown, failed, malformed, \
             elapsed_s, commands_per_s, latency_ms {p50, p90, p99, max, mean}, requests, retries, resends, \
-            reconnects, late_replies, bad_replies, first_failure, interrupted, not_answered and servers [...].
+            reconnects, late_replies (replies to requests already answered or re-sent), bad_replies, first_failure, \
+            interrupted, not_answered and servers [{endpoint, ok, unknown, failed, requests_sent, reconnects, \
+            connections_lost, timeouts, stalls, up, connections, reactors (the server's, from HELLO), \
+            reactors_covered (how many had a connection), coverage_failed, latency_ms}].
 
             A progress line (done/known so far, rate, in flight) is shown on stderr when it is a terminal.
 
@@ -91,7 +95,7 @@ struct ClientCommand: AsyncParsableCommand {
             help: ArgumentHelp("Commands in flight in the whole job at most: the memory budget (about 40 bytes per command in the client, about 12 in the server), 1-\(ClientConfiguration.maxMaxInflight).", valueName: "N"))
     var maxInflight: Int = ClientConfiguration.defaultMaxInflight
 
-    @Option(help: ArgumentHelp("Connections per server, 1-\(ClientConfiguration.maxConnectionsPerServer) (default: one; one per server reactor once the server reads slower than the client writes (output unwritten for \(Int(ClientConfiguration.serverLagSeconds * 1000)) ms); more when the server's max_inflight per connection binds).", valueName: "N"))
+    @Option(help: ArgumentHelp("Connections per server, 1-\(ClientConfiguration.maxConnectionsPerServer) (default: one; one per server reactor once the server stops taking this client's writes for \(Int(ClientConfiguration.serverLagSeconds * 1000)) ms, with a summary warning when some reactor could not be reached; up to \(ClientConfiguration.maxBudgetConnectionsPerServer) when the server's max_inflight per connection binds).", valueName: "N"))
     var connections: Int?
 
     @Option(help: ArgumentHelp("Seconds to wait for a request's reply before re-sending it; a connection with requests pending that hears nothing for this long counts as stalled. Also bounds connecting and the HELLO handshake.", valueName: "SECONDS"))

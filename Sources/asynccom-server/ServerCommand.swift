@@ -84,7 +84,7 @@ struct ServerCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Open connections over all reactors; more get ERR BUSY and are closed. Default \(ServerConfiguration.defaultMaxConnections), or fewer when the open-file limit is lower (the server raises its soft RLIMIT_NOFILE to the hard limit; each connection is one file, plus \(FileLimit.reserve) kept for the rest). A value the limit cannot hold is refused.", valueName: "n"))
     var maxConnections: Int?
 
-    @Option(name: .long, help: ArgumentHelp("In-flight commands per connection before the server stops reading from it until half have been answered. Each costs about 12 bytes: a connection at the default limit holds about 100 MiB, so the worst case is that times --max-connections; lower either for clients you do not trust.", valueName: "n"))
+    @Option(name: .long, help: ArgumentHelp("In-flight commands per connection (1-4294967295) before the server stops reading from it until half have been answered. Each costs about 12 bytes: a connection at the default limit holds about 100 MiB, so the worst case is that times --max-connections; lower either for clients you do not trust.", valueName: "n"))
     var maxInflight: Int = ServerConfiguration.defaultMaxInflightCommands
 
     @Option(name: .long, help: ArgumentHelp("Longest request line in bytes, terminator included; a longer one gets ERR LINE_TOO_LONG and the connection is closed.", valueName: "bytes"))
@@ -99,7 +99,7 @@ struct ServerCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Unsent reply bytes per connection before the server stops reading from it until half have been sent.", valueName: "bytes"))
     var outputHighWater: Int = ServerConfiguration.defaultOutputHighWater
 
-    @Option(name: .long, help: ArgumentHelp("Kernel receive buffer (SO_RCVBUF) per TCP connection. A request's wait starts at the kernel's receive stamp of the read that brings it, the newest byte's; a small buffer keeps a fast client from queueing milliseconds of requests behind a busy reactor, where they would share a later stamp. Below 64 KiB, TCP can stall a fast client 200 ms at a time (measured at 16 KiB: replies of the bench's mixed scenario up to 212 ms late). Raise it for distant clients (bandwidth x round trip); 0 keeps the kernel's autotuning.", valueName: "bytes"))
+    @Option(name: .long, help: ArgumentHelp("Kernel receive buffer (SO_RCVBUF) per TCP connection: 0, or 4096 bytes to 1 GiB. A request's wait starts at the kernel's receive stamp of the read that brings it, the newest byte's; a small buffer keeps a fast client from queueing milliseconds of requests behind a busy reactor, where they would share a later stamp. Below 64 KiB, TCP can stall a fast client 200 ms at a time (measured at 16 KiB: replies of the bench's mixed scenario up to 212 ms late). Raise it for distant clients (bandwidth x round trip); 0 keeps the kernel's autotuning.", valueName: "bytes"))
     var receiveBuffer: Int = ServerConfiguration.defaultReceiveBuffer
 
     @Option(name: .long, help: ArgumentHelp("Least seconds between two firings of a reactor's reply timer: replies due closer together go out in one write, at most this late. 0 answers at every deadline exactly.", valueName: "seconds"))

@@ -44,6 +44,8 @@ import Testing
                 ("asynccom-client", ["--server", "http://x:1", "x"]),
                 ("asynccom-bench", ["--bogus"]),
                 ("asynccom-bench", ["run", "no-such-scenario", "--scratch", dir]),
+                // A filter that leaves nothing to run (found from outside: an empty table and exit 0).
+                ("asynccom-bench", ["run", "hostfloor", "--variant", "defaults", "--scratch", dir]),
                 ("asynccom-bench", ["generate", "--devices", "0", "--out", dir]),
             ]
             for (program, arguments) in cases {
