@@ -94,47 +94,38 @@ done
 [[ $seconds -eq 0 ]] && { echo "built in $build/ (not run: 0 seconds)"; exit 0; }
 
 failed=0
-if [[ $ci -eq 1 ]]; then
-    runs=100000
-    for t in "${targets[@]}"; do
-        mkdir -p "$artifacts/$t"
-        log=$build/logs/$t-ci.log
-        scratch=$(mktemp -d)
-        # A fixed seed, the repo's seeds and an empty scratch corpus (not the one earlier runs grew): every CI run
-        # tries the same inputs, so a red run is the change's, and replays.
-        SWIFT_BACKTRACE=enable=no timeout -k 10 900 "$build/fuzz-$t" -seed=1 -runs=$runs -max_len="${maxlen[$t]}" \
-            -timeout=30 -rss_limit_mb=2048 -artifact_prefix="$artifacts/$t/" "$scratch" "Fuzz/corpus/$t" >"$log" 2>&1
-        rc=$?
-        rm -rf "$scratch"
-        if [[ $rc -eq 0 ]]; then
-            printf '%-9s %7s inputs (seed 1): clean\n' "$t" "$runs"
-        else
-            failed=1
-            printf '%-9s %7s inputs (seed 1): CRASHED (exit %s), input in %s/%s/, log %s\n' "$t" "$runs" "$rc" "$artifacts" "$t" "$log"
-            grep -m 3 -E 'INVARIANT VIOLATED|ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)|Fatal error' "$log" | sed 's/^/    /'
-        fi
-    done
-    exit $failed
-fi
 for t in "${targets[@]}"; do
     mkdir -p "$build/corpus/$t" "$artifacts/$t"
-    log=$build/logs/$t.log
-    echo "fuzzing $t for ${seconds}s (log: $log)..."
+    if [[ $ci -eq 1 ]]; then
+        # A fixed seed, the repo's seeds and an empty scratch corpus (not the one earlier runs grew): every CI run
+        # tries the same inputs, so a red run is the change's, and replays.
+        log=$build/logs/$t-ci.log
+        corpus=$(mktemp -d)
+        limits=(-seed=1 -runs=100000)
+        what="inputs with -seed=1"
+        echo "fuzzing $t: 100000 inputs with -seed=1 (log: $log)..."
+    else
+        log=$build/logs/$t.log
+        corpus=$build/corpus/$t
+        limits=(-max_total_time="$seconds")
+        what="executions in ${seconds}s"
+        echo "fuzzing $t for ${seconds}s (log: $log)..."
+    fi
     # The Swift runtime's backtracer would otherwise be started on a crash and can hang the run; libFuzzer and
     # ASan print their own stack. New inputs go to the first (scratch) corpus, never into the repo's seeds.
-    SWIFT_BACKTRACE=enable=no timeout -k 10 $((seconds + 300)) "$build/fuzz-$t" \
-        -max_total_time="$seconds" -max_len="${maxlen[$t]}" -timeout=30 -rss_limit_mb=2048 \
-        -print_final_stats=1 -artifact_prefix="$artifacts/$t/" \
-        "$build/corpus/$t" "Fuzz/corpus/$t" >"$log" 2>&1
+    SWIFT_BACKTRACE=enable=no timeout -k 10 $((seconds + 900)) "$build/fuzz-$t" "${limits[@]}" \
+        -max_len="${maxlen[$t]}" -timeout=30 -rss_limit_mb=2048 -print_final_stats=1 \
+        -artifact_prefix="$artifacts/$t/" "$corpus" "Fuzz/corpus/$t" >"$log" 2>&1
     rc=$?
+    [[ $ci -eq 1 ]] && rm -rf "$corpus"
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
     [[ -n $execs ]] || execs=$(grep -o '^#[0-9]*' "$log" | tail -n 1 | tr -d '#')
     if [[ $rc -eq 0 ]]; then
-        printf '%-9s %10s executions in %ss: clean\n' "$t" "${execs:-?}" "$seconds"
+        printf '%-9s %10s %s: clean\n' "$t" "${execs:-?}" "$what"
     else
         failed=1
-        printf '%-9s %10s executions: CRASHED (exit %s), input in %s/%s/, log %s\n' \
-            "$t" "${execs:-?}" "$rc" "$artifacts" "$t" "$log"
+        printf '%-9s %10s %s: CRASHED (exit %s), input in %s/%s/, log %s\n' \
+            "$t" "${execs:-?}" "$what" "$rc" "$artifacts" "$t" "$log"
         grep -m 3 -E 'INVARIANT VIOLATED|ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)|Fatal error' "$log" | sed 's/^/    /'
     fi
 done

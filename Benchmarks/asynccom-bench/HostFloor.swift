@@ -51,7 +51,7 @@ enum HostFloor {
         let wall = Runner.monotonicSeconds() - start
         let stolen = ProcessMetrics.stolenSeconds() - stolenBefore
         let sorted = collected.lateness.sorted()
-        var result = RunResult(wallSeconds: wall, commandsPerSecond: Double(sorted.count) / wall)
+        var result = RunResult(wallSeconds: wall)
         result.lateness = (Runner.quantileMillis(sorted, 0.5), Runner.quantileMillis(sorted, 0.99), Runner.quantileMillis(sorted, 1))
         result.stolenMillis = stolen * 1000
         return result

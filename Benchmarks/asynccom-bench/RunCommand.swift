@@ -74,29 +74,15 @@ struct RunCommand: AsyncParsableCommand {
                     log("\(scenario.label): skipped (\(python) has no flask and gunicorn; see --python)")
                     continue
                 }
-                var results: [RunResult] = []
-                let count = runs ?? scenario.runs
-                for i in 1...count {
-                    log("\(scenario.label): run \(i)/\(count)")
-                    results.append(try HTTPBench.runOnce(scenario, scratch: scratch, python: python))
-                }
-                let report = ScenarioReport(scenario, commands: 0, results: results)
-                reports.append(report)
-                log(Report.progressLine(report))
+                reports.append(try await measure(scenario, commands: 0) {
+                    try HTTPBench.runOnce(scenario, scratch: scratch, python: python)
+                })
                 continue
             }
             if scenario.hostFloorPeriodNanos > 0 {
-                var results: [RunResult] = []
-                let count = runs ?? scenario.runs
-                for i in 1...count {
-                    log("\(scenario.label): run \(i)/\(count)")
-                    results.append(HostFloor.run(seconds: 5, periodNanos: scenario.hostFloorPeriodNanos))
-                }
-                // Wakes stand in for commands.
-                let wakes = Int(results.map { $0.commandsPerSecond * $0.wallSeconds }.reduce(0, +).rounded())
-                let report = ScenarioReport(scenario, commands: wakes, results: results)
-                reports.append(report)
-                log(Report.progressLine(report))
+                reports.append(try await measure(scenario, commands: 0) {
+                    HostFloor.run(seconds: 5, periodNanos: scenario.hostFloorPeriodNanos)
+                })
                 continue
             }
             let dir = "\(scratch)/\(scenario.name)"
@@ -109,30 +95,21 @@ struct RunCommand: AsyncParsableCommand {
                 waits.reserveCapacity(scenario.data.mapLines)
                 DataSet.forEachMapEntry(scenario.data) { _, _, _, w in waits.append(w) }
             }
-            var results: [RunResult] = []
-            let count = runs ?? scenario.runs
-            for i in 1...count {
-                log("\(scenario.label): run \(i)/\(count)")
+            reports.append(try await measure(scenario, commands: expectation.commands) {
                 if scenario.manyConnections > 0 {
-                    results.append(try Runner.runManyConnections(scenario, mapPath: dir + "/map.txt",
-                                                                 serverArguments: serverArguments))
+                    return try Runner.runManyConnections(scenario, mapPath: dir + "/map.txt", serverArguments: serverArguments)
                 } else if scenario.isMapMemory {
                     let empty = dir + "/one-entry-map.txt"
                     try "10.0.0.1:cmd0:1:1\n".write(toFile: empty, atomically: false, encoding: .utf8)
-                    results.append(try Runner.runMapMemory(mapPath: dir + "/map.txt", emptyMapPath: empty,
-                                                           entries: scenario.data.mapLines))
+                    return try Runner.runMapMemory(mapPath: dir + "/map.txt", emptyMapPath: empty, entries: scenario.data.mapLines)
                 } else if scenario.isMapLoading {
-                    results.append(try Runner.runMapLoading(mapPath: dir + "/map.txt", expectedEntries: scenario.data.mapLines))
-                } else {
-                    results.append(try await Runner.runOnce(
-                        scenario, mapPath: dir + "/map.txt", commandsPath: dir + "/commands.txt",
-                        expectation: expectation, waits: waits, serverArguments: serverArguments + scenario.serverArguments,
-                        perCommandResults: perCommandResults, scratch: scratch))
+                    return try Runner.runMapLoading(mapPath: dir + "/map.txt", expectedEntries: scenario.data.mapLines)
                 }
-            }
-            let report = ScenarioReport(scenario, commands: expectation.commands, results: results)
-            reports.append(report)
-            log(Report.progressLine(report))
+                return try await Runner.runOnce(
+                    scenario, mapPath: dir + "/map.txt", commandsPath: dir + "/commands.txt",
+                    expectation: expectation, waits: waits, serverArguments: serverArguments + scenario.serverArguments,
+                    perCommandResults: perCommandResults, scratch: scratch)
+            })
         }
         if json {
             let encoder = JSONEncoder()
@@ -143,6 +120,19 @@ struct RunCommand: AsyncParsableCommand {
             let http = HTTPBench.comparisons(reports)
             if !http.isEmpty { print((["", "http comparisons (medians, same run):"] + http).joined(separator: "\n")) }
         }
+    }
+
+    /// Runs `scenario` its number of times (or `--runs`) with `once`, a line on stderr per run and at the end.
+    private func measure(_ scenario: Scenario, commands: Int, _ once: () async throws -> RunResult) async throws -> ScenarioReport {
+        var results: [RunResult] = []
+        let count = runs ?? scenario.runs
+        for i in 1...count {
+            log("\(scenario.label): run \(i)/\(count)")
+            results.append(try await once())
+        }
+        let report = ScenarioReport(scenario, commands: commands, results: results)
+        log(Report.progressLine(report))
+        return report
     }
 
     private func log(_ s: String) {

@@ -10,7 +10,9 @@
 /// a CPU with a reactor. In the bench (client in the same 2 cores, 2 interleaved rounds of 3 runs, host stealing up
 /// to 1.5 s of CPU per job): zero-wait throughput 8.9 / 8.1 M commands/s off vs 5.7 / 5.6 on, 10M x 1 s wall
 /// 2.38 / 2.50 vs 2.95 / 3.64 s, lateness p99 1M 6.1 / 6.5 vs 4.4 / 5.8 ms. So it is off by default: the gateway's
-/// throughput figures are its headline, and only a host of its own gets the lateness gain for free.
+/// throughput figures are its headline, and only a host of its own gets the lateness gain for free. (Those runs
+/// had two busy reactors: the client then opened one connection per reactor. With its one connection since, the
+/// bench showed neither the cost, 8.6 vs 9.0 M commands/s, nor a consistent gain: docs/ARCHITECTURE.md.)
 public enum ReactorPinning: String, Sendable, CaseIterable {
     /// Pin when the server has one reactor per CPU it may run on (the default reactor count): a server that owns
     /// its host. With fewer reactors (several small servers on one host) the scheduler keeps placing them, so they
